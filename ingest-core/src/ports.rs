@@ -1,0 +1,441 @@
+//! The ports: the only ways the core reaches the outside world.
+//!
+//! Each trait is small and each method states its exact semantics and errors, in the spirit of
+//! the `object_store` crate. Every implementation — the in-memory doubles in `ingest-memory` and
+//! the emulator-backed adapters — must pass the shared conformance suites in
+//! [`crate::testing`] (feature `testing`).
+//!
+//! The core never retries a transport error itself: adapters retry throttling, 5xx and timeouts
+//! within their own bound and report what is left as [`StoreError::Transient`] /
+//! [`WarehouseError::Transient`], which the callers turn into "try again later" (for example a
+//! Pub/Sub redelivery).
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The metadata of one stored object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    /// The full object name inside its bucket, e.g. `dataset/table/_SUCCESS`.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The object's generation: changes every time the object is (re)written; never 0.
+    pub generation: i64,
+    /// When this generation was written, when the store reports it.
+    pub updated: Option<DateTime<Utc>>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Objects whose name starts with the prefix, in lexicographic order of name.
+    pub objects: Vec<ObjectMeta>,
+    /// Pass this to [`ObjectStore::list`] to get the next page; `None` on the last page.
+    pub next_page_token: Option<String>,
+}
+
+/// How [`ObjectStore::put`] treats an object that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Write unconditionally, replacing any current generation.
+    Overwrite,
+    /// Write only if no live object has this name (`ifGenerationMatch=0`); otherwise
+    /// [`StoreError::AlreadyExists`].
+    Create,
+    /// Write only if the live generation is exactly this one; otherwise
+    /// [`StoreError::PreconditionFailed`] (also when the object does not exist).
+    Update(i64),
+}
+
+/// Errors of an [`ObjectStore`]. Each names the object (`gs://bucket/name`) it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The object (or bucket) does not exist.
+    #[error("gs://{bucket}/{name} not found")]
+    NotFound {
+        /// Bucket name.
+        bucket: String,
+        /// Object name.
+        name: String,
+    },
+    /// A create-only write found a live object.
+    #[error("gs://{bucket}/{name} already exists")]
+    AlreadyExists {
+        /// Bucket name.
+        bucket: String,
+        /// Object name.
+        name: String,
+    },
+    /// A generation precondition did not hold.
+    #[error("gs://{bucket}/{name}: generation precondition failed")]
+    PreconditionFailed {
+        /// Bucket name.
+        bucket: String,
+        /// Object name.
+        name: String,
+    },
+    /// Throttling, a server error or a timeout that outlived the adapter's retries. Retrying
+    /// later may succeed.
+    #[error("gs://{bucket}/{name}: transient error: {message}")]
+    Transient {
+        /// Bucket name.
+        bucket: String,
+        /// Object name or prefix.
+        name: String,
+        /// What the store said.
+        message: String,
+    },
+    /// Anything else (permission denied, bad request, …). Retrying will not help.
+    #[error("gs://{bucket}/{name}: {message}")]
+    Other {
+        /// Bucket name.
+        bucket: String,
+        /// Object name or prefix.
+        name: String,
+        /// What the store said.
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient { .. })
+    }
+}
+
+/// An object store such as Google Cloud Storage.
+///
+/// Names are full object names inside a bucket; prefixes are plain string prefixes (no delimiter
+/// semantics: a listing is recursive).
+#[async_trait]
+pub trait ObjectStore: Send + Sync + Debug {
+    /// Lists one page of the live objects of `bucket` whose names start with `prefix`, in
+    /// lexicographic order, at most `max_results` of them when given.
+    ///
+    /// A bucket with no such object gives an empty page, not an error. `page_token` is the
+    /// [`ListPage::next_page_token`] of the previous page.
+    ///
+    /// Errors: [`StoreError::NotFound`] when the bucket does not exist.
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<ListPage, StoreError>;
+
+    /// Reads the whole content of the live generation of an object.
+    ///
+    /// Errors: [`StoreError::NotFound`].
+    async fn read(&self, bucket: &str, name: &str) -> Result<(ObjectMeta, Vec<u8>), StoreError>;
+
+    /// Returns the metadata of the live generation of an object.
+    ///
+    /// Errors: [`StoreError::NotFound`].
+    async fn stat(&self, bucket: &str, name: &str) -> Result<ObjectMeta, StoreError>;
+
+    /// Writes an object and returns the metadata of the new generation.
+    ///
+    /// Errors: [`StoreError::AlreadyExists`] for [`PutMode::Create`] when the object exists;
+    /// [`StoreError::PreconditionFailed`] for [`PutMode::Update`] when the live generation is
+    /// another one or the object does not exist.
+    async fn put(
+        &self,
+        bucket: &str,
+        name: &str,
+        content: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<ObjectMeta, StoreError>;
+
+    /// Deletes an object; with `if_generation` only when that is the live generation.
+    ///
+    /// Errors: [`StoreError::NotFound`] when there is no live object;
+    /// [`StoreError::PreconditionFailed`] when `if_generation` is given and another generation
+    /// is live.
+    async fn delete(
+        &self,
+        bucket: &str,
+        name: &str,
+        if_generation: Option<i64>,
+    ) -> Result<(), StoreError>;
+}
+
+/// A BigQuery table, with an optional partition decorator.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TableRef {
+    /// Project id.
+    pub project: String,
+    /// Dataset id.
+    pub dataset: String,
+    /// Table id, without decorator.
+    pub table: String,
+    /// Partition decorator including the `$`, e.g. `$2020010203`.
+    pub partition: Option<String>,
+}
+
+impl TableRef {
+    /// The table id with its decorator, as BigQuery's `tableId` field takes it
+    /// (`table$20201030`).
+    pub fn table_id_with_partition(&self) -> String {
+        match &self.partition {
+            Some(p) => format!("{}{}", self.table, p),
+            None => self.table.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}",
+            self.project,
+            self.dataset,
+            self.table_id_with_partition()
+        )
+    }
+}
+
+/// A named query parameter (`@name` in the SQL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryParameter {
+    /// Name without the `@`.
+    pub name: String,
+    /// BigQuery type, e.g. `STRING`, `TIMESTAMP`.
+    pub type_name: String,
+    /// The value as BigQuery's REST API takes it (a string), or `None` for NULL.
+    pub value: Option<String>,
+}
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JobKind {
+    /// A load job (`configuration.load`).
+    Load {
+        /// Destination table, with its partition decorator.
+        destination: TableRef,
+        /// `gs://` URIs of the data files (possibly per-directory wildcards).
+        source_uris: Vec<String>,
+        /// The remaining `configuration.load` fields in BigQuery's REST JSON shape
+        /// (`sourceFormat`, `fieldDelimiter`, `writeDisposition`, …), never `sourceUris`,
+        /// `destinationTable` nor bq-ingest's own keys.
+        config: serde_json::Map<String, serde_json::Value>,
+    },
+    /// A query job (`configuration.query`) that transforms the batch.
+    Query {
+        /// Standard SQL text with placeholders already replaced by validated identifiers.
+        sql: String,
+        /// External tables the query reads (`tableDefinitions`), by name (`temp_ext`), in
+        /// BigQuery's `ExternalDataConfiguration` JSON shape.
+        table_definitions: BTreeMap<String, serde_json::Value>,
+        /// Named query parameters.
+        parameters: Vec<QueryParameter>,
+    },
+}
+
+/// A job to submit, with the id chosen by the caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRequest {
+    /// The project that runs (and is billed for) the job.
+    pub project: String,
+    /// The deterministic job id (`[A-Za-z0-9_-]{1,1024}`).
+    pub job_id: String,
+    /// Job location, when set (e.g. `US`, `EU`).
+    pub location: Option<String>,
+    /// Labels, already sanitized to BigQuery's rules.
+    pub labels: BTreeMap<String, String>,
+    /// The work.
+    pub kind: JobKind,
+}
+
+/// Identifies a submitted job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JobRef {
+    /// Project the job runs in.
+    pub project: String,
+    /// Job id.
+    pub job_id: String,
+    /// Location, when known.
+    pub location: Option<String>,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    /// Accepted, not started.
+    Pending,
+    /// Running.
+    Running,
+    /// Finished, successfully or not (see [`JobStatus::error`]).
+    Done,
+}
+
+/// The error a finished job ended with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// BigQuery's reason code, e.g. `invalid`, `backendError`, `rateLimitExceeded`.
+    pub reason: String,
+    /// The message.
+    pub message: String,
+}
+
+/// A job's status as the warehouse reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job.
+    pub job: JobRef,
+    /// Its state.
+    pub state: JobState,
+    /// Set when a done job failed.
+    pub error: Option<JobError>,
+    /// Rows written (load: `outputRows`; query: DML affected rows when known).
+    pub output_rows: Option<u64>,
+    /// Bytes read (load: `inputFileBytes`; query: `totalBytesProcessed`).
+    pub input_bytes: Option<u64>,
+    /// For queries: `INSERT`, `UPDATE`, `DELETE`, `MERGE`, `SCRIPT`, `SELECT`, ….
+    pub statement_type: Option<String>,
+    /// For DML queries: `numDmlAffectedRows`.
+    pub dml_affected_rows: Option<u64>,
+    /// The job's labels.
+    pub labels: BTreeMap<String, String>,
+    /// When the job was created, started and ended.
+    pub created: Option<DateTime<Utc>>,
+    /// Start time.
+    pub started: Option<DateTime<Utc>>,
+    /// End time.
+    pub ended: Option<DateTime<Utc>>,
+}
+
+impl JobStatus {
+    /// A new status with only the job and state set.
+    pub fn new(job: JobRef, state: JobState) -> Self {
+        JobStatus {
+            job,
+            state,
+            error: None,
+            output_rows: None,
+            input_bytes: None,
+            statement_type: None,
+            dml_affected_rows: None,
+            labels: BTreeMap::new(),
+            created: None,
+            started: None,
+            ended: None,
+        }
+    }
+
+    /// Done without error.
+    pub fn succeeded(&self) -> bool {
+        self.state == JobState::Done && self.error.is_none()
+    }
+}
+
+/// One row of the load-state table: the outcome of one batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadRecord {
+    /// `gs://bucket/name` of the success marker.
+    pub marker_uri: String,
+    /// The marker's generation.
+    pub marker_generation: i64,
+    /// Destination table, with decorator (`project.dataset.table$p`).
+    pub destination: String,
+    /// The batch id, when the path has one.
+    pub batch_id: Option<String>,
+    /// Ids of the jobs that applied the batch.
+    pub job_ids: Vec<String>,
+    /// `load` or `transform`.
+    pub mode: String,
+    /// `done`, `failed` or `retried`.
+    pub state: String,
+    /// The error, for a failed batch.
+    pub error: Option<String>,
+    /// Rows written.
+    pub rows: Option<u64>,
+    /// Bytes read.
+    pub bytes: Option<u64>,
+    /// When the first job was submitted.
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// When the first job started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the outcome was final.
+    pub ended_at: DateTime<Utc>,
+}
+
+/// Errors of a [`Warehouse`]. Each names the job or table it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WarehouseError {
+    /// A job with this id exists already (HTTP 409 on insert): the same batch was submitted
+    /// before. Callers follow that job instead.
+    #[error("job {job_id} already exists")]
+    AlreadyExists {
+        /// Job id.
+        job_id: String,
+    },
+    /// The request was rejected (HTTP 400, 403, 404 on a table, …). Retrying will not help.
+    #[error("{what}: rejected: {message}")]
+    Rejected {
+        /// The job id or table the request was about.
+        what: String,
+        /// What the warehouse said.
+        message: String,
+    },
+    /// Throttling (429), a server error (5xx) or a timeout that outlived the adapter's retries.
+    #[error("{what}: transient error: {message}")]
+    Transient {
+        /// The job id or table the request was about.
+        what: String,
+        /// What the warehouse said.
+        message: String,
+    },
+}
+
+impl WarehouseError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, WarehouseError::Transient { .. })
+    }
+}
+
+/// A data warehouse such as BigQuery.
+#[async_trait]
+pub trait Warehouse: Send + Sync + Debug {
+    /// Submits a job under its caller-chosen id and returns its status right after submission
+    /// (which may already be [`JobState::Done`]).
+    ///
+    /// Errors: [`WarehouseError::AlreadyExists`] when a job with this id exists in the project,
+    /// whatever its state — the job is not run again.
+    async fn submit(&self, request: &JobRequest) -> Result<JobStatus, WarehouseError>;
+
+    /// The current status of a job, or `None` when no job has this id.
+    async fn job_status(&self, job: &JobRef) -> Result<Option<JobStatus>, WarehouseError>;
+
+    /// The statuses of the child jobs of a multi-statement query, in execution order; empty for
+    /// other jobs.
+    async fn child_jobs(&self, parent: &JobRef) -> Result<Vec<JobStatus>, WarehouseError>;
+
+    /// Appends one row to the load-state table `table` (created when missing).
+    async fn record_outcome(
+        &self,
+        table: &TableRef,
+        record: &LoadRecord,
+    ) -> Result<(), WarehouseError>;
+}
+
+/// Time, for polling and deadlines.
+///
+/// Real implementations read the system clock and sleep on the runtime's timer; the memory clock
+/// advances virtual time instantly, so waiting loops are testable and fast.
+#[async_trait]
+pub trait Clock: Send + Sync + Debug {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+    /// Waits `duration` (a virtual clock advances by it instead).
+    async fn sleep(&self, duration: Duration);
+}
