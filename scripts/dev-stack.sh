@@ -295,9 +295,10 @@ recorded_pid() {
 
 # True if the service's recorded process is alive and is the one we started.
 svc_alive() {
-  local pid rec now
+  local pid rec now f
   pid=$(recorded_pid "$1") || return 1
-  rec=$(cat "$(pid_file "$1" | sed 's/\.pid$/.start/')" 2>/dev/null || true)
+  f=$(pid_file "$1")
+  rec=$(cat "${f%.pid}.start" 2>/dev/null || true)
   now=$(proc_starttime "$pid") || return 1
   [[ -z $rec || $rec == "$now" ]]
 }
@@ -440,7 +441,10 @@ names = ["DEV_STACK_GCS_PORT", "DEV_STACK_BQ_PORT", "DEV_STACK_BQ_GRPC_PORT", "D
 held, ports = [], [None] * 4
 def bind(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Like the servers themselves: a port whose old connections linger in TIME_WAIT is usable.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", port))
+    s.listen(1)
     held.append(s)
     return s.getsockname()[1]
 for i, v in enumerate(sys.argv[1:]):

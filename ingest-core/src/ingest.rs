@@ -1,6 +1,39 @@
-//! The unordered ingest path: from an event to jobs that are followed to completion.
+//! The ingest path: from an object event to BigQuery jobs followed to completion.
+//!
+//! [`Ingestor::handle`] is what every front end (Pub/Sub pull, HTTP push, CloudEvents, the
+//! backfill CLI) calls. Its contract:
+//!
+//! - A final outcome ([`Outcome::is_final`]) means the notification may be acknowledged: the
+//!   batch is done, failed for good (and recorded), or there was nothing to do.
+//! - [`Outcome::Running`] means the jobs were submitted and are still running at the deadline:
+//!   handling the same event again follows the same jobs (their ids are deterministic).
+//! - `Err(IngestError)` is transient (throttling, server errors): redeliver later.
+//!
+//! Requests, for a batch seen for the first time: one `jobs.get` of part 0 (not found), one
+//! listing per ancestor `_config/` folder, one `read` per config file not already cached at its
+//! generation, one listing of the batch (which also yields the batch's own `_config/`), one
+//! `jobs.insert` per part, and polls. A duplicate delivery of a finished batch costs one
+//! `jobs.get` per part and nothing else.
 
-use crate::ports::JobRef;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{config_prefixes, files_to_read, BatchConfig, ConfigDir, ConfigFile};
+use crate::destination::{resolve_batch, Batch};
+use crate::event::ObjectEvent;
+use crate::plan::{job_id, job_id_hint, plan_load, select_data_files, LoadPlan, PlanMode};
+use crate::ports::{
+    Clock, JobRef, JobRequest, JobState, JobStatus, LoadRecord, ObjectMeta, ObjectStore,
+    StoreError, TableRef, Warehouse, WarehouseError,
+};
+use crate::settings::Settings;
+use crate::trigger::{classify, Trigger};
+
+/// The label that carries the number of parts of a batch on every job of it.
+pub const PARTS_LABEL: &str = "bq-ingest-parts";
 
 /// What handling one event came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,4 +79,788 @@ impl Outcome {
     pub fn is_final(&self) -> bool {
         !matches!(self, Outcome::Running { .. })
     }
+
+    /// A short name: `ignored`, `queued`, `submitted`, `running`, `done`, `failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Ignored { .. } => "ignored",
+            Outcome::Queued { .. } => "queued",
+            Outcome::Submitted { .. } => "submitted",
+            Outcome::Running { .. } => "running",
+            Outcome::Done { .. } => "done",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// A transient failure: the event should be delivered again later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The object store failed transiently.
+    #[error("{event}: {source}")]
+    Store {
+        /// `gs://bucket/name` of the event.
+        event: String,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// The warehouse failed transiently.
+    #[error("{event}: {source}")]
+    Warehouse {
+        /// `gs://bucket/name` of the event.
+        event: String,
+        /// The warehouse's error.
+        source: WarehouseError,
+    },
+}
+
+/// A failure that is final for this event; turned into [`Outcome::Failed`] and recorded.
+#[derive(Debug)]
+pub(crate) struct Fatal(pub(crate) String);
+
+/// Internal result: transient errors propagate, fatal ones become an outcome.
+pub(crate) enum Step<T> {
+    Ok(T),
+    Fatal(Fatal),
+}
+
+/// How long to wait between two polls of a running job: 50 ms, doubling, at most 5 s.
+///
+/// ```
+/// use std::time::Duration;
+/// use ingest_core::ingest::poll_delay;
+/// assert_eq!(poll_delay(0), Duration::from_millis(50));
+/// assert_eq!(poll_delay(1), Duration::from_millis(100));
+/// assert_eq!(poll_delay(20), Duration::from_secs(5));
+/// ```
+pub fn poll_delay(attempt: u32) -> Duration {
+    let ms = 50u64.saturating_mul(1u64 << attempt.min(16));
+    Duration::from_millis(ms.min(5_000))
+}
+
+/// Config file contents already read, keyed by (bucket, name, generation): a generation never
+/// changes content, so entries never go stale; the cache is bounded and cleared when full.
+#[derive(Debug, Default)]
+struct ConfigCache {
+    entries: Mutex<HashMap<(String, String, i64), Arc<Vec<u8>>>>,
+}
+
+const CONFIG_CACHE_CAPACITY: usize = 4096;
+
+impl ConfigCache {
+    fn get(&self, bucket: &str, name: &str, generation: i64) -> Option<Arc<Vec<u8>>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&(bucket.to_string(), name.to_string(), generation))
+            .cloned()
+    }
+
+    fn put(&self, bucket: &str, name: &str, generation: i64, content: Arc<Vec<u8>>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CONFIG_CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert((bucket.to_string(), name.to_string(), generation), content);
+    }
+}
+
+/// Applies batches: the unordered path, and the entry point of every front end.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use ingest_core::{event::ObjectEvent, ingest::{Ingestor, Outcome}, settings::Settings};
+/// # use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse};
+/// # futures::executor::block_on(async {
+/// let store = Arc::new(MemoryStore::new());
+/// store.create_bucket("b");
+/// store.insert("b", "ds/t/part-0.csv", b"1,a\n2,b\n".to_vec());
+/// let marker = store.insert("b", "ds/t/_SUCCESS", Vec::new());
+/// let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()));
+/// let mut settings = Settings::default();
+/// settings.bq_project = Some("my-project".into());
+/// let ingestor = Ingestor::new(settings, store, warehouse.clone(), Arc::new(MemoryClock::new()));
+///
+/// let event = ObjectEvent::finalized("b", "ds/t/_SUCCESS", marker.generation);
+/// let outcome = ingestor.handle(&event).await.unwrap();
+/// assert!(matches!(outcome, Outcome::Done { rows: 2, .. }));
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Ingestor {
+    settings: Arc<Settings>,
+    store: Arc<dyn ObjectStore>,
+    warehouse: Arc<dyn Warehouse>,
+    clock: Arc<dyn Clock>,
+    cache: ConfigCache,
+}
+
+/// Everything known about a batch once its configuration is read.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedBatch {
+    pub(crate) batch: Batch,
+    pub(crate) config: BatchConfig,
+    pub(crate) listing: Vec<ObjectMeta>,
+}
+
+impl Ingestor {
+    /// A new ingestor over the given ports.
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn ObjectStore>,
+        warehouse: Arc<dyn Warehouse>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Ingestor {
+            settings: Arc::new(settings),
+            store,
+            warehouse,
+            clock,
+            cache: ConfigCache::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Arc<dyn Warehouse> {
+        &self.warehouse
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Handles one event, waiting for its jobs at most `WAIT_FOR_JOB_SECONDS`.
+    pub async fn handle(&self, event: &ObjectEvent) -> Result<Outcome, IngestError> {
+        let deadline = self.clock.now() + chrono_duration(self.settings.wait_for_job);
+        self.handle_until(event, deadline).await
+    }
+
+    /// Handles one event, waiting for its jobs until `deadline` at the latest (and at most
+    /// `WAIT_FOR_JOB_SECONDS`).
+    pub async fn handle_until(
+        &self,
+        event: &ObjectEvent,
+        deadline: DateTime<Utc>,
+    ) -> Result<Outcome, IngestError> {
+        let own = self.clock.now() + chrono_duration(self.settings.wait_for_job);
+        let deadline = deadline.min(own);
+        match classify(&self.settings, event) {
+            Trigger::Ignore(reason) => Ok(Outcome::Ignored {
+                reason: reason.to_string(),
+            }),
+            Trigger::Backlog => Ok(Outcome::Ignored {
+                reason: "backlog item (written by bq-ingest)".to_string(),
+            }),
+            Trigger::Success => self.handle_success(event, deadline).await,
+            Trigger::Backfill => crate::ordering::run_subscriber(self, event, deadline).await,
+            Trigger::StartBackfill => crate::ordering::open_start_gate(self, event).await,
+        }
+    }
+
+    /// The project that runs jobs.
+    pub(crate) fn job_project(&self, event: &ObjectEvent) -> Result<String, Fatal> {
+        self.settings.job_project().map(str::to_string).ok_or_else(|| {
+            Fatal(format!(
+                "{}: no project to run jobs in: set BQ_PROJECT or GOOGLE_CLOUD_PROJECT",
+                event.uri()
+            ))
+        })
+    }
+
+    /// The readable part of the batch's job ids: from the path with `DESTINATION_REGEX`
+    /// (no config needed, so a duplicate can be recognised before anything is listed), else
+    /// the marker's directory.
+    pub(crate) fn job_hint(&self, bucket: &str, marker: &str) -> String {
+        match resolve_batch(
+            &self.settings.destination_regex,
+            None,
+            self.settings.storage_project().or(Some("p")),
+            None,
+            bucket,
+            marker,
+        ) {
+            Ok(b) => job_id_hint(
+                &b.destination.dataset,
+                &b.destination.table,
+                b.destination.partition.as_deref(),
+            ),
+            Err(_) => marker
+                .rsplit_once('/')
+                .map(|(dir, _)| dir.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn handle_success(
+        &self,
+        event: &ObjectEvent,
+        deadline: DateTime<Utc>,
+    ) -> Result<Outcome, IngestError> {
+        let project = match self.job_project(event) {
+            Ok(p) => p,
+            Err(f) => return Ok(self.fail(event, None, None, f).await),
+        };
+        let generation = match event.generation {
+            Some(g) => g,
+            None => match self.store.stat(&event.bucket, &event.name).await {
+                Ok(meta) => meta.generation,
+                Err(StoreError::NotFound { .. }) => {
+                    return Ok(Outcome::Ignored {
+                        reason: format!("{} no longer exists", event.uri()),
+                    })
+                }
+                Err(e) => return self.store_error(event, e).await,
+            },
+        };
+        let hint = self.job_hint(&event.bucket, &event.name);
+        let first = JobRef {
+            project: project.clone(),
+            job_id: job_id(
+                &self.settings.job_prefix,
+                &hint,
+                &event.bucket,
+                &event.name,
+                generation,
+                0,
+            ),
+            location: self.settings.bq_location.clone(),
+        };
+
+        // A duplicate delivery: the first part exists, so the batch was planned before.
+        match self.existing_jobs(event, &first, &hint, generation).await {
+            Ok(Some(existing)) => {
+                return self
+                    .follow_and_finish(event, None, existing, deadline, None)
+                    .await
+            }
+            Ok(None) => {}
+            Err(e) => return Err(self.transient_warehouse(event, e)),
+        }
+
+        let prepared = match self.prepare(event).await? {
+            Step::Ok(p) => p,
+            Step::Fatal(f) => return Ok(self.fail(event, None, Some(generation), f).await),
+        };
+        if prepared.config.ordered || self.settings.order_per_table {
+            return crate::ordering::publish(self, event, &prepared).await;
+        }
+        let plan = match self.plan(event, &prepared, &project, &hint, generation) {
+            Ok(p) => p,
+            Err(f) => {
+                return Ok(self
+                    .fail(event, Some(&prepared.batch), Some(generation), f)
+                    .await)
+            }
+        };
+        let statuses = match self.submit_all(event, &plan).await {
+            Ok(s) => s,
+            Err(SubmitError::Transient(e)) => return Err(self.transient_warehouse(event, e)),
+            Err(SubmitError::Rejected(e)) => {
+                return Ok(self
+                    .fail(event, Some(&prepared.batch), Some(generation), Fatal(e))
+                    .await)
+            }
+        };
+        let submitted_at = self.clock.now();
+        self.follow_and_finish(
+            event,
+            Some((&prepared.batch, plan.mode)),
+            statuses,
+            deadline,
+            Some(submitted_at),
+        )
+        .await
+    }
+
+    /// When part 0 exists: the statuses of every part, or `None` when some part is missing
+    /// (a crash between two submissions) so the batch must be planned again.
+    async fn existing_jobs(
+        &self,
+        event: &ObjectEvent,
+        first: &JobRef,
+        hint: &str,
+        generation: i64,
+    ) -> Result<Option<Vec<JobStatus>>, WarehouseError> {
+        let Some(status) = self.warehouse.job_status(first).await? else {
+            return Ok(None);
+        };
+        let parts: usize = status
+            .labels
+            .get(PARTS_LABEL)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let mut statuses = vec![status];
+        for part in 1..parts {
+            let job = JobRef {
+                job_id: job_id(
+                    &self.settings.job_prefix,
+                    hint,
+                    &event.bucket,
+                    &event.name,
+                    generation,
+                    part,
+                ),
+                ..first.clone()
+            };
+            match self.warehouse.job_status(&job).await? {
+                Some(s) => statuses.push(s),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(statuses))
+    }
+
+    /// Lists and merges the `_config/` folders on the way to the batch, derives the
+    /// destination and lists the batch.
+    pub(crate) async fn prepare(
+        &self,
+        event: &ObjectEvent,
+    ) -> Result<Step<PreparedBatch>, IngestError> {
+        let bucket = &event.bucket;
+        let batch_prefix = match event.name.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/"),
+            None => String::new(),
+        };
+        let prefixes = config_prefixes(&batch_prefix);
+        let own_config = format!("{batch_prefix}_config/");
+        let mut dirs = Vec::with_capacity(prefixes.len());
+        for prefix in &prefixes {
+            if *prefix == own_config {
+                continue;
+            }
+            let objects = match self.list_all(bucket, prefix).await {
+                Ok(o) => o,
+                Err(e) => return Err(self.store_error_value(event, e)),
+            };
+            match self.config_dir(event, prefix, &objects).await? {
+                Step::Ok(d) => dirs.push(d),
+                Step::Fatal(f) => return Ok(Step::Fatal(f)),
+            }
+        }
+        let listing = match self.list_all(bucket, &batch_prefix).await {
+            Ok(o) => o,
+            Err(e) => return Err(self.store_error_value(event, e)),
+        };
+        let own: Vec<ObjectMeta> = listing
+            .iter()
+            .filter(|o| o.name.starts_with(&own_config))
+            .cloned()
+            .collect();
+        match self.config_dir(event, &own_config, &own).await? {
+            Step::Ok(d) => dirs.push(d),
+            Step::Fatal(f) => return Ok(Step::Fatal(f)),
+        }
+        let config = match BatchConfig::merge(bucket, &dirs) {
+            Ok(c) => c,
+            Err(e) => return Ok(Step::Fatal(Fatal(e.to_string()))),
+        };
+        let regex = config
+            .destination_regex
+            .as_ref()
+            .unwrap_or(&self.settings.destination_regex);
+        let batch = match resolve_batch(
+            regex,
+            config.destination_table.as_ref(),
+            self.settings.storage_project(),
+            self.settings.timestamp_regex.as_ref(),
+            bucket,
+            &event.name,
+        ) {
+            Ok(b) => b,
+            Err(e) => return Ok(Step::Fatal(Fatal(e.to_string()))),
+        };
+        Ok(Step::Ok(PreparedBatch {
+            batch,
+            config,
+            listing,
+        }))
+    }
+
+    async fn config_dir(
+        &self,
+        event: &ObjectEvent,
+        prefix: &str,
+        objects: &[ObjectMeta],
+    ) -> Result<Step<ConfigDir>, IngestError> {
+        let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+        let (to_read, orderme) = files_to_read(prefix, &names);
+        let mut dir = ConfigDir {
+            prefix: prefix.to_string(),
+            orderme,
+            ..ConfigDir::default()
+        };
+        for name in to_read {
+            let Some(meta) = objects.iter().find(|o| o.name == name) else {
+                continue;
+            };
+            let content = match self.cache.get(&event.bucket, &name, meta.generation) {
+                Some(c) => c,
+                None => match self.store.read(&event.bucket, &name).await {
+                    Ok((m, bytes)) => {
+                        let bytes = Arc::new(bytes);
+                        self.cache
+                            .put(&event.bucket, &name, m.generation, bytes.clone());
+                        bytes
+                    }
+                    // Deleted between the listing and the read: as if it were not there.
+                    Err(StoreError::NotFound { .. }) => continue,
+                    Err(e) => return Err(self.store_error_value(event, e)),
+                },
+            };
+            let file = ConfigFile {
+                name: name.clone(),
+                generation: meta.generation,
+                content: content.as_ref().clone(),
+            };
+            let base = name.rsplit('/').next().unwrap_or("");
+            if base == "load.json" {
+                dir.load_json = Some(file);
+            } else if base == "external.json" {
+                dir.external_json = Some(file);
+            } else if base.ends_with(".sql") {
+                dir.sql.push(file);
+            }
+        }
+        Ok(Step::Ok(dir))
+    }
+
+    /// Every object under `prefix`, following pages.
+    pub(crate) async fn list_all(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list(bucket, prefix, token.as_deref(), None)
+                .await?;
+            out.extend(page.objects);
+            match page.next_page_token {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Plans the jobs of a prepared batch (load or transform).
+    pub(crate) fn plan(
+        &self,
+        event: &ObjectEvent,
+        prepared: &PreparedBatch,
+        project: &str,
+        hint: &str,
+        generation: i64,
+    ) -> Result<LoadPlan, Fatal> {
+        let files = select_data_files(
+            &prepared.batch,
+            &self.settings.success_filename,
+            &prepared.listing,
+        );
+        let _ = event;
+        let mut plan = if prepared.config.transform_sql.is_some() {
+            crate::transform::plan_transform(
+                &self.settings,
+                &prepared.batch,
+                &prepared.config,
+                &files,
+                project,
+                hint,
+                generation,
+            )
+            .map_err(|e| Fatal(e.to_string()))?
+        } else {
+            plan_load(
+                &self.settings,
+                &prepared.batch,
+                &prepared.config,
+                &files,
+                &prepared.listing,
+                project,
+                hint,
+                generation,
+            )
+            .map_err(|e| Fatal(e.to_string()))?
+        };
+        let parts = plan.jobs.len().to_string();
+        for job in &mut plan.jobs {
+            job.labels.insert(PARTS_LABEL.to_string(), parts.clone());
+        }
+        Ok(plan)
+    }
+
+    /// Submits every job; an id that exists already is the same batch and is followed.
+    pub(crate) async fn submit_all(
+        &self,
+        event: &ObjectEvent,
+        plan: &LoadPlan,
+    ) -> Result<Vec<JobStatus>, SubmitError> {
+        let mut statuses = Vec::with_capacity(plan.jobs.len());
+        for job in &plan.jobs {
+            statuses.push(self.submit_one(event, job).await?);
+        }
+        Ok(statuses)
+    }
+
+    pub(crate) async fn submit_one(
+        &self,
+        event: &ObjectEvent,
+        job: &JobRequest,
+    ) -> Result<JobStatus, SubmitError> {
+        let job_ref = JobRef {
+            project: job.project.clone(),
+            job_id: job.job_id.clone(),
+            location: job.location.clone(),
+        };
+        match self.warehouse.submit(job).await {
+            Ok(s) => Ok(s),
+            Err(WarehouseError::AlreadyExists { .. }) => {
+                match self.warehouse.job_status(&job_ref).await {
+                    Ok(Some(s)) => Ok(s),
+                    Ok(None) => Ok(JobStatus::new(job_ref, JobState::Pending)),
+                    Err(e) if e.is_transient() => Err(SubmitError::Transient(e)),
+                    Err(e) => Err(SubmitError::Rejected(format!("{}: {e}", event.uri()))),
+                }
+            }
+            Err(e) if e.is_transient() => Err(SubmitError::Transient(e)),
+            Err(e) => Err(SubmitError::Rejected(format!(
+                "{}: job {} rejected: {e}",
+                event.uri(),
+                job.job_id
+            ))),
+        }
+    }
+
+    /// Polls the jobs until all are done or the deadline passes.
+    pub(crate) async fn follow(
+        &self,
+        mut statuses: Vec<JobStatus>,
+        deadline: DateTime<Utc>,
+    ) -> Result<Vec<JobStatus>, WarehouseError> {
+        let mut attempt = 0;
+        loop {
+            if statuses.iter().all(|s| s.state == JobState::Done) {
+                return Ok(statuses);
+            }
+            let now = self.clock.now();
+            if now >= deadline {
+                return Ok(statuses);
+            }
+            let left = (deadline - now).to_std().unwrap_or_default();
+            self.clock.sleep(poll_delay(attempt).min(left)).await;
+            attempt += 1;
+            for s in statuses.iter_mut() {
+                if s.state != JobState::Done {
+                    if let Some(new) = self.warehouse.job_status(&s.job).await? {
+                        *s = new;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn follow_and_finish(
+        &self,
+        event: &ObjectEvent,
+        batch: Option<(&Batch, PlanMode)>,
+        statuses: Vec<JobStatus>,
+        deadline: DateTime<Utc>,
+        submitted_at: Option<DateTime<Utc>>,
+    ) -> Result<Outcome, IngestError> {
+        let statuses = match self.follow(statuses, deadline).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.transient_warehouse(event, e)),
+        };
+        let jobs: Vec<JobRef> = statuses.iter().map(|s| s.job.clone()).collect();
+        if statuses.iter().any(|s| s.state != JobState::Done) {
+            return Ok(Outcome::Running { jobs });
+        }
+        let failure = statuses.iter().find_map(|s| {
+            s.error
+                .as_ref()
+                .map(|e| (s.job.job_id.clone(), e.reason.clone(), e.message.clone()))
+        });
+        let rows = statuses.iter().filter_map(|s| s.output_rows).sum();
+        let bytes = statuses.iter().filter_map(|s| s.input_bytes).sum();
+        let mode = batch.map(|(_, m)| m).unwrap_or_else(|| {
+            if statuses
+                .iter()
+                .any(|s| s.statement_type.is_some() || s.dml_affected_rows.is_some())
+            {
+                PlanMode::Transform
+            } else {
+                PlanMode::Load
+            }
+        });
+        let zero_dml = mode == PlanMode::Transform
+            && self.settings.fail_on_zero_dml_rows_affected
+            && failure.is_none();
+        let zero_dml_error = if zero_dml {
+            match crate::transform::check_dml_rows(self.warehouse.as_ref(), &statuses).await {
+                Ok(r) => r,
+                Err(e) => return Err(self.transient_warehouse(event, e)),
+            }
+        } else {
+            None
+        };
+        let error = match (failure, zero_dml_error) {
+            (Some((job, reason, message)), _) => Some(format!(
+                "{}: job {job} failed: {reason}: {message}",
+                event.uri()
+            )),
+            (None, Some(msg)) => Some(format!("{}: {msg}", event.uri())),
+            (None, None) => None,
+        };
+        let record = LoadRecord {
+            marker_uri: event.uri(),
+            marker_generation: event.generation.unwrap_or_default(),
+            destination: batch
+                .map(|(b, _)| b.destination.to_string())
+                .unwrap_or_default(),
+            batch_id: batch.and_then(|(b, _)| b.batch_id.clone()),
+            job_ids: jobs.iter().map(|j| j.job_id.clone()).collect(),
+            mode: mode.as_str().to_string(),
+            state: if error.is_some() { "failed" } else { "done" }.to_string(),
+            error: error.clone(),
+            rows: Some(rows),
+            bytes: Some(bytes),
+            submitted_at: submitted_at.or_else(|| statuses.iter().filter_map(|s| s.created).min()),
+            started_at: statuses.iter().filter_map(|s| s.started).min(),
+            ended_at: statuses
+                .iter()
+                .filter_map(|s| s.ended)
+                .max()
+                .unwrap_or_else(|| self.clock.now()),
+        };
+        self.record(&record).await;
+        Ok(match error {
+            Some(error) => Outcome::Failed { error },
+            None => Outcome::Done { jobs, rows, bytes },
+        })
+    }
+
+    /// Appends a row to the load-state table; a failure is logged, never lost silently and
+    /// never turns the batch's outcome around.
+    pub(crate) async fn record(&self, record: &LoadRecord) {
+        let Some(table) = self.state_table() else {
+            return;
+        };
+        if let Err(e) = self.warehouse.record_outcome(&table, record).await {
+            tracing::error!(
+                marker = %record.marker_uri,
+                state = %record.state,
+                error = %e,
+                "could not write the load-state row for {}: {e}",
+                record.marker_uri
+            );
+        }
+    }
+
+    /// The load-state table, when configured.
+    pub fn state_table(&self) -> Option<TableRef> {
+        let spec = self.settings.load_state_table.as_deref()?;
+        let parts: Vec<&str> = spec.split('.').collect();
+        let (project, dataset, table) = match parts.as_slice() {
+            [d, t] => (self.settings.storage_project()?.to_string(), *d, *t),
+            [p, d, t] => (p.to_string(), *d, *t),
+            _ => return None,
+        };
+        Some(TableRef {
+            project,
+            dataset: dataset.to_string(),
+            table: table.to_string(),
+            partition: None,
+        })
+    }
+
+    /// Records a final failure and turns it into an outcome.
+    pub(crate) async fn fail(
+        &self,
+        event: &ObjectEvent,
+        batch: Option<&Batch>,
+        generation: Option<i64>,
+        fatal: Fatal,
+    ) -> Outcome {
+        tracing::error!(object = %event.uri(), error = %fatal.0, "batch failed: {}", fatal.0);
+        let record = LoadRecord {
+            marker_uri: event.uri(),
+            marker_generation: generation.or(event.generation).unwrap_or_default(),
+            destination: batch.map(|b| b.destination.to_string()).unwrap_or_default(),
+            batch_id: batch.and_then(|b| b.batch_id.clone()),
+            job_ids: Vec::new(),
+            mode: PlanMode::Load.as_str().to_string(),
+            state: "failed".to_string(),
+            error: Some(fatal.0.clone()),
+            rows: None,
+            bytes: None,
+            submitted_at: None,
+            started_at: None,
+            ended_at: self.clock.now(),
+        };
+        self.record(&record).await;
+        Outcome::Failed { error: fatal.0 }
+    }
+
+    async fn store_error(
+        &self,
+        event: &ObjectEvent,
+        e: StoreError,
+    ) -> Result<Outcome, IngestError> {
+        if e.is_transient() {
+            Err(IngestError::Store {
+                event: event.uri(),
+                source: e,
+            })
+        } else {
+            Ok(self
+                .fail(event, None, None, Fatal(format!("{}: {e}", event.uri())))
+                .await)
+        }
+    }
+
+    /// Store errors met while preparing a batch are transient for the event when the store
+    /// says so; otherwise still reported through `Err` so nothing is acknowledged on a
+    /// permission problem that an operator can fix.
+    fn store_error_value(&self, event: &ObjectEvent, e: StoreError) -> IngestError {
+        IngestError::Store {
+            event: event.uri(),
+            source: e,
+        }
+    }
+
+    fn transient_warehouse(&self, event: &ObjectEvent, e: WarehouseError) -> IngestError {
+        IngestError::Warehouse {
+            event: event.uri(),
+            source: e,
+        }
+    }
+}
+
+/// Why submitting failed.
+#[derive(Debug)]
+pub(crate) enum SubmitError {
+    Transient(WarehouseError),
+    Rejected(String),
+}
+
+pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// The labels a job of this batch carries, for tests.
+#[allow(dead_code)]
+pub(crate) fn labels_of(job: &JobRequest) -> &BTreeMap<String, String> {
+    &job.labels
 }

@@ -26,9 +26,11 @@ pub mod event;
 pub mod ident;
 pub mod ingest;
 mod notification;
+pub mod ordering;
 pub mod plan;
 pub mod ports;
 pub mod settings;
+pub mod transform;
 pub mod trigger;
 
 #[cfg(feature = "testing")]

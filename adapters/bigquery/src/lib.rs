@@ -1,0 +1,2 @@
+//! bq-ingest adapter: bigquery.
+#![warn(missing_docs)]

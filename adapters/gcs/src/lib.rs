@@ -1,0 +1,2 @@
+//! bq-ingest adapter: gcs.
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! bq-ingest adapter: http.
+#![warn(missing_docs)]

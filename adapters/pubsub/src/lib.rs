@@ -1,0 +1,2 @@
+//! bq-ingest adapter: pubsub.
+#![warn(missing_docs)]
