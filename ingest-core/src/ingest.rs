@@ -36,7 +36,8 @@ use crate::trigger::{classify, Trigger};
 pub const PARTS_LABEL: &str = "bq-ingest-parts";
 
 /// What handling one event came to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Nothing to do.
     Ignored {
@@ -246,14 +247,15 @@ impl Ingestor {
     }
 
     /// Handles one event, waiting for its jobs until `deadline` at the latest (and at most
-    /// `WAIT_FOR_JOB_SECONDS`).
+    /// `WAIT_FOR_JOB_SECONDS`). The ordered subscriber (a `_BACKFILL` event) works until
+    /// `deadline` less `RESTART_BUFFER_SECONDS` and then hands over.
     pub async fn handle_until(
         &self,
         event: &ObjectEvent,
         deadline: DateTime<Utc>,
     ) -> Result<Outcome, IngestError> {
         let own = self.clock.now() + chrono_duration(self.settings.wait_for_job);
-        let deadline = deadline.min(own);
+        let job_deadline = deadline.min(own);
         match classify(&self.settings, event) {
             Trigger::Ignore(reason) => Ok(Outcome::Ignored {
                 reason: reason.to_string(),
@@ -261,7 +263,7 @@ impl Ingestor {
             Trigger::Backlog => Ok(Outcome::Ignored {
                 reason: "backlog item (written by bq-ingest)".to_string(),
             }),
-            Trigger::Success => self.handle_success(event, deadline).await,
+            Trigger::Success => self.handle_success(event, job_deadline).await,
             Trigger::Backfill => crate::ordering::run_subscriber(self, event, deadline).await,
             Trigger::StartBackfill => crate::ordering::open_start_gate(self, event).await,
         }

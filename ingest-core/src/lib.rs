@@ -23,6 +23,7 @@
 pub mod config;
 pub mod destination;
 pub mod event;
+pub mod explain;
 pub mod ident;
 pub mod ingest;
 mod notification;
