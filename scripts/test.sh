@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of bq-ingest: unit, doc, conformance (memory and emulators) and end-to-end.
+# Installs and starts its own emulator stack (isolated under target/dev-stack-test) and stops it
+# on exit. Works on a fresh machine with no standard input. Extra arguments go to `cargo test`.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+export DEV_STACK_DIR="${DEV_STACK_DIR:-$repo/target/dev-stack-test}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== toolchain: $(cargo --version)"
+echo "== emulators: install (pinned, idempotent)"
+scripts/dev-stack.sh install
+
+echo "== emulators: start"
+trap 'scripts/dev-stack.sh down >/dev/null 2>&1 || true' EXIT
+scripts/dev-stack.sh up >/dev/null
+# shellcheck disable=SC1091
+. "$DEV_STACK_DIR/env"
+scripts/dev-stack.sh status
+
+echo "== build"
+cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
+
+echo "== tests"
+cargo test --workspace --locked "$@"
