@@ -286,7 +286,7 @@ impl Ingestor {
         match resolve_batch(
             &self.settings.destination_regex,
             None,
-            self.settings.storage_project().or(Some("p")),
+            self.settings.storage_project().or(Some("placeholder-project")),
             None,
             bucket,
             marker,

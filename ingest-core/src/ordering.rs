@@ -33,7 +33,8 @@
 //! Every step is idempotent (deterministic job ids, create-only and generation-checked writes),
 //! so an instance may die anywhere: the redelivered event, or any other instance, continues.
 //! With `WAIT_FOR_VALIDATION`, the subscriber stops after each batch and leaves `_BACKFILL` in
-//! place, so nothing continues until a validator drops a new `_BACKFILL`.
+//! place, so nothing continues (a publisher's create-only `_BACKFILL` fails) until a validator
+//! drops a new `_BACKFILL`; a run that then finds the backlog empty removes it as usual.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -388,10 +389,6 @@ impl Subscriber<'_> {
         let Some(item) = self.first_item().await? else {
             return self.exit_protocol().await.map(Next::Return);
         };
-        if self.ingestor.settings().wait_for_validation && !self.applied.is_empty() {
-            // Leave _BACKFILL in place: only a new one, dropped by the validator, continues.
-            return Ok(Next::Return(self.done("waiting for validation (WAIT_FOR_VALIDATION)")));
-        }
         let (marker_event, plan) = match self.plan_item(&item).await? {
             Step::Ok(p) => p,
             Step::Fatal(f) => {
@@ -419,10 +416,24 @@ impl Subscriber<'_> {
             heartbeat: self.ingestor.clock().now(),
             error: None,
         };
-        match self.write_lock(&state, PutMode::Create).await? {
-            Some(_) => {}
+        let lock_generation = match self.write_lock(&state, PutMode::Create).await? {
+            Some(g) => g,
             // Someone else took the lock first: look at it again.
             None => return Ok(Next::Continue),
+        };
+        // The lock is the commit point: an item published between the listing and the lock
+        // that sorts first must go first, so look once more before submitting anything.
+        if self.first_item().await?.as_deref() != Some(item.as_str()) {
+            match self
+                .ingestor
+                .store()
+                .delete(self.bucket, &self.lock_name(), Some(lock_generation))
+                .await
+            {
+                Ok(()) | Err(StoreError::NotFound { .. }) | Err(StoreError::PreconditionFailed { .. }) => {}
+                Err(e) => return Err(transient(self.event, e)),
+            }
+            return Ok(Next::Continue);
         }
         for (job, id) in plan.jobs.iter().zip(&job_ids) {
             let mut job = job.clone();
@@ -585,7 +596,7 @@ impl Subscriber<'_> {
         }
         // Every job must exist: a holder may have died between the lock and a submission.
         let mut statuses = Vec::with_capacity(jobs.len());
-        for job in &jobs {
+        for (part, job) in jobs.iter().enumerate() {
             let status = self
                 .ingestor
                 .warehouse()
@@ -597,6 +608,7 @@ impl Subscriber<'_> {
                 })?;
             match status {
                 Some(s) => statuses.push(s),
+                None if part == 0 => return self.revalidate(generation, &state).await,
                 None => return self.resubmit(generation, &state).await,
             }
         }
@@ -628,6 +640,25 @@ impl Subscriber<'_> {
             }
         }
         self.finish(generation, &state, statuses).await
+    }
+
+    /// Nothing of the lock's batch was submitted (its holder died before that): the decision
+    /// is only good if its item still sorts first, as when the lock was taken.
+    async fn revalidate(&mut self, generation: i64, state: &LockState) -> Result<Next, IngestError> {
+        if self.first_item().await?.as_deref() == Some(state.item.as_str()) {
+            return self.resubmit(generation, state).await;
+        }
+        match self
+            .ingestor
+            .store()
+            .delete(self.bucket, &self.lock_name(), Some(generation))
+            .await
+        {
+            Ok(()) | Err(StoreError::NotFound { .. }) | Err(StoreError::PreconditionFailed { .. }) => {
+                Ok(Next::Continue)
+            }
+            Err(e) => Err(transient(self.event, e)),
+        }
     }
 
     async fn resubmit(&mut self, generation: i64, state: &LockState) -> Result<Next, IngestError> {
@@ -731,6 +762,13 @@ impl Subscriber<'_> {
         }
         tracing::info!(table = %self.table, item = %state.item, jobs = ?state.job_ids, "applied {}", state.item);
         self.applied.push(state.item.clone());
+        if self.ingestor.settings().wait_for_validation {
+            // Leave _BACKFILL in place: only a new one, dropped by the validator, continues
+            // (and a publisher's create-only _BACKFILL fails meanwhile).
+            return Ok(Next::Return(
+                self.done("waiting for validation (WAIT_FOR_VALIDATION)"),
+            ));
+        }
         Ok(Next::Continue)
     }
 
