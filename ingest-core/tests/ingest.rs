@@ -1,0 +1,358 @@
+//! The unordered ingest path over the in-memory doubles: outcomes, idempotency, request counts,
+//! config merging, failures and transform mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::executor::block_on;
+use ingest_core::event::ObjectEvent;
+use ingest_core::ingest::{IngestError, Ingestor, Outcome};
+use ingest_core::ports::{JobError, JobKind, TableRef, WarehouseError};
+use ingest_core::settings::Settings;
+use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse, QueryOutcome};
+
+const B: &str = "bucket";
+
+struct Env {
+    store: Arc<MemoryStore>,
+    warehouse: Arc<MemoryWarehouse>,
+    clock: MemoryClock,
+    ingestor: Ingestor,
+}
+
+fn env_with(settings: impl FnOnce(&mut Settings)) -> Env {
+    let clock = MemoryClock::new();
+    let store = Arc::new(MemoryStore::new().with_clock(clock.clone()));
+    store.create_bucket(B);
+    let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()).with_clock(clock.clone()));
+    let mut s = Settings::default();
+    s.bq_project = Some("my-project".into());
+    settings(&mut s);
+    let ingestor = Ingestor::new(s, store.clone(), warehouse.clone(), Arc::new(clock.clone()));
+    Env {
+        store,
+        warehouse,
+        clock,
+        ingestor,
+    }
+}
+
+fn env() -> Env {
+    env_with(|_| {})
+}
+
+fn table(dataset: &str, table: &str) -> TableRef {
+    TableRef {
+        project: "my-project".into(),
+        dataset: dataset.into(),
+        table: table.into(),
+        partition: None,
+    }
+}
+
+impl Env {
+    /// Writes a batch (data files, then the marker) and returns the marker's event.
+    fn batch(&self, dir: &str, files: &[(&str, &str)]) -> ObjectEvent {
+        for (name, content) in files {
+            self.store.put_str(B, &format!("{dir}/{name}"), content);
+        }
+        let marker = self.store.insert(B, &format!("{dir}/_SUCCESS"), Vec::new());
+        ObjectEvent::finalized(B, &marker.name, marker.generation)
+    }
+
+    fn handle(&self, event: &ObjectEvent) -> Result<Outcome, IngestError> {
+        block_on(self.ingestor.handle(event))
+    }
+}
+
+#[test]
+fn a_batch_is_loaded_and_recorded() {
+    let e = env();
+    let event = e.batch("ds/nation", &[("part-m-00000", ""), ("part-m-00001", "1|a\n2|b\n3|c\n")]);
+    let outcome = e.handle(&event).unwrap();
+    assert!(matches!(outcome, Outcome::Done { rows: 3, .. }), "{outcome:?}");
+    assert_eq!(e.warehouse.table_rows(&table("ds", "nation")), 3);
+    let jobs = e.warehouse.submitted();
+    assert_eq!(jobs.len(), 1);
+    match &jobs[0].kind {
+        JobKind::Load { source_uris, destination, .. } => {
+            // The empty part-m-00000 is skipped, not loaded.
+            assert_eq!(source_uris, &vec!["gs://bucket/ds/nation/part-m-00001".to_string()]);
+            assert_eq!(destination.table, "nation");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(jobs[0].job_id.starts_with("gcf-ingest-ds_nation_"), "{}", jobs[0].job_id);
+    assert_eq!(jobs[0].labels["component"], "event-based-gcs-ingest");
+    let records = e.warehouse.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].0.dataset, "bigquery_loads");
+    assert_eq!(records[0].0.table, "serverless_bq_loads");
+    assert_eq!(records[0].1.state, "done");
+    assert_eq!(records[0].1.rows, Some(3));
+    assert_eq!(records[0].1.marker_uri, "gs://bucket/ds/nation/_SUCCESS");
+}
+
+#[test]
+fn first_batch_costs_few_requests_and_the_next_one_fewer() {
+    let e = env();
+    e.store.put_str(B, "_config/load.json", r#"{"fieldDelimiter": "|"}"#);
+    let first = e.batch("ds/t/$2020010100", &[("a.csv", "1|x\n")]);
+    e.store.reset_stats();
+    e.warehouse.reset_stats();
+    assert!(matches!(e.handle(&first).unwrap(), Outcome::Done { .. }));
+    let gcs = e.store.stats();
+    let bq = e.warehouse.stats();
+    // _config/, ds/_config/, ds/t/_config/ listed; the batch listing brings its own _config/;
+    // one read of _config/load.json.
+    assert_eq!((gcs.list, gcs.read, gcs.stat, gcs.put, gcs.delete), (4, 1, 0, 0, 0), "{gcs:?}");
+    // Look up part 0 (absent), insert; plus the state-table row.
+    assert_eq!((bq.job_status, bq.submit, bq.record_outcome), (1, 1, 1), "{bq:?}");
+
+    let second = e.batch("ds/t/$2020010101", &[("a.csv", "2|y\n")]);
+    e.store.reset_stats();
+    assert!(matches!(e.handle(&second).unwrap(), Outcome::Done { .. }));
+    let gcs = e.store.stats();
+    assert_eq!((gcs.list, gcs.read), (4, 0), "config read from the cache: {gcs:?}");
+}
+
+#[test]
+fn a_duplicate_delivery_costs_one_job_lookup_and_writes_nothing() {
+    let e = env();
+    let event = e.batch("ds/t", &[("a.csv", "1,x\n2,y\n")]);
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { rows: 2, .. }));
+    e.store.reset_stats();
+    e.warehouse.reset_stats();
+    for _ in 0..5 {
+        assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { rows: 2, .. }));
+    }
+    assert_eq!(e.store.stats().total(), 0, "a duplicate touches no object");
+    let bq = e.warehouse.stats();
+    assert_eq!(bq.submit, 0);
+    assert_eq!(bq.job_status, 5, "one jobs.get per delivery");
+    assert_eq!(e.warehouse.submitted().len(), 1);
+    assert_eq!(e.warehouse.table_rows(&table("ds", "t")), 2);
+}
+
+#[test]
+fn concurrent_duplicates_load_once() {
+    let e = env();
+    let event = e.batch("ds/t", &[("a.csv", "1,x\n")]);
+    let outcomes = block_on(futures::future::join_all(
+        (0..5).map(|_| e.ingestor.handle(&event)),
+    ));
+    for o in outcomes {
+        assert!(matches!(o.unwrap(), Outcome::Done { rows: 1, .. }));
+    }
+    assert_eq!(e.warehouse.submitted().len(), 1);
+    assert_eq!(e.warehouse.table_rows(&table("ds", "t")), 1);
+}
+
+#[test]
+fn a_reuploaded_marker_loads_again_with_new_job_ids() {
+    let e = env();
+    let first = e.batch("ds/t", &[("a.csv", "1,x\n")]);
+    e.handle(&first).unwrap();
+    let again = e.batch("ds/t", &[]);
+    assert_ne!(first.generation, again.generation);
+    assert!(matches!(e.handle(&again).unwrap(), Outcome::Done { .. }));
+    let jobs = e.warehouse.submitted();
+    assert_eq!(jobs.len(), 2);
+    assert_ne!(jobs[0].job_id, jobs[1].job_id);
+}
+
+#[test]
+fn load_json_of_parent_and_of_the_batch_itself_both_apply() {
+    let e = env();
+    e.store.put_str(B, "ds/_config/load.json", r#"{"fieldDelimiter": "|", "skipLeadingRows": 1}"#);
+    e.store.put_str(B, "ds/t/b1/_config/load.json", r#"{"writeDisposition": "WRITE_TRUNCATE"}"#);
+    let event = e.batch("ds/t/b1", &[("a.csv", "h\n1|x\n")]);
+    e.handle(&event).unwrap();
+    match &e.warehouse.submitted()[0].kind {
+        JobKind::Load { config, source_uris, .. } => {
+            assert_eq!(config["fieldDelimiter"], "|");
+            assert_eq!(config["skipLeadingRows"], 1);
+            assert_eq!(config["writeDisposition"], "WRITE_TRUNCATE");
+            assert!(source_uris.iter().all(|u| !u.contains("_config")));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn write_truncate_replaces_and_write_append_adds() {
+    let e = env();
+    e.store.put_str(B, "ds/trunc/_config/load.json", r#"{"writeDisposition": "WRITE_TRUNCATE"}"#);
+    for i in 0..2 {
+        let ev = e.batch(&format!("ds/trunc/b{i}"), &[("a.csv", "1\n2\n")]);
+        e.handle(&ev).unwrap();
+        let ev = e.batch(&format!("ds/append/b{i}"), &[("a.csv", "1\n2\n")]);
+        e.handle(&ev).unwrap();
+    }
+    assert_eq!(e.warehouse.table_rows(&table("ds", "trunc")), 2);
+    assert_eq!(e.warehouse.table_rows(&table("ds", "append")), 4);
+}
+
+#[test]
+fn ten_thousand_and_one_files_make_two_jobs_that_are_all_followed() {
+    let e = env();
+    for i in 0..10_001 {
+        e.store.put_str(B, &format!("ds/big/d{}/f{i:05}.csv", i % 3), "1\n");
+    }
+    let event = e.batch("ds/big", &[]);
+    let outcome = e.handle(&event).unwrap();
+    assert!(matches!(outcome, Outcome::Done { rows: 10_001, .. }), "{outcome:?}");
+    let jobs = e.warehouse.submitted();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j.labels["bq-ingest-parts"] == "2"));
+    // A duplicate follows both parts.
+    e.warehouse.reset_stats();
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { rows: 10_001, .. }));
+    assert_eq!(e.warehouse.stats().job_status, 2);
+    assert_eq!(e.warehouse.stats().submit, 0);
+}
+
+#[test]
+fn a_rejected_load_is_a_recorded_failure_naming_the_batch_and_is_not_retried() {
+    let e = env();
+    e.warehouse.fail_job(
+        "",
+        JobError {
+            reason: "invalid".into(),
+            message: "Provided Schema does not match Table".into(),
+        },
+    );
+    let event = e.batch("ds/t/b1", &[("a.csv", "1,x\n")]);
+    let outcome = e.handle(&event).unwrap();
+    let Outcome::Failed { error } = &outcome else { panic!("{outcome:?}") };
+    assert!(error.contains("gs://bucket/ds/t/b1/_SUCCESS"), "{error}");
+    assert!(error.contains("Provided Schema does not match Table"), "{error}");
+    assert!(outcome.is_final(), "the message must be acknowledged, not redelivered forever");
+    let records = e.warehouse.records();
+    assert_eq!(records.last().unwrap().1.state, "failed");
+    // Redelivered anyway: the same failed job is reported, nothing is loaded again.
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Failed { .. }));
+    assert_eq!(e.warehouse.submitted().len(), 1);
+}
+
+#[test]
+fn a_bad_path_is_a_recorded_failure_naming_the_object() {
+    let e = env();
+    let event = e.batch("my-ds!/t", &[("a.csv", "1\n")]);
+    let outcome = e.handle(&event).unwrap();
+    let Outcome::Failed { error } = &outcome else { panic!("{outcome:?}") };
+    assert!(error.contains("gs://bucket/my-ds!/t/_SUCCESS"), "{error}");
+    assert!(e.warehouse.submitted().is_empty());
+    assert_eq!(e.warehouse.records().len(), 1, "recorded, never dropped");
+}
+
+#[test]
+fn invalid_load_json_fails_naming_the_config_object() {
+    let e = env();
+    e.store.put_str(B, "ds/_config/load.json", "{not json");
+    let event = e.batch("ds/t", &[("a.csv", "1\n")]);
+    let Outcome::Failed { error } = e.handle(&event).unwrap() else { panic!() };
+    assert!(error.contains("gs://bucket/ds/_config/load.json"), "{error}");
+}
+
+#[test]
+fn transient_errors_ask_for_redelivery_and_the_redelivery_succeeds() {
+    let e = env();
+    let event = e.batch("ds/t", &[("a.csv", "1\n")]);
+    e.warehouse.fail_next_submit(WarehouseError::Transient {
+        what: "jobs.insert".into(),
+        message: "429 rateLimitExceeded".into(),
+    });
+    assert!(matches!(e.handle(&event), Err(IngestError::Warehouse { .. })));
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
+    assert_eq!(e.warehouse.submitted().len(), 1);
+}
+
+#[test]
+fn a_job_still_running_at_the_deadline_is_followed_by_the_next_delivery() {
+    let e = env_with(|s| s.wait_for_job = Duration::from_secs(2));
+    e.warehouse.set_job_duration(1_000);
+    let event = e.batch("ds/t", &[("a.csv", "1\n")]);
+    let outcome = e.handle(&event).unwrap();
+    assert!(matches!(outcome, Outcome::Running { .. }), "{outcome:?}");
+    assert!(!outcome.is_final());
+    // Polls back off from 50 ms instead of sleeping a fixed interval.
+    let sleeps = e.clock.sleeps();
+    assert_eq!(sleeps[0], Duration::from_millis(50));
+    assert!(sleeps.iter().sum::<Duration>() <= Duration::from_secs(2));
+    e.warehouse.set_job_duration(0);
+    let outcome = block_on(e.ingestor.handle(&event)).unwrap();
+    // The job submitted first is still the one followed; nothing new is submitted.
+    assert_eq!(e.warehouse.submitted().len(), 1);
+    let _ = outcome;
+}
+
+#[test]
+fn data_files_and_config_objects_are_ignored_with_a_reason() {
+    let e = env();
+    for name in ["ds/t/part-1.csv", "ds/t/_config/load.json", "_config/ORDERME"] {
+        let o = e.handle(&ObjectEvent::finalized(B, name, 1)).unwrap();
+        assert!(matches!(o, Outcome::Ignored { .. }), "{name}: {o:?}");
+    }
+    assert_eq!(e.store.stats().total(), 0);
+    assert_eq!(e.warehouse.stats().total(), 0);
+}
+
+#[test]
+fn transform_mode_runs_a_query_over_temp_ext_with_parameters() {
+    let e = env();
+    e.store.put_str(
+        B,
+        "ds/t/_config/bq_transform.sql",
+        "INSERT {dest_dataset}.{dest_table} SELECT *, @batch_timestamp AS ts FROM temp_ext",
+    );
+    e.store.put_str(B, "ds/t/_config/external.json", r#"{"sourceFormat": "CSV", "hivePartitioningOptions": {"mode": "AUTO"}}"#);
+    e.warehouse.set_query_responder(|_| Ok(QueryOutcome::dml("INSERT", 5)));
+    let event = e.batch("ds/t/$2020010203", &[("x.csv", "1\n")]);
+    let outcome = e.handle(&event).unwrap();
+    assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+    let job = &e.warehouse.submitted()[0];
+    let JobKind::Query { sql, table_definitions, parameters } = &job.kind else { panic!() };
+    assert_eq!(sql, "INSERT `my-project`.ds.t SELECT *, @batch_timestamp AS ts FROM temp_ext");
+    let ext = &table_definitions["temp_ext"];
+    assert_eq!(ext["sourceFormat"], "CSV");
+    assert_eq!(ext["sourceUris"][0], "gs://bucket/ds/t/$2020010203/x.csv");
+    assert_eq!(ext["hivePartitioningOptions"]["sourceUriPrefix"], "gs://bucket/ds/t/$2020010203/");
+    let ts = parameters.iter().find(|p| p.name == "batch_timestamp").unwrap();
+    assert_eq!(ts.type_name, "TIMESTAMP");
+    assert_eq!(ts.value.as_deref(), Some("2020-01-02T03:00:00.000000Z"));
+    assert_eq!(e.warehouse.records()[0].1.mode, "transform");
+}
+
+#[test]
+fn a_dml_that_affects_no_row_fails_the_batch() {
+    let e = env();
+    e.store.put_str(B, "ds/t/_config/t.sql", "UPDATE {dest_dataset}.{dest_table} SET x = 1 WHERE FALSE");
+    e.warehouse.set_query_responder(|_| Ok(QueryOutcome::dml("UPDATE", 0)));
+    let event = e.batch("ds/t", &[("x.parquet", "PAR1")]);
+    let Outcome::Failed { error } = e.handle(&event).unwrap() else { panic!() };
+    assert!(error.contains("affected no row"), "{error}");
+}
+
+#[test]
+fn a_dml_with_no_row_is_accepted_when_the_check_is_off() {
+    let e = env_with(|s| s.fail_on_zero_dml_rows_affected = false);
+    e.store.put_str(B, "ds/t/_config/t.sql", "UPDATE {dest_dataset}.{dest_table} SET x = 1 WHERE FALSE");
+    e.warehouse.set_query_responder(|_| Ok(QueryOutcome::dml("UPDATE", 0)));
+    let event = e.batch("ds/t", &[("x.parquet", "PAR1")]);
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
+}
+
+#[test]
+fn a_failed_state_table_write_does_not_change_the_outcome() {
+    let e = env();
+    e.warehouse.fail_next(
+        ingest_memory::WarehouseOp::RecordOutcome,
+        WarehouseError::Rejected {
+            what: "bigquery_loads.serverless_bq_loads".into(),
+            message: "403".into(),
+        },
+    );
+    let event = e.batch("ds/t", &[("a.csv", "1\n")]);
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
+}
