@@ -26,14 +26,13 @@ use crate::destination::{resolve_batch, Batch};
 use crate::event::ObjectEvent;
 use crate::plan::{job_id, job_id_hint, plan_load, select_data_files, LoadPlan, PlanMode};
 use crate::ports::{
-    Clock, JobRef, JobRequest, JobState, JobStatus, LoadRecord, ObjectMeta, ObjectStore,
+    Clock, JobError, JobRef, JobRequest, JobState, JobStatus, LoadRecord, ObjectMeta, ObjectStore,
     StoreError, TableRef, Warehouse, WarehouseError,
 };
 use crate::settings::Settings;
 use crate::trigger::{classify, Trigger};
 
-/// The label that carries the number of parts of a batch on every job of it.
-pub const PARTS_LABEL: &str = "bq-ingest-parts";
+pub use crate::plan::PARTS_LABEL;
 
 /// What handling one event came to.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -143,8 +142,11 @@ pub fn poll_delay(attempt: u32) -> Duration {
 /// changes content, so entries never go stale; the cache is bounded and cleared when full.
 #[derive(Debug, Default)]
 struct ConfigCache {
-    entries: Mutex<HashMap<(String, String, i64), Arc<Vec<u8>>>>,
+    entries: Mutex<HashMap<CacheKey, Arc<Vec<u8>>>>,
 }
+
+/// (bucket, object name, generation).
+type CacheKey = (String, String, i64);
 
 const CONFIG_CACHE_CAPACITY: usize = 4096;
 
@@ -341,9 +343,14 @@ impl Ingestor {
         // A duplicate delivery: the first part exists, so the batch was planned before.
         match self.existing_jobs(event, &first, &hint, generation).await {
             Ok(Some(existing)) => {
-                return self
-                    .follow_and_finish(event, None, existing, deadline, None)
-                    .await
+                let ctx = BatchRun {
+                    event,
+                    project: &project,
+                    hint: &hint,
+                    generation,
+                    deadline,
+                };
+                return self.run_batch(&ctx, None, existing, None).await;
             }
             Ok(None) => {}
             Err(e) => return Err(self.transient_warehouse(event, e)),
@@ -364,6 +371,7 @@ impl Ingestor {
                     .await)
             }
         };
+        let submitted_at = self.clock.now();
         let statuses = match self.submit_all(event, &plan).await {
             Ok(s) => s,
             Err(SubmitError::Transient(e)) => return Err(self.transient_warehouse(event, e)),
@@ -373,30 +381,118 @@ impl Ingestor {
                     .await)
             }
         };
-        let submitted_at = self.clock.now();
-        self.follow_and_finish(
+        let attempts = statuses
+            .iter()
+            .map(|s| (attempt_of(&s.job.job_id), s.clone()))
+            .collect();
+        let ctx = BatchRun {
             event,
-            Some((&prepared.batch, plan.mode)),
-            statuses,
+            project: &project,
+            hint: &hint,
+            generation,
             deadline,
-            Some(submitted_at),
-        )
-        .await
+        };
+        self.run_batch(&ctx, Some((prepared, plan)), attempts, Some(submitted_at))
+            .await
     }
 
-    /// When part 0 exists: the statuses of every part, or `None` when some part is missing
-    /// (a crash between two submissions) so the batch must be planned again.
+    /// Follows a batch's jobs to the end, resubmitting a part whose job failed with a
+    /// retriable error under a new id (`<id>-r<n>`), at most `MAX_RETRIES_ON_BIGQUERY_ERROR`
+    /// times; then records the outcome.
+    async fn run_batch(
+        &self,
+        ctx: &BatchRun<'_>,
+        mut planned: Option<(PreparedBatch, LoadPlan)>,
+        parts: Vec<(u32, JobStatus)>,
+        submitted_at: Option<DateTime<Utc>>,
+    ) -> Result<Outcome, IngestError> {
+        let event = ctx.event;
+        let (mut attempts, mut statuses): (Vec<u32>, Vec<JobStatus>) = parts.into_iter().unzip();
+        loop {
+            statuses = match self.follow(statuses, ctx.deadline).await {
+                Ok(s) => s,
+                Err(e) => return Err(self.transient_warehouse(event, e)),
+            };
+            if statuses.iter().any(|s| s.state != JobState::Done) {
+                let jobs = statuses.iter().map(|s| s.job.clone()).collect();
+                return Ok(Outcome::Running { jobs });
+            }
+            let max = self.settings.max_retries_on_bigquery_error;
+            let retry: Vec<usize> = (0..statuses.len())
+                .filter(|&i| {
+                    attempts[i] < max
+                        && statuses[i].error.as_ref().is_some_and(is_retriable_job_error)
+                })
+                .collect();
+            if retry.is_empty() {
+                let batch = planned.as_ref().map(|(p, plan)| (&p.batch, plan.mode));
+                return self
+                    .finish(event, batch, statuses, submitted_at)
+                    .await;
+            }
+            if planned.is_none() {
+                let prepared = match self.prepare(event).await? {
+                    Step::Ok(p) => p,
+                    Step::Fatal(f) => {
+                        return Ok(self.fail(event, None, Some(ctx.generation), f).await)
+                    }
+                };
+                match self.plan(event, &prepared, ctx.project, ctx.hint, ctx.generation) {
+                    Ok(plan) => planned = Some((prepared, plan)),
+                    Err(f) => {
+                        return Ok(self
+                            .fail(event, Some(&prepared.batch), Some(ctx.generation), f)
+                            .await)
+                    }
+                }
+            }
+            let Some((prepared, plan)) = planned.as_ref() else {
+                continue;
+            };
+            for i in retry {
+                let Some(base) = plan.jobs.get(i) else { continue };
+                let failed = &statuses[i];
+                attempts[i] += 1;
+                let mut job = base.clone();
+                job.job_id = crate::ordering::retry_id(&base.job_id, attempts[i]);
+                tracing::warn!(
+                    object = %event.uri(),
+                    job = %failed.job.job_id,
+                    retry = %job.job_id,
+                    "job {} failed with a retriable error; retrying as {}",
+                    failed.job.job_id,
+                    job.job_id
+                );
+                let mut record = self.record_of(event, Some((&prepared.batch, plan.mode)), std::slice::from_ref(failed), submitted_at);
+                record.state = "retried".to_string();
+                self.record(&record).await;
+                statuses[i] = match self.submit_one(event, &job).await {
+                    Ok(s) => s,
+                    Err(SubmitError::Transient(e)) => return Err(self.transient_warehouse(event, e)),
+                    Err(SubmitError::Rejected(e)) => {
+                        return Ok(self
+                            .fail(event, Some(&prepared.batch), Some(ctx.generation), Fatal(e))
+                            .await)
+                    }
+                };
+            }
+        }
+    }
+
+    /// When part 0 exists: the latest attempt of every part, or `None` when some part is
+    /// missing (a crash between two submissions) so the batch must be planned again.
     async fn existing_jobs(
         &self,
         event: &ObjectEvent,
         first: &JobRef,
         hint: &str,
         generation: i64,
-    ) -> Result<Option<Vec<JobStatus>>, WarehouseError> {
-        let Some(status) = self.warehouse.job_status(first).await? else {
+    ) -> Result<Option<Vec<(u32, JobStatus)>>, WarehouseError> {
+        let Some(status) = self.latest_attempt(first).await? else {
             return Ok(None);
         };
         let parts: usize = status
+            .1
             .labels
             .get(PARTS_LABEL)
             .and_then(|v| v.parse().ok())
@@ -414,12 +510,37 @@ impl Ingestor {
                 ),
                 ..first.clone()
             };
-            match self.warehouse.job_status(&job).await? {
+            match self.latest_attempt(&job).await? {
                 Some(s) => statuses.push(s),
                 None => return Ok(None),
             }
         }
         Ok(Some(statuses))
+    }
+
+    /// The latest attempt of a job: the job itself, or its retries `-r1`, `-r2`, … as long as
+    /// each one failed with a retriable error and a later one exists.
+    async fn latest_attempt(&self, job: &JobRef) -> Result<Option<(u32, JobStatus)>, WarehouseError> {
+        let Some(mut status) = self.warehouse.job_status(job).await? else {
+            return Ok(None);
+        };
+        let mut attempt = 0;
+        while attempt < self.settings.max_retries_on_bigquery_error
+            && status.error.as_ref().is_some_and(is_retriable_job_error)
+        {
+            let next = JobRef {
+                job_id: crate::ordering::retry_id(&job.job_id, attempt + 1),
+                ..job.clone()
+            };
+            match self.warehouse.job_status(&next).await? {
+                Some(s) => {
+                    status = s;
+                    attempt += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(Some((attempt, status)))
     }
 
     /// Lists and merges the `_config/` folders on the way to the batch, derives the
@@ -673,71 +794,36 @@ impl Ingestor {
         }
     }
 
-    async fn follow_and_finish(
+    /// The state-table row of a batch's jobs (state and error filled by the caller).
+    fn record_of(
         &self,
         event: &ObjectEvent,
         batch: Option<(&Batch, PlanMode)>,
-        statuses: Vec<JobStatus>,
-        deadline: DateTime<Utc>,
+        statuses: &[JobStatus],
         submitted_at: Option<DateTime<Utc>>,
-    ) -> Result<Outcome, IngestError> {
-        let statuses = match self.follow(statuses, deadline).await {
-            Ok(s) => s,
-            Err(e) => return Err(self.transient_warehouse(event, e)),
-        };
-        let jobs: Vec<JobRef> = statuses.iter().map(|s| s.job.clone()).collect();
-        if statuses.iter().any(|s| s.state != JobState::Done) {
-            return Ok(Outcome::Running { jobs });
-        }
-        let failure = statuses.iter().find_map(|s| {
+    ) -> LoadRecord {
+        let error = statuses.iter().find_map(|s| {
             s.error
                 .as_ref()
-                .map(|e| (s.job.job_id.clone(), e.reason.clone(), e.message.clone()))
+                .map(|e| format!("job {} failed: {}: {}", s.job.job_id, e.reason, e.message))
         });
-        let rows = statuses.iter().filter_map(|s| s.output_rows).sum();
-        let bytes = statuses.iter().filter_map(|s| s.input_bytes).sum();
-        let mode = batch.map(|(_, m)| m).unwrap_or_else(|| {
-            if statuses
-                .iter()
-                .any(|s| s.statement_type.is_some() || s.dml_affected_rows.is_some())
-            {
-                PlanMode::Transform
-            } else {
-                PlanMode::Load
-            }
-        });
-        let zero_dml = mode == PlanMode::Transform
-            && self.settings.fail_on_zero_dml_rows_affected
-            && failure.is_none();
-        let zero_dml_error = if zero_dml {
-            match crate::transform::check_dml_rows(self.warehouse.as_ref(), &statuses).await {
-                Ok(r) => r,
-                Err(e) => return Err(self.transient_warehouse(event, e)),
-            }
-        } else {
-            None
-        };
-        let error = match (failure, zero_dml_error) {
-            (Some((job, reason, message)), _) => Some(format!(
-                "{}: job {job} failed: {reason}: {message}",
-                event.uri()
-            )),
-            (None, Some(msg)) => Some(format!("{}: {msg}", event.uri())),
-            (None, None) => None,
-        };
-        let record = LoadRecord {
+        LoadRecord {
             marker_uri: event.uri(),
             marker_generation: event.generation.unwrap_or_default(),
             destination: batch
                 .map(|(b, _)| b.destination.to_string())
                 .unwrap_or_default(),
             batch_id: batch.and_then(|(b, _)| b.batch_id.clone()),
-            job_ids: jobs.iter().map(|j| j.job_id.clone()).collect(),
-            mode: mode.as_str().to_string(),
+            job_ids: statuses.iter().map(|s| s.job.job_id.clone()).collect(),
+            mode: batch
+                .map(|(_, m)| m)
+                .unwrap_or_else(|| mode_of(statuses))
+                .as_str()
+                .to_string(),
             state: if error.is_some() { "failed" } else { "done" }.to_string(),
-            error: error.clone(),
-            rows: Some(rows),
-            bytes: Some(bytes),
+            error,
+            rows: Some(statuses.iter().filter_map(|s| s.output_rows).sum()),
+            bytes: Some(statuses.iter().filter_map(|s| s.input_bytes).sum()),
             submitted_at: submitted_at.or_else(|| statuses.iter().filter_map(|s| s.created).min()),
             started_at: statuses.iter().filter_map(|s| s.started).min(),
             ended_at: statuses
@@ -745,11 +831,44 @@ impl Ingestor {
                 .filter_map(|s| s.ended)
                 .max()
                 .unwrap_or_else(|| self.clock.now()),
-        };
+        }
+    }
+
+    /// Every job is done: checks DML row counts in transform mode, records the outcome.
+    async fn finish(
+        &self,
+        event: &ObjectEvent,
+        batch: Option<(&Batch, PlanMode)>,
+        statuses: Vec<JobStatus>,
+        submitted_at: Option<DateTime<Utc>>,
+    ) -> Result<Outcome, IngestError> {
+        let jobs: Vec<JobRef> = statuses.iter().map(|s| s.job.clone()).collect();
+        let mut record = self.record_of(event, batch, &statuses, submitted_at);
+        if record.error.is_none()
+            && record.mode == PlanMode::Transform.as_str()
+            && self.settings.fail_on_zero_dml_rows_affected
+        {
+            match crate::transform::check_dml_rows(self.warehouse.as_ref(), &statuses).await {
+                Ok(Some(msg)) => {
+                    record.error = Some(msg);
+                    record.state = "failed".to_string();
+                }
+                Ok(None) => {}
+                Err(e) => return Err(self.transient_warehouse(event, e)),
+            }
+        }
+        if let Some(error) = &mut record.error {
+            *error = format!("{}: {error}", event.uri());
+            tracing::error!(object = %event.uri(), jobs = ?record.job_ids, error = %error, "batch failed: {error}");
+        }
         self.record(&record).await;
-        Ok(match error {
+        Ok(match record.error {
             Some(error) => Outcome::Failed { error },
-            None => Outcome::Done { jobs, rows, bytes },
+            None => Outcome::Done {
+                jobs,
+                rows: record.rows.unwrap_or_default(),
+                bytes: record.bytes.unwrap_or_default(),
+            },
         })
     }
 
@@ -848,6 +967,56 @@ impl Ingestor {
             source: e,
         }
     }
+}
+
+/// Whether a failed job is worth retrying under a new id: BigQuery's transient reasons
+/// (`backendError`, `internalError`, `rateLimitExceeded`, `jobBackendError`,
+/// `jobInternalError`) and `quotaExceeded` on concurrency; any other error fails the batch.
+///
+/// ```
+/// use ingest_core::ingest::is_retriable_job_error;
+/// use ingest_core::ports::JobError;
+/// let e = |reason: &str, message: &str| JobError { reason: reason.into(), message: message.into() };
+/// assert!(is_retriable_job_error(&e("backendError", "")));
+/// assert!(is_retriable_job_error(&e("quotaExceeded", "Too many concurrent queries")));
+/// assert!(!is_retriable_job_error(&e("quotaExceeded", "Quota exceeded: table imports per day")));
+/// assert!(!is_retriable_job_error(&e("invalid", "Provided Schema does not match Table")));
+/// ```
+pub fn is_retriable_job_error(error: &JobError) -> bool {
+    match error.reason.as_str() {
+        "backendError" | "internalError" | "rateLimitExceeded" | "jobBackendError"
+        | "jobInternalError" => true,
+        "quotaExceeded" => error.message.to_ascii_lowercase().contains("concurren"),
+        _ => false,
+    }
+}
+
+/// The attempt number in a job id (`…-r2` → 2; 0 without suffix).
+pub(crate) fn attempt_of(job_id: &str) -> u32 {
+    job_id
+        .rsplit_once("-r")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mode_of(statuses: &[JobStatus]) -> PlanMode {
+    if statuses
+        .iter()
+        .any(|s| s.statement_type.is_some() || s.dml_affected_rows.is_some())
+    {
+        PlanMode::Transform
+    } else {
+        PlanMode::Load
+    }
+}
+
+/// What a batch run needs to re-plan.
+struct BatchRun<'a> {
+    event: &'a ObjectEvent,
+    project: &'a str,
+    hint: &'a str,
+    generation: i64,
+    deadline: DateTime<Utc>,
 }
 
 /// Why submitting failed.

@@ -699,6 +699,19 @@ impl Subscriber<'_> {
         state: &LockState,
         statuses: Vec<JobStatus>,
     ) -> Result<Next, IngestError> {
+        let max = self.ingestor.settings().max_retries_on_bigquery_error;
+        let retry: Vec<usize> = (0..statuses.len())
+            .filter(|&i| {
+                crate::ingest::attempt_of(&statuses[i].job.job_id) < max
+                    && statuses[i]
+                        .error
+                        .as_ref()
+                        .is_some_and(crate::ingest::is_retriable_job_error)
+            })
+            .collect();
+        if !retry.is_empty() {
+            return self.retry(generation, state, &statuses, &retry).await;
+        }
         let failure = statuses.iter().find_map(|s| {
             s.error
                 .as_ref()
@@ -769,6 +782,41 @@ impl Subscriber<'_> {
                 self.done("waiting for validation (WAIT_FOR_VALIDATION)"),
             ));
         }
+        Ok(Next::Continue)
+    }
+
+    /// Resubmits the parts whose jobs failed with a retriable error under their next
+    /// attempt's id; the lock names the new jobs before they are submitted.
+    async fn retry(
+        &mut self,
+        generation: i64,
+        state: &LockState,
+        statuses: &[JobStatus],
+        parts: &[usize],
+    ) -> Result<Next, IngestError> {
+        let plan = match self.plan_item(&state.item).await? {
+            Step::Ok((_, plan)) => plan,
+            Step::Fatal(f) => {
+                return self
+                    .stop_table(Some(generation), &state.item, Some(state), state.job_ids.clone(), f.0)
+                    .await
+                    .map(Next::Return)
+            }
+        };
+        let mut next = state.clone();
+        for &i in parts {
+            let attempt = crate::ingest::attempt_of(&statuses[i].job.job_id) + 1;
+            if let (Some(id), Some(job)) = (next.job_ids.get_mut(i), plan.jobs.get(i)) {
+                *id = retry_id(&job.job_id, attempt);
+            }
+        }
+        next.heartbeat = self.ingestor.clock().now();
+        next.holder = Some(self.holder.clone());
+        if self.write_lock(&next, PutMode::Update(generation)).await?.is_none() {
+            return Ok(Next::Continue);
+        }
+        tracing::warn!(table = %self.table, item = %state.item, jobs = ?next.job_ids, "retrying {} after a retriable job error", state.item);
+        // The lock names the new ids: following it submits them (they do not exist yet).
         Ok(Next::Continue)
     }
 

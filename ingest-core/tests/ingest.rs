@@ -25,8 +25,10 @@ fn env_with(settings: impl FnOnce(&mut Settings)) -> Env {
     let store = Arc::new(MemoryStore::new().with_clock(clock.clone()));
     store.create_bucket(B);
     let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()).with_clock(clock.clone()));
-    let mut s = Settings::default();
-    s.bq_project = Some("my-project".into());
+    let mut s = Settings {
+        bq_project: Some("my-project".into()),
+        ..Settings::default()
+    };
     settings(&mut s);
     let ingestor = Ingestor::new(s, store.clone(), warehouse.clone(), Arc::new(clock.clone()));
     Env {
@@ -355,4 +357,45 @@ fn a_failed_state_table_write_does_not_change_the_outcome() {
     );
     let event = e.batch("ds/t", &[("a.csv", "1\n")]);
     assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
+}
+
+#[test]
+fn retriable_job_errors_are_retried_under_new_ids_up_to_the_limit() {
+    let e = env_with(|s| s.max_retries_on_bigquery_error = 2);
+    e.warehouse.fail_job(
+        "gcf-ingest-ds_t_",
+        JobError {
+            reason: "backendError".into(),
+            message: "Backend error. Please try again.".into(),
+        },
+    );
+    let event = e.batch("ds/t", &[("a.csv", "1\n")]);
+    let Outcome::Failed { error } = e.handle(&event).unwrap() else { panic!() };
+    assert!(error.contains("backendError"), "{error}");
+    let ids: Vec<String> = e.warehouse.submitted().iter().map(|j| j.job_id.clone()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids[1].ends_with("-r1") && ids[2].ends_with("-r2"), "{ids:?}");
+    assert!(ids[1].starts_with(&ids[0]));
+    let states: Vec<String> = e.warehouse.records().iter().map(|(_, r)| r.state.clone()).collect();
+    assert_eq!(states, ["retried", "retried", "failed"]);
+    // A redelivery follows the last attempt and submits nothing.
+    e.warehouse.reset_stats();
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Failed { .. }));
+    assert_eq!(e.warehouse.stats().submit, 0);
+    assert_eq!(e.warehouse.stats().job_status, 3);
+}
+
+#[test]
+fn other_job_errors_fail_at_once() {
+    let e = env();
+    e.warehouse.fail_job(
+        "",
+        JobError {
+            reason: "quotaExceeded".into(),
+            message: "Quota exceeded: Your table exceeded quota for imports per table".into(),
+        },
+    );
+    let event = e.batch("ds/t", &[("a.csv", "1\n")]);
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Failed { .. }));
+    assert_eq!(e.warehouse.submitted().len(), 1);
 }

@@ -229,16 +229,16 @@ fn run(s: &Scenario) -> Report {
         notifications: notifications.clone(),
         log: log.clone(),
     });
-    let mut settings = Settings::default();
-    settings.bq_project = Some("my-project".into());
-    settings.order_per_table = true;
-    settings.lock_lease = Duration::from_secs(5);
-    settings.restart_buffer = Duration::from_secs(2);
-    settings.wait_for_job = Duration::from_secs(30);
-    settings.wait_for_validation = s.wait_for_validation;
-    if s.gated {
-        settings.start_backfill_filename = Some("_HISTORYDONE".into());
-    }
+    let settings = Settings {
+        bq_project: Some("my-project".into()),
+        order_per_table: true,
+        lock_lease: Duration::from_secs(5),
+        restart_buffer: Duration::from_secs(2),
+        wait_for_job: Duration::from_secs(30),
+        wait_for_validation: s.wait_for_validation,
+        start_backfill_filename: s.gated.then(|| "_HISTORYDONE".to_string()),
+        ..Settings::default()
+    };
     let ingestor = Ingestor::new(
         settings,
         store,

@@ -1,2 +1,34 @@
-//! In-memory implementations of the ports of [`ingest_core`].
+//! In-memory implementations of the ports of [`ingest_core`]: an object store, a warehouse and
+//! a clock, for tests and for embedding bq-ingest without Google Cloud.
+//!
+//! Every double passes the conformance suites of `ingest_core::testing` and adds what tests of
+//! the core need: request counters, fault injection, a hook before each store operation,
+//! adjustable job durations and virtual time.
+//!
+//! - [`MemoryStore`]: an [`ObjectStore`](ingest_core::ports::ObjectStore) with generations and
+//!   every precondition enforced.
+//! - [`MemoryWarehouse`]: a [`Warehouse`](ingest_core::ports::Warehouse) that runs load jobs
+//!   against a [`MemoryStore`] and counts rows per table and partition.
+//! - [`MemoryClock`]: a [`Clock`](ingest_core::ports::Clock) whose `sleep` advances virtual
+//!   time instantly.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ingest_core::ports::{ObjectStore, Warehouse};
+//! use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse};
+//!
+//! let clock = MemoryClock::new();
+//! let store = Arc::new(MemoryStore::new().with_clock(clock.clone()));
+//! store.create_bucket("b");
+//! let warehouse = MemoryWarehouse::with_store(store.clone()).with_clock(clock.clone());
+//! let _ports: (Arc<dyn ObjectStore>, Arc<dyn Warehouse>) = (store, Arc::new(warehouse));
+//! ```
 #![warn(missing_docs)]
+
+mod clock;
+mod store;
+mod warehouse;
+
+pub use clock::{MemoryClock, DEFAULT_START_SECONDS};
+pub use store::{BeforeOpFn, BeforeOpHook, MemoryStore, StoreOp, StoreStats, FIRST_GENERATION};
+pub use warehouse::{MemoryWarehouse, QueryOutcome, QueryResponder, WarehouseOp, WarehouseStats};

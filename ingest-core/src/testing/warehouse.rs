@@ -1,6 +1,17 @@
 //! The [`Warehouse`](crate::ports::Warehouse) conformance suite.
+//!
+//! [`run`] is a sequence of named checks of the semantics documented on the trait. Job ids are
+//! made unique with [`WarehouseFixture::run_id`], because real warehouses keep job ids forever.
+//! The suite does not sleep (the core has no runtime): it polls a running job a bounded number
+//! of times, which suits warehouses whose jobs finish quickly (emulators, doubles).
 
-use crate::ports::{JobRequest, TableRef, Warehouse};
+use std::fmt::Display;
+
+use chrono::{TimeZone, Utc};
+
+use crate::ports::{
+    JobRef, JobRequest, JobState, JobStatus, LoadRecord, TableRef, Warehouse, WarehouseError,
+};
 
 /// What the suite needs from the environment of the implementation under test.
 #[derive(Debug, Clone)]
@@ -17,8 +28,332 @@ pub struct WarehouseFixture {
     pub run_id: String,
 }
 
+/// How many times the suite asks for the status of a job before calling it stuck.
+const MAX_POLLS: usize = 60;
+
 /// Runs every check against `warehouse`. Panics with a message naming the check that failed.
+///
+/// Jobs submitted: `{load_ok.job_id}-{run_id}-ok` and `{load_failing.job_id}-{run_id}-fail`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ingest_core::ports::{JobKind, JobRequest, TableRef};
+/// use ingest_core::testing::warehouse::{run, WarehouseFixture};
+/// use ingest_memory::{MemoryStore, MemoryWarehouse};
+///
+/// let store = Arc::new(MemoryStore::new());
+/// store.put_str("b", "ds/t/data.csv", "1,a\n2,b\n3,c\n");
+/// let table = |t: &str| TableRef {
+///     project: "p".into(), dataset: "ds".into(), table: t.into(), partition: None,
+/// };
+/// let load = |uri: &str| JobRequest {
+///     project: "p".into(),
+///     job_id: "conformance".into(),
+///     location: None,
+///     labels: Default::default(),
+///     kind: JobKind::Load {
+///         destination: table("t"),
+///         source_uris: vec![uri.into()],
+///         config: Default::default(),
+///     },
+/// };
+/// let fixture = WarehouseFixture {
+///     load_ok: load("gs://b/ds/t/data.csv"),
+///     load_ok_rows: 3,
+///     load_failing: load("gs://b/ds/t/missing.csv"),
+///     state_table: table("load_state"),
+///     run_id: "run-1".into(),
+/// };
+/// futures::executor::block_on(run(&MemoryWarehouse::with_store(store), &fixture));
+/// ```
 pub async fn run(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
-    let _ = (warehouse, fixture);
-    unimplemented!("helper fills this in")
+    let suite = Suite { warehouse, fixture };
+    suite.unknown_job_status().await;
+    let done = suite.load_ok().await;
+    suite.duplicate_submit(&done).await;
+    suite.child_jobs_of_load(&done).await;
+    suite.load_failing().await;
+    suite.record_outcome(&done).await;
+}
+
+/// Panics naming the check.
+fn fail(check: &str, detail: impl Display) -> ! {
+    panic!("Warehouse conformance check `{check}` failed: {detail}")
+}
+
+fn ok<T>(check: &str, what: &str, result: Result<T, WarehouseError>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => fail(check, format!("{what}: unexpected error {error:?}")),
+    }
+}
+
+fn job_ref(request: &JobRequest) -> JobRef {
+    JobRef {
+        project: request.project.clone(),
+        job_id: request.job_id.clone(),
+        location: request.location.clone(),
+    }
+}
+
+struct Suite<'a> {
+    warehouse: &'a dyn Warehouse,
+    fixture: &'a WarehouseFixture,
+}
+
+impl Suite<'_> {
+    fn request(&self, base: &JobRequest, suffix: &str) -> JobRequest {
+        JobRequest {
+            job_id: format!("{}-{}-{suffix}", base.job_id, self.fixture.run_id),
+            ..base.clone()
+        }
+    }
+
+    /// Polls the job until it is done, at most [`MAX_POLLS`] times.
+    async fn wait_done(&self, check: &str, job: &JobRef) -> JobStatus {
+        for _ in 0..MAX_POLLS {
+            let status = ok(
+                check,
+                &format!("job_status of {}", job.job_id),
+                self.warehouse.job_status(job).await,
+            );
+            let Some(status) = status else {
+                fail(
+                    check,
+                    format!("job_status of submitted job {} returned None", job.job_id),
+                );
+            };
+            if status.job.job_id != job.job_id {
+                fail(
+                    check,
+                    format!(
+                        "job_status of {} reported job id {}",
+                        job.job_id, status.job.job_id
+                    ),
+                );
+            }
+            if status.state == JobState::Done {
+                return status;
+            }
+        }
+        fail(
+            check,
+            format!("job {} was not done after {MAX_POLLS} polls", job.job_id),
+        )
+    }
+
+    fn expect_labels(&self, check: &str, request: &JobRequest, status: &JobStatus) {
+        for (key, value) in &request.labels {
+            if status.labels.get(key) != Some(value) {
+                fail(
+                    check,
+                    format!(
+                        "job {} lacks label {key}={value}; its labels: {:?}",
+                        request.job_id, status.labels
+                    ),
+                );
+            }
+        }
+    }
+
+    async fn unknown_job_status(&self) {
+        let check = "unknown_job_status";
+        let base = &self.fixture.load_ok;
+        let job = JobRef {
+            project: base.project.clone(),
+            job_id: format!("conformance-unknown-{}", self.fixture.run_id),
+            location: base.location.clone(),
+        };
+        match ok(
+            check,
+            &format!("job_status of {}", job.job_id),
+            self.warehouse.job_status(&job).await,
+        ) {
+            None => {}
+            Some(status) => fail(
+                check,
+                format!("job {} was never submitted, got {status:?}", job.job_id),
+            ),
+        }
+    }
+
+    async fn load_ok(&self) -> (JobRequest, JobStatus) {
+        let check = "load_ok_submit";
+        let request = self.request(&self.fixture.load_ok, "ok");
+        let submitted = ok(
+            check,
+            &format!("submit {}", request.job_id),
+            self.warehouse.submit(&request).await,
+        );
+        if submitted.job.job_id != request.job_id || submitted.job.project != request.project {
+            fail(
+                check,
+                format!(
+                    "submitted {}/{} but the status names {}/{}",
+                    request.project, request.job_id, submitted.job.project, submitted.job.job_id
+                ),
+            );
+        }
+        if submitted.state == JobState::Done && submitted.error.is_some() {
+            fail(
+                check,
+                format!("job {} failed: {:?}", request.job_id, submitted.error),
+            );
+        }
+
+        let check = "load_ok_done";
+        let status = self.wait_done(check, &job_ref(&request)).await;
+        if let Some(error) = &status.error {
+            fail(
+                check,
+                format!(
+                    "job {} failed: {}: {}",
+                    request.job_id, error.reason, error.message
+                ),
+            );
+        }
+        if status.output_rows != Some(self.fixture.load_ok_rows) {
+            fail(
+                check,
+                format!(
+                    "job {}: expected output_rows Some({}), got {:?}",
+                    request.job_id, self.fixture.load_ok_rows, status.output_rows
+                ),
+            );
+        }
+        if status.job.project != request.project {
+            fail(
+                check,
+                format!(
+                    "job {} runs in project {}, status says {}",
+                    request.job_id, request.project, status.job.project
+                ),
+            );
+        }
+        self.expect_labels(check, &request, &status);
+        (request, status)
+    }
+
+    async fn duplicate_submit(&self, done: &(JobRequest, JobStatus)) {
+        let check = "duplicate_submit";
+        let (request, first) = done;
+        match self.warehouse.submit(request).await {
+            Err(WarehouseError::AlreadyExists { job_id }) if job_id == request.job_id => {}
+            other => fail(
+                check,
+                format!(
+                    "second submit of {}: expected AlreadyExists {{ job_id: {:?} }}, got {other:?}",
+                    request.job_id, request.job_id
+                ),
+            ),
+        }
+
+        let check = "duplicate_not_rerun";
+        let status = self.wait_done(check, &job_ref(request)).await;
+        if status.output_rows != first.output_rows || status.error.is_some() {
+            fail(
+                check,
+                format!(
+                    "after a duplicate submit, job {} reports output_rows {:?} and error {:?} \
+                     (before: {:?}, no error)",
+                    request.job_id, status.output_rows, status.error, first.output_rows
+                ),
+            );
+        }
+    }
+
+    async fn child_jobs_of_load(&self, done: &(JobRequest, JobStatus)) {
+        let check = "child_jobs_of_load";
+        let (request, _) = done;
+        let children = ok(
+            check,
+            &format!("child_jobs of {}", request.job_id),
+            self.warehouse.child_jobs(&job_ref(request)).await,
+        );
+        if !children.is_empty() {
+            fail(
+                check,
+                format!(
+                    "load job {} has no child jobs, got {children:?}",
+                    request.job_id
+                ),
+            );
+        }
+    }
+
+    async fn load_failing(&self) {
+        let check = "load_failing";
+        let request = self.request(&self.fixture.load_failing, "fail");
+        let status = match self.warehouse.submit(&request).await {
+            Ok(_) => self.wait_done(check, &job_ref(&request)).await,
+            Err(WarehouseError::Rejected { .. }) => return,
+            Err(other) => fail(
+                check,
+                format!(
+                    "submit {}: expected a job that fails or Rejected, got {other:?}",
+                    request.job_id
+                ),
+            ),
+        };
+        match &status.error {
+            Some(error) if !error.reason.is_empty() && !error.message.is_empty() => {}
+            Some(error) => fail(
+                check,
+                format!(
+                    "job {} failed with an empty reason or message: {error:?}",
+                    request.job_id
+                ),
+            ),
+            None => fail(
+                check,
+                format!(
+                    "job {} should fail but succeeded (output_rows {:?})",
+                    request.job_id, status.output_rows
+                ),
+            ),
+        }
+    }
+
+    async fn record_outcome(&self, done: &(JobRequest, JobStatus)) {
+        let check = "record_outcome";
+        let (request, status) = done;
+        let ended_at = status
+            .ended
+            .or_else(|| Utc.with_ymd_and_hms(2020, 10, 26, 12, 0, 0).single())
+            .unwrap_or_default();
+        let record = LoadRecord {
+            marker_uri: format!("gs://conformance/ds/t/{}/_SUCCESS", self.fixture.run_id),
+            marker_generation: 1_600_000_000_000_001,
+            destination: self.fixture.load_ok_destination(),
+            batch_id: Some(self.fixture.run_id.clone()),
+            job_ids: vec![request.job_id.clone()],
+            mode: "load".to_string(),
+            state: "done".to_string(),
+            error: None,
+            rows: status.output_rows,
+            bytes: status.input_bytes,
+            submitted_at: status.created,
+            started_at: status.started,
+            ended_at,
+        };
+        for attempt in ["first", "second"] {
+            ok(
+                check,
+                &format!("{attempt} record_outcome into {}", self.fixture.state_table),
+                self.warehouse
+                    .record_outcome(&self.fixture.state_table, &record)
+                    .await,
+            );
+        }
+    }
+}
+
+impl WarehouseFixture {
+    /// The destination of `load_ok` as a [`LoadRecord`] names it, or its job id for a query.
+    fn load_ok_destination(&self) -> String {
+        match &self.load_ok.kind {
+            crate::ports::JobKind::Load { destination, .. } => destination.to_string(),
+            crate::ports::JobKind::Query { .. } => self.load_ok.job_id.clone(),
+        }
+    }
 }

@@ -1,0 +1,515 @@
+//! [`MemoryStore`]: an [`ObjectStore`] held in memory, with request counters, fault injection
+//! and a hook that runs before every operation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ingest_core::ports::{Clock, ListPage, ObjectMeta, ObjectStore, PutMode, StoreError};
+
+use crate::clock::MemoryClock;
+
+/// The generation of the first object a [`MemoryStore`] writes; later writes count up from it.
+/// Real GCS generations are microsecond timestamps of this magnitude.
+pub const FIRST_GENERATION: i64 = 1_600_000_000_000_000;
+
+/// One method of [`ObjectStore`], to name it in fault injection, hooks and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StoreOp {
+    /// [`ObjectStore::list`].
+    List,
+    /// [`ObjectStore::read`].
+    Read,
+    /// [`ObjectStore::stat`].
+    Stat,
+    /// [`ObjectStore::put`].
+    Put,
+    /// [`ObjectStore::delete`].
+    Delete,
+}
+
+/// How many times each [`ObjectStore`] method of a [`MemoryStore`] was called, failed calls
+/// included (the test helpers such as [`MemoryStore::insert`] are not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Calls of [`ObjectStore::list`] (one per page).
+    pub list: u64,
+    /// Calls of [`ObjectStore::read`].
+    pub read: u64,
+    /// Calls of [`ObjectStore::stat`].
+    pub stat: u64,
+    /// Calls of [`ObjectStore::put`].
+    pub put: u64,
+    /// Calls of [`ObjectStore::delete`].
+    pub delete: u64,
+}
+
+impl StoreStats {
+    /// The sum of every counter.
+    pub fn total(&self) -> u64 {
+        self.list + self.read + self.stat + self.put + self.delete
+    }
+
+    fn count(&mut self, op: StoreOp) {
+        let counter = match op {
+            StoreOp::List => &mut self.list,
+            StoreOp::Read => &mut self.read,
+            StoreOp::Stat => &mut self.stat,
+            StoreOp::Put => &mut self.put,
+            StoreOp::Delete => &mut self.delete,
+        };
+        *counter += 1;
+    }
+}
+
+/// A hook run before every [`ObjectStore`] call of a [`MemoryStore`], with the operation and the
+/// object name (the prefix for [`StoreOp::List`]); returning an error fails the call with it.
+pub type BeforeOpHook = Box<BeforeOpFn>;
+
+/// The function behind a [`BeforeOpHook`].
+pub type BeforeOpFn = dyn Fn(StoreOp, &str) -> Option<StoreError> + Send + Sync;
+
+#[derive(Debug, Clone)]
+struct StoredObject {
+    content: Arc<Vec<u8>>,
+    generation: i64,
+    updated: DateTime<Utc>,
+}
+
+impl StoredObject {
+    fn meta(&self, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: name.to_string(),
+            size: self.content.len() as u64,
+            generation: self.generation,
+            updated: Some(self.updated),
+        }
+    }
+}
+
+struct StoreState {
+    buckets: BTreeSet<String>,
+    objects: BTreeMap<(String, String), StoredObject>,
+    next_generation: i64,
+    stats: StoreStats,
+    injected: HashMap<StoreOp, VecDeque<StoreError>>,
+    before_op: Option<Arc<BeforeOpFn>>,
+    clock: MemoryClock,
+}
+
+/// An [`ObjectStore`] held in memory: buckets of objects with generations and every
+/// precondition of the trait enforced, including the delete precondition.
+///
+/// - Buckets must exist ([`MemoryStore::create_bucket`]): listing, reading or writing in a
+///   missing bucket is [`StoreError::NotFound`].
+/// - Generations come from one counter per store, starting at [`FIRST_GENERATION`] and strictly
+///   increasing with every write in any bucket.
+/// - `updated` is the time of the store's [`MemoryClock`] ([`MemoryStore::with_clock`]).
+/// - Page tokens are opaque; `max_results` of `Some(0)` means no limit.
+///
+/// For tests it counts calls per method ([`MemoryStore::stats`]), fails chosen calls
+/// ([`MemoryStore::fail_next`]) and runs a hook before each call
+/// ([`MemoryStore::set_before_op`]). Clones share the same objects.
+///
+/// ```
+/// use ingest_core::ports::{ObjectStore, PutMode, StoreError};
+/// use ingest_memory::{MemoryStore, StoreOp};
+///
+/// # futures::executor::block_on(async {
+/// let store = MemoryStore::new();
+/// store.create_bucket("b");
+/// let meta = store.put_str("b", "ds/t/_SUCCESS", "");
+/// assert_eq!(meta.size, 0);
+///
+/// let err = store.put("b", "ds/t/_SUCCESS", vec![], PutMode::Create).await.unwrap_err();
+/// assert!(matches!(err, StoreError::AlreadyExists { .. }));
+///
+/// store.fail_next(StoreOp::Read, StoreError::Transient {
+///     bucket: "b".into(), name: "ds/t/_SUCCESS".into(), message: "503".into(),
+/// });
+/// assert!(store.read("b", "ds/t/_SUCCESS").await.unwrap_err().is_transient());
+/// assert!(store.read("b", "ds/t/_SUCCESS").await.is_ok());
+/// assert_eq!(store.stats().read, 2);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<StoreState>>,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("buckets", &state.buckets)
+            .field("objects", &state.objects.len())
+            .field("next_generation", &state.next_generation)
+            .field("stats", &state.stats)
+            .field("before_op", &state.before_op.is_some())
+            .finish()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with no bucket, on its own [`MemoryClock`].
+    pub fn new() -> Self {
+        MemoryStore {
+            inner: Arc::new(Mutex::new(StoreState {
+                buckets: BTreeSet::new(),
+                objects: BTreeMap::new(),
+                next_generation: FIRST_GENERATION,
+                stats: StoreStats::default(),
+                injected: HashMap::new(),
+                before_op: None,
+                clock: MemoryClock::new(),
+            })),
+        }
+    }
+
+    /// Uses `clock` for the `updated` time of objects written from now on.
+    ///
+    /// ```
+    /// use ingest_core::ports::Clock;
+    /// use ingest_memory::{MemoryClock, MemoryStore};
+    ///
+    /// let clock = MemoryClock::new();
+    /// let store = MemoryStore::new().with_clock(clock.clone());
+    /// assert_eq!(store.insert("b", "x", b"1".to_vec()).updated, Some(clock.now()));
+    /// ```
+    pub fn with_clock(self, clock: MemoryClock) -> Self {
+        self.lock().clock = clock;
+        self
+    }
+
+    /// Creates a bucket (nothing happens when it exists).
+    pub fn create_bucket(&self, bucket: &str) {
+        self.lock().buckets.insert(bucket.to_string());
+    }
+
+    /// Whether the bucket exists.
+    pub fn bucket_exists(&self, bucket: &str) -> bool {
+        self.lock().buckets.contains(bucket)
+    }
+
+    /// Writes an object unconditionally, creating the bucket when missing, and returns the new
+    /// generation's metadata. A test helper: not counted, not hooked, never fails.
+    ///
+    /// ```
+    /// use ingest_memory::MemoryStore;
+    ///
+    /// let store = MemoryStore::new();
+    /// let first = store.insert("b", "ds/t/part-0.csv", b"1,a\n".to_vec());
+    /// let second = store.insert("b", "ds/t/part-0.csv", b"2,b\n".to_vec());
+    /// assert!(second.generation > first.generation);
+    /// assert_eq!(store.content("b", "ds/t/part-0.csv"), Some(b"2,b\n".to_vec()));
+    /// ```
+    pub fn insert(&self, bucket: &str, name: &str, content: impl Into<Vec<u8>>) -> ObjectMeta {
+        let mut state = self.lock();
+        state.buckets.insert(bucket.to_string());
+        state.write(bucket, name, content.into())
+    }
+
+    /// [`MemoryStore::insert`] of a string.
+    pub fn put_str(&self, bucket: &str, name: &str, content: &str) -> ObjectMeta {
+        self.insert(bucket, name, content.as_bytes().to_vec())
+    }
+
+    /// Removes an object if it exists; returns whether it did. A test helper: not counted, not
+    /// hooked.
+    pub fn remove(&self, bucket: &str, name: &str) -> bool {
+        self.lock()
+            .objects
+            .remove(&(bucket.to_string(), name.to_string()))
+            .is_some()
+    }
+
+    /// The names of every object of `bucket`, in lexicographic order (empty for a missing
+    /// bucket).
+    pub fn names(&self, bucket: &str) -> Vec<String> {
+        self.lock()
+            .in_bucket(bucket, "")
+            .map(|((_, name), _)| name.clone())
+            .collect()
+    }
+
+    /// The content of an object, when it exists.
+    pub fn content(&self, bucket: &str, name: &str) -> Option<Vec<u8>> {
+        self.lock()
+            .objects
+            .get(&(bucket.to_string(), name.to_string()))
+            .map(|object| object.content.as_ref().clone())
+    }
+
+    /// The metadata of an object, when it exists.
+    pub fn meta(&self, bucket: &str, name: &str) -> Option<ObjectMeta> {
+        self.lock()
+            .objects
+            .get(&(bucket.to_string(), name.to_string()))
+            .map(|object| object.meta(name))
+    }
+
+    /// The number of calls of each [`ObjectStore`] method so far.
+    pub fn stats(&self) -> StoreStats {
+        self.lock().stats
+    }
+
+    /// Sets every counter of [`MemoryStore::stats`] back to 0.
+    pub fn reset_stats(&self) {
+        self.lock().stats = StoreStats::default();
+    }
+
+    /// Makes the next call of `op` fail with `error` (after it is counted and the
+    /// before-op hook ran), without touching the store. Several calls queue up, one per call
+    /// of `op`, in order.
+    pub fn fail_next(&self, op: StoreOp, error: StoreError) {
+        self.lock().injected.entry(op).or_default().push_back(error);
+    }
+
+    /// Drops every failure queued by [`MemoryStore::fail_next`].
+    pub fn clear_failures(&self) {
+        self.lock().injected.clear();
+    }
+
+    /// Runs `hook` before each [`ObjectStore`] call (after it is counted), with the operation
+    /// and the object name, or the prefix for [`StoreOp::List`]. When the hook returns an
+    /// error, the call fails with it and does nothing. The hook runs without any lock held, so
+    /// it may itself use the store (for instance to simulate a concurrent writer).
+    ///
+    /// ```
+    /// use ingest_core::ports::{ObjectStore, PutMode, StoreError};
+    /// use ingest_memory::{MemoryStore, StoreOp};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let store = MemoryStore::new();
+    /// store.create_bucket("b");
+    /// store.set_before_op(Box::new(|op, name| {
+    ///     (op == StoreOp::Put && name.ends_with(".lock")).then(|| StoreError::Other {
+    ///         bucket: "b".into(), name: name.into(), message: "crash before write".into(),
+    ///     })
+    /// }));
+    /// assert!(store.put("b", "t/.lock", vec![], PutMode::Create).await.is_err());
+    /// assert!(store.put("b", "t/data", vec![], PutMode::Create).await.is_ok());
+    /// assert_eq!(store.names("b"), vec!["t/data".to_string()]);
+    /// # });
+    /// ```
+    pub fn set_before_op(&self, hook: BeforeOpHook) {
+        self.lock().before_op = Some(Arc::from(hook));
+    }
+
+    /// Removes the hook set by [`MemoryStore::set_before_op`].
+    pub fn clear_before_op(&self) {
+        self.lock().before_op = None;
+    }
+
+    /// The objects of `bucket` under `prefix` with their contents, for the warehouse's loads:
+    /// `None` when the bucket does not exist. Not counted, not hooked.
+    pub(crate) fn snapshot(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Option<Vec<(String, Arc<Vec<u8>>)>> {
+        let state = self.lock();
+        if !state.buckets.contains(bucket) {
+            return None;
+        }
+        Some(
+            state
+                .in_bucket(bucket, prefix)
+                .map(|((_, name), object)| (name.clone(), object.content.clone()))
+                .collect(),
+        )
+    }
+
+    /// The object `name` of `bucket` with its content, for the warehouse's loads.
+    pub(crate) fn object(&self, bucket: &str, name: &str) -> Option<Arc<Vec<u8>>> {
+        self.lock()
+            .objects
+            .get(&(bucket.to_string(), name.to_string()))
+            .map(|object| object.content.clone())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StoreState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts the call, runs the hook, then pops an injected failure.
+    fn begin(&self, op: StoreOp, name: &str) -> Result<(), StoreError> {
+        let hook = {
+            let mut state = self.lock();
+            state.stats.count(op);
+            state.before_op.clone()
+        };
+        if let Some(error) = hook.and_then(|hook| hook(op, name)) {
+            return Err(error);
+        }
+        match self
+            .lock()
+            .injected
+            .get_mut(&op)
+            .and_then(VecDeque::pop_front)
+        {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+impl StoreState {
+    fn in_bucket<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a (String, String), &'a StoredObject)> + 'a {
+        self.objects
+            .range((bucket.to_string(), prefix.to_string())..)
+            .take_while(move |((b, name), _)| b == bucket && name.starts_with(prefix))
+    }
+
+    fn write(&mut self, bucket: &str, name: &str, content: Vec<u8>) -> ObjectMeta {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let object = StoredObject {
+            content: Arc::new(content),
+            generation,
+            updated: self.clock.now(),
+        };
+        let meta = object.meta(name);
+        self.objects
+            .insert((bucket.to_string(), name.to_string()), object);
+        meta
+    }
+
+    fn require_bucket(&self, bucket: &str, name: &str) -> Result<(), StoreError> {
+        if self.buckets.contains(bucket) {
+            Ok(())
+        } else {
+            Err(not_found(bucket, name))
+        }
+    }
+
+    fn live(&self, bucket: &str, name: &str) -> Result<&StoredObject, StoreError> {
+        self.require_bucket(bucket, name)?;
+        self.objects
+            .get(&(bucket.to_string(), name.to_string()))
+            .ok_or_else(|| not_found(bucket, name))
+    }
+}
+
+fn not_found(bucket: &str, name: &str) -> StoreError {
+    StoreError::NotFound {
+        bucket: bucket.to_string(),
+        name: name.to_string(),
+    }
+}
+
+fn precondition_failed(bucket: &str, name: &str) -> StoreError {
+    StoreError::PreconditionFailed {
+        bucket: bucket.to_string(),
+        name: name.to_string(),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<ListPage, StoreError> {
+        self.begin(StoreOp::List, prefix)?;
+        let state = self.lock();
+        state.require_bucket(bucket, prefix)?;
+        let limit = max_results.filter(|&n| n > 0).unwrap_or(usize::MAX);
+        // The token is the last name of the previous page: the next page starts after it.
+        let start = match page_token {
+            Some(after) if after >= prefix => {
+                Bound::Excluded((bucket.to_string(), after.to_string()))
+            }
+            _ => Bound::Included((bucket.to_string(), prefix.to_string())),
+        };
+        let mut matching = state
+            .objects
+            .range((start, Bound::Unbounded))
+            .take_while(|((b, name), _)| b == bucket && name.starts_with(prefix))
+            .map(|((_, name), object)| object.meta(name));
+        let objects: Vec<ObjectMeta> = matching.by_ref().take(limit).collect();
+        let next_page_token = match (matching.next(), objects.last()) {
+            (Some(_), Some(last)) => Some(last.name.clone()),
+            _ => None,
+        };
+        Ok(ListPage {
+            objects,
+            next_page_token,
+        })
+    }
+
+    async fn read(&self, bucket: &str, name: &str) -> Result<(ObjectMeta, Vec<u8>), StoreError> {
+        self.begin(StoreOp::Read, name)?;
+        let state = self.lock();
+        let object = state.live(bucket, name)?;
+        Ok((object.meta(name), object.content.as_ref().clone()))
+    }
+
+    async fn stat(&self, bucket: &str, name: &str) -> Result<ObjectMeta, StoreError> {
+        self.begin(StoreOp::Stat, name)?;
+        let state = self.lock();
+        Ok(state.live(bucket, name)?.meta(name))
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        name: &str,
+        content: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.begin(StoreOp::Put, name)?;
+        let mut state = self.lock();
+        state.require_bucket(bucket, name)?;
+        let live = state
+            .objects
+            .get(&(bucket.to_string(), name.to_string()))
+            .map(|object| object.generation);
+        match (mode, live) {
+            (PutMode::Overwrite, _) | (PutMode::Create, None) => {}
+            (PutMode::Create, Some(_)) => {
+                return Err(StoreError::AlreadyExists {
+                    bucket: bucket.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            (PutMode::Update(expected), Some(generation)) if expected == generation => {}
+            (PutMode::Update(_), _) => return Err(precondition_failed(bucket, name)),
+        }
+        Ok(state.write(bucket, name, content))
+    }
+
+    async fn delete(
+        &self,
+        bucket: &str,
+        name: &str,
+        if_generation: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.begin(StoreOp::Delete, name)?;
+        let mut state = self.lock();
+        let generation = state.live(bucket, name)?.generation;
+        if if_generation.is_some_and(|expected| expected != generation) {
+            return Err(precondition_failed(bucket, name));
+        }
+        state
+            .objects
+            .remove(&(bucket.to_string(), name.to_string()));
+        Ok(())
+    }
+}
