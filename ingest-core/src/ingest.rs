@@ -26,7 +26,7 @@ use crate::destination::{resolve_batch, Batch};
 use crate::event::ObjectEvent;
 use crate::plan::{job_id, job_id_hint, plan_load, select_data_files, LoadPlan, PlanMode};
 use crate::ports::{
-    Clock, JobError, JobRef, JobRequest, JobState, JobStatus, LoadRecord, ObjectMeta, ObjectStore,
+    Clock, FailureReport, FailureSink, JobError, JobRef, JobRequest, JobState, JobStatus, LoadRecord, ObjectMeta, ObjectStore,
     StoreError, TableRef, Warehouse, WarehouseError,
 };
 use crate::settings::Settings;
@@ -195,6 +195,7 @@ pub struct Ingestor {
     warehouse: Arc<dyn Warehouse>,
     clock: Arc<dyn Clock>,
     cache: ConfigCache,
+    failures: Option<Arc<dyn FailureSink>>,
 }
 
 /// Everything known about a batch once its configuration is read.
@@ -219,7 +220,14 @@ impl Ingestor {
             warehouse,
             clock,
             cache: ConfigCache::default(),
+            failures: None,
         }
+    }
+
+    /// Also announces every failed batch to `sink` (`FAILURE_TOPIC`).
+    pub fn with_failure_sink(mut self, sink: Arc<dyn FailureSink>) -> Self {
+        self.failures = Some(sink);
+        self
     }
 
     /// The settings.
@@ -875,6 +883,9 @@ impl Ingestor {
     /// Appends a row to the load-state table; a failure is logged, never lost silently and
     /// never turns the batch's outcome around.
     pub(crate) async fn record(&self, record: &LoadRecord) {
+        if record.state == "failed" {
+            self.announce(record).await;
+        }
         let Some(table) = self.state_table() else {
             return;
         };
@@ -886,6 +897,32 @@ impl Ingestor {
                 "could not write the load-state row for {}: {e}",
                 record.marker_uri
             );
+        }
+    }
+
+    async fn announce(&self, record: &LoadRecord) {
+        let Some(sink) = &self.failures else { return };
+        let (bucket, object) = record
+            .marker_uri
+            .strip_prefix("gs://")
+            .and_then(|rest| rest.split_once('/'))
+            .unwrap_or(("", ""));
+        let report = FailureReport {
+            bucket: bucket.to_string(),
+            object: object.to_string(),
+            generation: record.marker_generation,
+            marker_uri: record.marker_uri.clone(),
+            destination: record.destination.clone(),
+            job_ids: record.job_ids.clone(),
+            error: record.error.clone().unwrap_or_default(),
+            failed_at: record.ended_at,
+            replay: format!(
+                "fix the cause, then re-upload {} (new job ids) or run: bq-ingest backfill {} --mode notifications",
+                record.marker_uri, record.marker_uri
+            ),
+        };
+        if let Err(e) = sink.announce(&report).await {
+            tracing::error!(marker = %record.marker_uri, error = %e, "could not announce the failure of {}: {e}", record.marker_uri);
         }
     }
 

@@ -439,3 +439,34 @@ pub trait Clock: Send + Sync + Debug {
     /// Waits `duration` (a virtual clock advances by it instead).
     async fn sleep(&self, duration: Duration);
 }
+
+/// A failed batch, as announced to a [`FailureSink`]: everything needed to replay it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureReport {
+    /// Bucket of the marker.
+    pub bucket: String,
+    /// The marker object.
+    pub object: String,
+    /// The marker's generation.
+    pub generation: i64,
+    /// `gs://bucket/object`.
+    pub marker_uri: String,
+    /// Destination table, when known.
+    pub destination: String,
+    /// The jobs that ran.
+    pub job_ids: Vec<String>,
+    /// What failed.
+    pub error: String,
+    /// When.
+    pub failed_at: DateTime<Utc>,
+    /// To replay: publish this object's finalize notification again (e.g. `bq-ingest backfill
+    /// gs://bucket/object --mode notifications`), or re-upload the marker for new job ids.
+    pub replay: String,
+}
+
+/// Where failed batches are announced (`FAILURE_TOPIC`), besides the state table and the logs.
+#[async_trait]
+pub trait FailureSink: Send + Sync + Debug {
+    /// Announces one failure. An error is logged by the caller; the batch's outcome stands.
+    async fn announce(&self, failure: &FailureReport) -> Result<(), String>;
+}

@@ -399,3 +399,38 @@ fn other_job_errors_fail_at_once() {
     assert!(matches!(e.handle(&event).unwrap(), Outcome::Failed { .. }));
     assert_eq!(e.warehouse.submitted().len(), 1);
 }
+
+#[derive(Debug, Default)]
+struct CollectedFailures(std::sync::Mutex<Vec<ingest_core::ports::FailureReport>>);
+
+#[async_trait::async_trait]
+impl ingest_core::ports::FailureSink for CollectedFailures {
+    async fn announce(&self, f: &ingest_core::ports::FailureReport) -> Result<(), String> {
+        self.0.lock().unwrap().push(f.clone());
+        Ok(())
+    }
+}
+
+#[test]
+fn failed_batches_are_announced_with_what_is_needed_to_replay_them() {
+    let clock = MemoryClock::new();
+    let store = Arc::new(MemoryStore::new().with_clock(clock.clone()));
+    store.create_bucket(B);
+    let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()));
+    warehouse.fail_job("", JobError { reason: "invalid".into(), message: "bad row".into() });
+    let sink = Arc::new(CollectedFailures::default());
+    let settings = Settings { bq_project: Some("my-project".into()), ..Settings::default() };
+    let ingestor = Ingestor::new(settings, store.clone(), warehouse, Arc::new(clock))
+        .with_failure_sink(sink.clone());
+    store.put_str(B, "ds/t/a.csv", "1\n");
+    let marker = store.insert(B, "ds/t/_SUCCESS", Vec::new());
+    let event = ObjectEvent::finalized(B, &marker.name, marker.generation);
+    assert!(matches!(block_on(ingestor.handle(&event)).unwrap(), Outcome::Failed { .. }));
+    let got = sink.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].bucket, B);
+    assert_eq!(got[0].object, "ds/t/_SUCCESS");
+    assert_eq!(got[0].generation, marker.generation);
+    assert!(got[0].error.contains("bad row"));
+    assert_eq!(got[0].job_ids.len(), 1);
+}
