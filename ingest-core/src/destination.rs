@@ -1,8 +1,11 @@
 //! Destinations from object paths: `DESTINATION_REGEX`, identifier validation, partition
 //! decorators and batch timestamps.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 
+use crate::ident;
 use crate::ports::TableRef;
 
 /// The Python function's default `DESTINATION_REGEX`, kept verbatim for compatibility.
@@ -20,10 +23,42 @@ pub const DEFAULT_DESTINATION_REGEX: &str = concat!(
     r"(?P<batch>[\w\-_0-9]+)?/",
 );
 
+/// The named groups a destination regex may use.
+pub const DESTINATION_GROUPS: [&str; 9] = [
+    "project",
+    "dataset",
+    "table",
+    "partition",
+    "yyyy",
+    "mm",
+    "dd",
+    "hh",
+    "batch",
+];
+
 /// A compiled, validated destination regex.
+///
+/// Matching follows Python's `re.match`: a match must start at the beginning of the object
+/// name, whether or not the pattern starts with `^`; it need not reach the end.
 #[derive(Debug, Clone)]
 pub struct DestinationRegex {
     regex: regex::Regex,
+    groups: GroupIndexes,
+}
+
+/// The capture-group index of each known group, resolved once at compile time so that
+/// matching never looks names up.
+#[derive(Debug, Clone, Copy, Default)]
+struct GroupIndexes {
+    project: Option<usize>,
+    dataset: Option<usize>,
+    table: Option<usize>,
+    partition: Option<usize>,
+    yyyy: Option<usize>,
+    mm: Option<usize>,
+    dd: Option<usize>,
+    hh: Option<usize>,
+    batch: Option<usize>,
 }
 
 /// Why a destination could not be derived. Names the object.
@@ -65,24 +100,96 @@ pub enum DestinationError {
     },
 }
 
+/// The default regex, compiled once: compiling its Unicode classes is not free, and
+/// `Settings::default()` needs one every time.
+static DEFAULT_REGEX: std::sync::LazyLock<DestinationRegex> = std::sync::LazyLock::new(|| {
+    DestinationRegex::new(DEFAULT_DESTINATION_REGEX, false).expect("default regex is valid")
+});
+
 impl Default for DestinationRegex {
+    /// [`DEFAULT_DESTINATION_REGEX`], compiled once and shared (cloning a regex is cheap).
     fn default() -> Self {
-        DestinationRegex::new(DEFAULT_DESTINATION_REGEX, false).expect("default regex is valid")
+        DEFAULT_REGEX.clone()
     }
 }
 
 impl DestinationRegex {
-    /// Compiles and validates a pattern: only the groups `dataset`, `table`, `partition`,
-    /// `yyyy`, `mm`, `dd`, `hh`, `batch` are allowed, and `dataset` and `table` are required
-    /// unless `has_destination_table` (a `destinationTable` is configured).
+    /// Compiles and validates a pattern: only the groups `project`, `dataset`, `table`,
+    /// `partition`, `yyyy`, `mm`, `dd`, `hh`, `batch` are allowed, and `dataset` and `table`
+    /// are required unless `has_destination_table` (a `destinationTable` is configured).
+    ///
+    /// Python's `(?P<name>…)` group syntax is accepted as is.
+    ///
+    /// ```
+    /// use ingest_core::destination::DestinationRegex;
+    /// assert!(DestinationRegex::new(r"^(?P<dataset>\w+)/(?P<table>\w+)/", false).is_ok());
+    /// // `table` is required when no destinationTable is configured.
+    /// assert!(DestinationRegex::new(r"^(?P<dataset>\w+)/", false).is_err());
+    /// assert!(DestinationRegex::new(r"^(?P<batch>\w+)/", true).is_ok());
+    /// // Unknown groups are rejected.
+    /// assert!(DestinationRegex::new(r"^(?P<dataset>\w+)/(?P<table>\w+)/(?P<day>\d+)/", false).is_err());
+    /// ```
     pub fn new(pattern: &str, has_destination_table: bool) -> Result<Self, DestinationError> {
-        let _ = (pattern, has_destination_table);
-        unimplemented!("helper fills this in")
+        let invalid = |message: String| DestinationError::InvalidRegex {
+            pattern: pattern.to_string(),
+            message,
+        };
+        let regex = regex::Regex::new(pattern).map_err(|e| invalid(e.to_string()))?;
+        let mut groups = GroupIndexes::default();
+        for (index, name) in regex.capture_names().enumerate() {
+            let Some(name) = name else { continue };
+            let slot = match name {
+                "project" => &mut groups.project,
+                "dataset" => &mut groups.dataset,
+                "table" => &mut groups.table,
+                "partition" => &mut groups.partition,
+                "yyyy" => &mut groups.yyyy,
+                "mm" => &mut groups.mm,
+                "dd" => &mut groups.dd,
+                "hh" => &mut groups.hh,
+                "batch" => &mut groups.batch,
+                other => {
+                    return Err(invalid(format!(
+                        "unknown named group {other:?}; the allowed groups are {}",
+                        DESTINATION_GROUPS.join(", ")
+                    )))
+                }
+            };
+            *slot = Some(index);
+        }
+        if !has_destination_table {
+            let missing: Vec<&str> = [("dataset", groups.dataset), ("table", groups.table)]
+                .iter()
+                .filter(|(_, index)| index.is_none())
+                .map(|(name, _)| *name)
+                .collect();
+            if !missing.is_empty() {
+                return Err(invalid(format!(
+                    "the named group(s) {} are required unless a destinationTable is configured",
+                    missing.join(" and ")
+                )));
+            }
+        }
+        Ok(DestinationRegex { regex, groups })
     }
 
     /// The pattern text.
     pub fn as_str(&self) -> &str {
         self.regex.as_str()
+    }
+
+    /// Whether the pattern has a named group `name`.
+    pub fn has_group(&self, name: &str) -> bool {
+        self.regex.capture_names().any(|n| n == Some(name))
+    }
+
+    /// The captures of a match that starts at the beginning of `name` (Python's `re.match`).
+    /// Leftmost-first search returns a match at 0 whenever one exists, so checking the start of
+    /// the leftmost match is exact.
+    fn match_start<'h>(&self, name: &'h str) -> Option<regex::Captures<'h>> {
+        self.regex
+            .captures(name)
+            .filter(|caps| caps.get(0).is_some_and(|m| m.start() == 0))
     }
 }
 
@@ -119,12 +226,157 @@ pub struct Batch {
     pub table_prefix: String,
 }
 
+/// A non-empty group of a match.
+fn group<'h>(caps: Option<&regex::Captures<'h>>, index: Option<usize>) -> Option<regex::Match<'h>> {
+    caps?.get(index?).filter(|m| !m.as_str().is_empty())
+}
+
+/// The `yyyy`, `mm`, `dd`, `hh` groups of a match.
+#[derive(Debug, Clone, Copy, Default)]
+struct DateGroups<'h> {
+    yyyy: Option<&'h str>,
+    mm: Option<&'h str>,
+    dd: Option<&'h str>,
+    hh: Option<&'h str>,
+}
+
+impl DateGroups<'_> {
+    fn any(&self) -> bool {
+        self.yyyy.is_some() || self.mm.is_some() || self.dd.is_some() || self.hh.is_some()
+    }
+
+    /// The partition decorator `$yyyy[mm[dd[hh]]]` (each part after the year zero-padded to
+    /// two digits) and the instant it starts at. `Err((value, rule))` when a part is not a
+    /// number of the right width, a part is missing before a present one, or the date is
+    /// not real.
+    fn decorator(&self) -> Result<(String, DateTime<Utc>), (String, String)> {
+        let parts = [
+            ("yyyy", self.yyyy),
+            ("mm", self.mm),
+            ("dd", self.dd),
+            ("hh", self.hh),
+        ];
+        let mut decorator = String::with_capacity(11);
+        decorator.push('$');
+        let mut values = [0u32, 1, 1, 0];
+        let mut missing: Option<&str> = None;
+        for (i, (name, part)) in parts.iter().enumerate() {
+            let Some(text) = part else {
+                missing.get_or_insert(name);
+                continue;
+            };
+            if let Some(gap) = missing {
+                return Err((
+                    (*text).to_string(),
+                    format!("the {name} group matched but the {gap} group before it did not"),
+                ));
+            }
+            let width_ok = if i == 0 {
+                text.len() == 4
+            } else {
+                (1..=2).contains(&text.len())
+            };
+            if !width_ok || !text.bytes().all(|b| b.is_ascii_digit()) {
+                let expected = if i == 0 { "4 digits" } else { "1 or 2 digits" };
+                return Err((
+                    (*text).to_string(),
+                    format!("the {name} group must be {expected}"),
+                ));
+            }
+            if i > 0 && text.len() == 1 {
+                decorator.push('0');
+            }
+            decorator.push_str(text);
+            values[i] = text.parse().unwrap_or(0);
+        }
+        match ident::date_hour(values[0], values[1], values[2], values[3]) {
+            Some(at) => Ok((decorator, at)),
+            None => Err((
+                decorator.clone(),
+                format!("the yyyy/mm/dd/hh groups must name a real date and hour; {decorator:?} does not"),
+            )),
+        }
+    }
+}
+
+/// The batch timestamp `TIMESTAMP_REGEX` finds anywhere in `name`: groups `yyyy`, `mm`, `dd`
+/// (required) and `hh`, `mi`, `ss` (optional, default 0). `Ok(None)` when the regex does not
+/// match or a required group did not participate.
+fn timestamp_from_regex(
+    timestamp_regex: &regex::Regex,
+    name: &str,
+) -> Result<Option<DateTime<Utc>>, (String, String)> {
+    let Some(caps) = timestamp_regex.captures(name) else {
+        return Ok(None);
+    };
+    let text = |group: &str| {
+        caps.name(group)
+            .map(|m| m.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    let (Some(yyyy), Some(mm), Some(dd)) = (text("yyyy"), text("mm"), text("dd")) else {
+        return Ok(None);
+    };
+    let whole = caps.get(0).map_or("", |m| m.as_str()).to_string();
+    let number = |group: &str,
+                  value: Option<&str>,
+                  default: u32|
+     -> Result<u32, (String, String)> {
+        match value {
+            None => Ok(default),
+            Some(v) if !v.is_empty() && v.len() <= 4 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(v.parse().unwrap_or(0))
+            }
+            Some(v) => Err((
+                whole.clone(),
+                format!("the {group} group of TIMESTAMP_REGEX must be 1 to 4 digits; found {v:?}"),
+            )),
+        }
+    };
+    let year = number("yyyy", Some(yyyy), 0)?;
+    let month = number("mm", Some(mm), 1)?;
+    let day = number("dd", Some(dd), 1)?;
+    let hour = number("hh", text("hh"), 0)?;
+    let minute = number("mi", text("mi"), 0)?;
+    let second = number("ss", text("ss"), 0)?;
+    ident::date_time(year, month, day, hour, minute, second)
+        .map(Some)
+        .ok_or_else(|| {
+            (
+                whole.clone(),
+                "TIMESTAMP_REGEX matched a date and time that does not exist".to_string(),
+            )
+        })
+}
+
 /// Derives the [`Batch`] of a success marker.
 ///
 /// `regex` is the effective destination regex (from `load.json`'s `destinationRegex`, else
 /// `DESTINATION_REGEX`); `destination_table` overrides dataset/table/project when configured;
 /// `default_project` is used when the path names no project (`BQ_STORAGE_PROJECT`, else the
 /// default project). `timestamp_regex` is `TIMESTAMP_REGEX`. Every identifier is validated.
+///
+/// - The project is the `project` group, else the part of the `dataset` group before its last
+///   `.` (`my-proj.dataset/table/_SUCCESS`), else `default_project`.
+/// - The partition is the `partition` group, else `$yyyy[mm[dd[hh]]]` from those groups (each
+///   zero-padded to two digits).
+/// - The batch timestamp is the start of the partition, else the time of the `yyyy`… groups,
+///   else what `timestamp_regex` finds in the marker's name, else `None`.
+/// - With a `destination_table`, project (when set), dataset and table come from it; a
+///   decorator in its `table_id` is the partition. The path still gives the batch id, the
+///   timestamp and (when the `table_id` has no decorator) the partition; a path that does not
+///   match the regex is then allowed and gives none of these.
+///
+/// ```
+/// use ingest_core::destination::{resolve_batch, DestinationRegex};
+/// let regex = DestinationRegex::default();
+/// let batch = resolve_batch(&regex, None, Some("my-project"), None, "bucket",
+///     "ds/events/2020/01/02/03/batch-7/_SUCCESS").unwrap();
+/// assert_eq!(batch.destination.to_string(), "my-project.ds.events$2020010203");
+/// assert_eq!(batch.batch_id.as_deref(), Some("batch-7"));
+/// assert_eq!(batch.batch_prefix, "ds/events/2020/01/02/03/batch-7/");
+/// assert_eq!(batch.table_prefix, "ds/events");
+/// ```
 pub fn resolve_batch(
     regex: &DestinationRegex,
     destination_table: Option<&DestinationTable>,
@@ -133,14 +385,1176 @@ pub fn resolve_batch(
     bucket: &str,
     marker: &str,
 ) -> Result<Batch, DestinationError> {
-    let _ = (regex, destination_table, default_project, timestamp_regex, bucket, marker);
-    unimplemented!("helper fills this in")
+    let object = || format!("gs://{bucket}/{marker}");
+    let invalid = |what: &'static str, value: &str, message: String| DestinationError::Invalid {
+        object: object(),
+        what,
+        value: value.to_string(),
+        message,
+    };
+
+    let caps = regex.match_start(marker);
+    if caps.is_none() && destination_table.is_none() {
+        return Err(DestinationError::NoMatch {
+            object: object(),
+            pattern: regex.as_str().to_string(),
+        });
+    }
+    let caps = caps.as_ref();
+    let groups = &regex.groups;
+    let table_match = group(caps, groups.table);
+
+    // Project, dataset, table and a decorator fixed by configuration.
+    let path_project = group(caps, groups.project).map(|m| m.as_str());
+    let (project, dataset, table, config_partition) = match destination_table {
+        Some(dt) => {
+            let (table, partition) = match dt.table_id.find('$') {
+                Some(i) => (&dt.table_id[..i], Some(&dt.table_id[i..])),
+                None => (dt.table_id.as_str(), None),
+            };
+            let project = dt.project_id.as_deref().or(path_project);
+            (project, dt.dataset_id.as_str(), table, partition)
+        }
+        None => {
+            let (Some(dataset), Some(table)) = (group(caps, groups.dataset), table_match) else {
+                return Err(DestinationError::NoMatch {
+                    object: object(),
+                    pattern: regex.as_str().to_string(),
+                });
+            };
+            let dataset = dataset.as_str();
+            let (project, dataset) = match (path_project, dataset.rsplit_once('.')) {
+                (None, Some((project, dataset))) => (Some(project), dataset),
+                (project, _) => (project, dataset),
+            };
+            (project, dataset, table.as_str(), None)
+        }
+    };
+    let project = project
+        .or(default_project)
+        .ok_or_else(|| DestinationError::NoProject { object: object() })?;
+    ident::validate_project_id(project).map_err(|m| invalid("project id", project, m))?;
+    ident::validate_dataset_id(dataset).map_err(|m| invalid("dataset id", dataset, m))?;
+    ident::validate_table_id(table).map_err(|m| invalid("table id", table, m))?;
+
+    // Partition and timestamp.
+    let path_partition = group(caps, groups.partition).map(|m| m.as_str());
+    let dates = DateGroups {
+        yyyy: group(caps, groups.yyyy).map(|m| m.as_str()),
+        mm: group(caps, groups.mm).map(|m| m.as_str()),
+        dd: group(caps, groups.dd).map(|m| m.as_str()),
+        hh: group(caps, groups.hh).map(|m| m.as_str()),
+    };
+    let mut batch_timestamp = None;
+    let partition: Option<String> = match config_partition.or(path_partition) {
+        Some(decorator) => {
+            batch_timestamp = ident::partition_start(decorator)
+                .map_err(|m| invalid("partition decorator", decorator, m))?;
+            Some(decorator.to_string())
+        }
+        None if dates.any() => {
+            let (decorator, at) = dates
+                .decorator()
+                .map_err(|(value, m)| invalid("partition decorator", &value, m))?;
+            batch_timestamp = Some(at);
+            Some(decorator)
+        }
+        None => None,
+    };
+    if batch_timestamp.is_none() && dates.any() {
+        // A `$__UNPARTITIONED__` partition with yyyy… groups: the groups still give the time.
+        let (_, at) = dates
+            .decorator()
+            .map_err(|(value, m)| invalid("timestamp", &value, m))?;
+        batch_timestamp = Some(at);
+    }
+    if batch_timestamp.is_none() {
+        if let Some(timestamp_regex) = timestamp_regex {
+            batch_timestamp = timestamp_from_regex(timestamp_regex, marker)
+                .map_err(|(value, m)| invalid("timestamp", &value, m))?;
+        }
+    }
+
+    let batch_id = group(caps, groups.batch).map(|m| m.as_str().to_string());
+    let batch_prefix = match marker.rfind('/') {
+        Some(i) => &marker[..=i],
+        None => "",
+    };
+    let table_prefix = match table_match {
+        Some(m) => &marker[..m.end()],
+        None => batch_prefix.strip_suffix('/').unwrap_or(batch_prefix),
+    };
+
+    Ok(Batch {
+        bucket: bucket.to_string(),
+        marker: marker.to_string(),
+        destination: TableRef {
+            project: project.to_string(),
+            dataset: dataset.to_string(),
+            table: table.to_string(),
+            partition,
+        },
+        batch_id,
+        batch_timestamp,
+        batch_prefix: batch_prefix.to_string(),
+        table_prefix: table_prefix.to_string(),
+    })
 }
 
 /// The table prefix (`dataset/table`) of any object of a table: a marker, a backlog item
 /// (`<table>/_backlog/…`), `_BACKFILL`, the start-backfill marker or `_bqlock` at the table
 /// level. `None` when the path does not match.
-pub fn table_prefix(regex: &DestinationRegex, name: &str, table_level_files: &[&str]) -> Option<String> {
-    let _ = (regex, name, table_level_files);
-    unimplemented!("helper fills this in")
+///
+/// An object whose base name is one of `table_level_files` lives at the table level: its
+/// directory is the table prefix. Any other name is matched against `regex` with
+/// `/_backlog/` replaced by `/`, and the prefix ends where the `table` group ends (`None`
+/// when that group did not match, as with a regex made for a `destinationTable`).
+///
+/// ```
+/// use ingest_core::destination::{table_prefix, DestinationRegex};
+/// let regex = DestinationRegex::default();
+/// let level = ["_BACKFILL", "_bqlock"];
+/// assert_eq!(table_prefix(&regex, "ds/t/_backlog/$2020/_SUCCESS", &level).as_deref(), Some("ds/t"));
+/// assert_eq!(table_prefix(&regex, "ds/t/_BACKFILL", &level).as_deref(), Some("ds/t"));
+/// ```
+pub fn table_prefix(
+    regex: &DestinationRegex,
+    name: &str,
+    table_level_files: &[&str],
+) -> Option<String> {
+    let (dir, base) = match name.rfind('/') {
+        Some(i) => (&name[..i], &name[i + 1..]),
+        None => ("", name),
+    };
+    if !base.is_empty()
+        && table_level_files
+            .iter()
+            .any(|f| !f.is_empty() && *f == base)
+    {
+        return Some(dir.to_string());
+    }
+    let name: Cow<'_, str> = if name.contains("/_backlog/") {
+        Cow::Owned(name.replace("/_backlog/", "/"))
+    } else {
+        Cow::Borrowed(name)
+    };
+    let caps = regex.match_start(&name)?;
+    let table = group(Some(&caps), regex.groups.table)?;
+    Some(name[..table.end()].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUCKET: &str = "bucket";
+
+    fn ts(s: &str) -> Option<DateTime<Utc>> {
+        Some(
+            DateTime::parse_from_rfc3339(s)
+                .expect("test timestamp")
+                .with_timezone(&Utc),
+        )
+    }
+
+    fn resolve(marker: &str) -> Result<Batch, DestinationError> {
+        resolve_batch(
+            &DestinationRegex::default(),
+            None,
+            Some("default-project"),
+            None,
+            BUCKET,
+            marker,
+        )
+    }
+
+    /// (project, dataset, table, partition, batch id, timestamp, batch prefix, table prefix)
+    type Expected<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+        &'a str,
+    );
+
+    fn check(batch: &Batch, expected: Expected<'_>) {
+        let (project, dataset, table, partition, batch_id, at, batch_prefix, table_prefix) =
+            expected;
+        assert_eq!(batch.destination.project, project, "{batch:?}");
+        assert_eq!(batch.destination.dataset, dataset, "{batch:?}");
+        assert_eq!(batch.destination.table, table, "{batch:?}");
+        assert_eq!(
+            batch.destination.partition.as_deref(),
+            partition,
+            "{batch:?}"
+        );
+        assert_eq!(batch.batch_id.as_deref(), batch_id, "{batch:?}");
+        assert_eq!(batch.batch_timestamp, at.and_then(ts), "{batch:?}");
+        assert_eq!(batch.batch_prefix, batch_prefix, "{batch:?}");
+        assert_eq!(batch.table_prefix, table_prefix, "{batch:?}");
+        assert_eq!(batch.bucket, BUCKET);
+    }
+
+    #[test]
+    fn default_regex_every_layout() {
+        let cases: Vec<(&str, Expected<'_>)> = vec![
+            (
+                "dataset/table/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    None,
+                    None,
+                    None,
+                    "dataset/table/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/$20201030/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$20201030"),
+                    None,
+                    Some("2020-10-30T00:00:00Z"),
+                    "dataset/table/$20201030/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/$20201030/batch_id/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$20201030"),
+                    Some("batch_id"),
+                    Some("2020-10-30T00:00:00Z"),
+                    "dataset/table/$20201030/batch_id/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/batch_id/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    None,
+                    Some("batch_id"),
+                    None,
+                    "dataset/table/batch_id/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/2020/01/02/03/batch_id/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$2020010203"),
+                    Some("batch_id"),
+                    Some("2020-01-02T03:00:00Z"),
+                    "dataset/table/2020/01/02/03/batch_id/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/2020/01/02/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$20200102"),
+                    None,
+                    Some("2020-01-02T00:00:00Z"),
+                    "dataset/table/2020/01/02/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/2020/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$2020"),
+                    None,
+                    Some("2020-01-01T00:00:00Z"),
+                    "dataset/table/2020/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/$2020/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$2020"),
+                    None,
+                    Some("2020-01-01T00:00:00Z"),
+                    "dataset/table/$2020/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/$202001/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$202001"),
+                    None,
+                    Some("2020-01-01T00:00:00Z"),
+                    "dataset/table/$202001/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/$2020010203/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$2020010203"),
+                    None,
+                    Some("2020-01-02T03:00:00Z"),
+                    "dataset/table/$2020010203/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/historical/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    None,
+                    None,
+                    None,
+                    "dataset/table/historical/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/historical/2020/01/02/03/batch_id/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$2020010203"),
+                    Some("batch_id"),
+                    Some("2020-01-02T03:00:00Z"),
+                    "dataset/table/historical/2020/01/02/03/batch_id/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "dataset/table/incremental/$20201030/batch_id/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    Some("$20201030"),
+                    Some("batch_id"),
+                    Some("2020-10-30T00:00:00Z"),
+                    "dataset/table/incremental/$20201030/batch_id/",
+                    "dataset/table",
+                ),
+            ),
+            (
+                "my-project.dataset/table/_SUCCESS",
+                (
+                    "my-project",
+                    "dataset",
+                    "table",
+                    None,
+                    None,
+                    None,
+                    "my-project.dataset/table/",
+                    "my-project.dataset/table",
+                ),
+            ),
+            (
+                "my-project.dataset/table/$2020010203/batch_id/_SUCCESS",
+                (
+                    "my-project",
+                    "dataset",
+                    "table",
+                    Some("$2020010203"),
+                    Some("batch_id"),
+                    Some("2020-01-02T03:00:00Z"),
+                    "my-project.dataset/table/$2020010203/batch_id/",
+                    "my-project.dataset/table",
+                ),
+            ),
+            (
+                "dataset/table-with-dash/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table-with-dash",
+                    None,
+                    None,
+                    None,
+                    "dataset/table-with-dash/",
+                    "dataset/table-with-dash",
+                ),
+            ),
+            (
+                // The batch id need not be the marker's own directory (Python's behaviour);
+                // the batch prefix is always the marker's directory.
+                "dataset/table/batch_id/sub/_SUCCESS",
+                (
+                    "default-project",
+                    "dataset",
+                    "table",
+                    None,
+                    Some("batch_id"),
+                    None,
+                    "dataset/table/batch_id/sub/",
+                    "dataset/table",
+                ),
+            ),
+        ];
+        for (marker, expected) in cases {
+            let batch = resolve(marker).unwrap_or_else(|e| panic!("{marker}: {e}"));
+            assert_eq!(batch.marker, marker);
+            check(&batch, expected);
+        }
+    }
+
+    #[test]
+    fn default_regex_table_ref_display() {
+        let batch = resolve("dataset/table/$20201030/_SUCCESS").expect("resolves");
+        assert_eq!(
+            batch.destination.to_string(),
+            "default-project.dataset.table$20201030"
+        );
+    }
+
+    #[test]
+    fn no_project_anywhere_is_an_error() {
+        let err = resolve_batch(
+            &DestinationRegex::default(),
+            None,
+            None,
+            None,
+            BUCKET,
+            "dataset/table/_SUCCESS",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            DestinationError::NoProject {
+                object: "gs://bucket/dataset/table/_SUCCESS".to_string()
+            }
+        );
+        // A project in the path needs no default.
+        let batch = resolve_batch(
+            &DestinationRegex::default(),
+            None,
+            None,
+            None,
+            BUCKET,
+            "my-project.dataset/table/_SUCCESS",
+        )
+        .expect("project from the path");
+        assert_eq!(batch.destination.project, "my-project");
+    }
+
+    #[test]
+    fn paths_that_do_not_match() {
+        for marker in [
+            "_SUCCESS",
+            "dataset/_SUCCESS",
+            "dataset//_SUCCESS",
+            "/dataset/table/_SUCCESS",
+        ] {
+            let err = resolve(marker).unwrap_err();
+            assert_eq!(
+                err,
+                DestinationError::NoMatch {
+                    object: format!("gs://bucket/{marker}"),
+                    pattern: DEFAULT_DESTINATION_REGEX.to_string(),
+                },
+                "{marker}"
+            );
+            assert!(err
+                .to_string()
+                .starts_with(&format!("gs://bucket/{marker}: ")));
+        }
+    }
+
+    #[test]
+    fn invalid_dataset_id_names_the_object() {
+        let err = resolve("my-ds/t/_SUCCESS").unwrap_err();
+        match &err {
+            DestinationError::Invalid {
+                object,
+                what,
+                value,
+                message,
+            } => {
+                assert_eq!(object, "gs://bucket/my-ds/t/_SUCCESS");
+                assert_eq!(*what, "dataset id");
+                assert_eq!(value, "my-ds");
+                assert!(
+                    message.contains("only letters, digits and underscores"),
+                    "{message}"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.starts_with("gs://bucket/my-ds/t/_SUCCESS: invalid dataset id \"my-ds\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn invalid_project_from_the_path() {
+        let err = resolve("Bad_Project.ds/t/_SUCCESS").unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::Invalid { what: "project id", value, .. } if value == "Bad_Project"),
+            "{err:?}"
+        );
+        // Two dots: the project part keeps one and is invalid.
+        let err = resolve("a.b.ds/t/_SUCCESS").unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::Invalid { what: "project id", value, .. } if value == "a.b"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_default_project() {
+        let err = resolve_batch(
+            &DestinationRegex::default(),
+            None,
+            Some("NOT A PROJECT"),
+            None,
+            BUCKET,
+            "ds/t/_SUCCESS",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DestinationError::Invalid {
+                    what: "project id",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_table_id_from_a_custom_regex() {
+        let regex =
+            DestinationRegex::new(r"^(?P<dataset>\w+)/(?P<table>[^/]+)/", false).expect("valid");
+        let err = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "ds/t.x/_SUCCESS",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::Invalid { what: "table id", value, object, .. }
+                if value == "t.x" && object == "gs://bucket/ds/t.x/_SUCCESS"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_partitions() {
+        for (marker, value) in [
+            ("dataset/table/$20201332/_SUCCESS", "$20201332"),
+            ("dataset/table/$20200230/_SUCCESS", "$20200230"),
+            ("dataset/table/$2020010224/_SUCCESS", "$2020010224"),
+            ("dataset/table/$123/_SUCCESS", "$123"),
+            ("dataset/table/2020/13/01/_SUCCESS", "$20201301"),
+            ("dataset/table/2020/02/30/_SUCCESS", "$20200230"),
+            ("dataset/table/2020/01/01/24/b/_SUCCESS", "$2020010124"),
+        ] {
+            let err = resolve(marker).unwrap_err();
+            match &err {
+                DestinationError::Invalid {
+                    object,
+                    what,
+                    value: v,
+                    ..
+                } => {
+                    assert_eq!(object, &format!("gs://bucket/{marker}"));
+                    assert_eq!(*what, "partition decorator", "{marker}");
+                    assert_eq!(v, value, "{marker}");
+                }
+                other => panic!("{marker}: unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn custom_regex_pads_single_digit_date_parts() {
+        let regex = DestinationRegex::new(
+            r"^(?P<dataset>\w+)/(?P<table>\w+)/(?P<yyyy>[0-9]{4})/(?P<mm>[0-9]{1,2})/(?P<dd>[0-9]{1,2})/(?P<hh>[0-9]{1,2})/",
+            false,
+        )
+        .expect("valid");
+        let batch = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "ds/t/2020/4/5/6/_SUCCESS",
+        )
+        .expect("resolves");
+        check(
+            &batch,
+            (
+                "proj-1",
+                "ds",
+                "t",
+                Some("$2020040506"),
+                None,
+                Some("2020-04-05T06:00:00Z"),
+                "ds/t/2020/4/5/6/",
+                "ds/t",
+            ),
+        );
+        let batch = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "ds/t/2020/12/31/23/_SUCCESS",
+        )
+        .expect("resolves");
+        assert_eq!(batch.destination.partition.as_deref(), Some("$2020123123"));
+
+        // Year, month only.
+        let regex = DestinationRegex::new(
+            r"^(?P<dataset>\w+)/(?P<table>\w+)/y=(?P<yyyy>[0-9]{4})/m=(?P<mm>[0-9]{1,2})/",
+            false,
+        )
+        .expect("valid");
+        let batch = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "ds/t/y=2021/m=7/_SUCCESS",
+        )
+        .expect("resolves");
+        assert_eq!(batch.destination.partition.as_deref(), Some("$202107"));
+        assert_eq!(batch.batch_timestamp, ts("2021-07-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn custom_regex_date_groups_must_be_digits_without_gaps() {
+        let regex = DestinationRegex::new(
+            r"^(?P<dataset>\w+)/(?P<table>\w+)/(?P<yyyy>\w+)/(?:(?P<mm>\w+)/)?(?P<dd>\w+)/",
+            false,
+        )
+        .expect("valid");
+        let err = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "ds/t/20x0/01/02/_SUCCESS",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::Invalid { what: "partition decorator", message, .. }
+                if message.contains("yyyy group must be 4 digits")),
+            "{err:?}"
+        );
+        let err = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "ds/t/2020/02/_SUCCESS",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::Invalid { message, .. }
+                if message.contains("dd group matched but the mm group")),
+            "{err:?}"
+        );
+        let err = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "ds/t/2020/123/02/_SUCCESS",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::Invalid { message, .. } if message.contains("1 or 2 digits")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn partition_group_wins_over_date_groups() {
+        let regex = DestinationRegex::new(
+            r"^(?P<dataset>\w+)/(?P<table>\w+)/(?P<partition>\$[0-9]+)/(?P<yyyy>[0-9]{4})/",
+            false,
+        )
+        .expect("valid");
+        let batch = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "ds/t/$20201030/2019/_SUCCESS",
+        )
+        .expect("resolves");
+        assert_eq!(batch.destination.partition.as_deref(), Some("$20201030"));
+        assert_eq!(batch.batch_timestamp, ts("2020-10-30T00:00:00Z"));
+    }
+
+    #[test]
+    fn unpartitioned_decorator_keeps_the_date_groups_time() {
+        let regex = DestinationRegex::new(
+            r"^(?P<dataset>\w+)/(?P<table>\w+)/(?P<partition>\$__UNPARTITIONED__)/(?P<yyyy>[0-9]{4})/(?P<mm>[0-9]{2})/",
+            false,
+        )
+        .expect("valid");
+        let batch = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "ds/t/$__UNPARTITIONED__/2019/05/_SUCCESS",
+        )
+        .expect("resolves");
+        assert_eq!(
+            batch.destination.partition.as_deref(),
+            Some("$__UNPARTITIONED__")
+        );
+        assert_eq!(batch.batch_timestamp, ts("2019-05-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn custom_regex_with_batch_and_project() {
+        let regex = DestinationRegex::new(
+            r"^(?P<project>[a-z][a-z0-9.:-]+)/(?P<dataset>\w+)/(?P<table>\w+)/run=(?P<batch>[^/]+)/",
+            false,
+        )
+        .expect("valid");
+        let batch = resolve_batch(
+            &regex,
+            None,
+            None,
+            None,
+            BUCKET,
+            "example.com:my-proj/ds/events/run=42/_SUCCESS",
+        )
+        .expect("resolves");
+        check(
+            &batch,
+            (
+                "example.com:my-proj",
+                "ds",
+                "events",
+                None,
+                Some("42"),
+                None,
+                "example.com:my-proj/ds/events/run=42/",
+                "example.com:my-proj/ds/events",
+            ),
+        );
+    }
+
+    #[test]
+    fn match_is_anchored_at_the_start_like_python_re_match() {
+        let regex =
+            DestinationRegex::new(r"data/(?P<dataset>\w+)/(?P<table>\w+)/", false).expect("valid");
+        let batch = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "data/ds/t/_SUCCESS",
+        )
+        .expect("resolves");
+        assert_eq!(
+            (
+                batch.destination.dataset.as_str(),
+                batch.destination.table.as_str()
+            ),
+            ("ds", "t")
+        );
+        assert_eq!(batch.table_prefix, "data/ds/t");
+        let err = resolve_batch(
+            &regex,
+            None,
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "raw/data/ds/t/_SUCCESS",
+        )
+        .unwrap_err();
+        assert!(matches!(err, DestinationError::NoMatch { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn invalid_regexes() {
+        let err = DestinationRegex::new(r"^(?P<dataset>\w+)/(?P<table>\w+)/(?P<day>\d+)/", false)
+            .unwrap_err();
+        match &err {
+            DestinationError::InvalidRegex { pattern, message } => {
+                assert!(pattern.contains("(?P<day>"));
+                assert!(message.contains("unknown named group \"day\""), "{message}");
+                assert!(message.contains("dataset, table"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = DestinationRegex::new(r"^(?P<dataset>\w+)/", false).unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::InvalidRegex { message, .. }
+                if message.contains("table") && message.contains("required")),
+            "{err:?}"
+        );
+        let err = DestinationRegex::new(r"^([^/]+)/", false).unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::InvalidRegex { message, .. }
+                if message.contains("dataset and table")),
+            "{err:?}"
+        );
+        // Syntax errors and constructs the regex crate does not support (look-around).
+        for bad in [
+            r"^(?P<dataset>\w+",
+            r"^(?P<dataset>\w+)/(?P<table>\w+)(?=/)",
+        ] {
+            let err = DestinationRegex::new(bad, false).unwrap_err();
+            assert!(
+                matches!(err, DestinationError::InvalidRegex { .. }),
+                "{bad}"
+            );
+            assert!(
+                err.to_string().starts_with("invalid destination regex"),
+                "{err}"
+            );
+        }
+        // Without dataset/table is fine when a destinationTable is configured.
+        let regex = DestinationRegex::new(r"^(?P<batch>[^/]+)/", true).expect("valid");
+        assert!(regex.has_group("batch"));
+        assert!(!regex.has_group("table"));
+        assert_eq!(regex.as_str(), r"^(?P<batch>[^/]+)/");
+        // The project group is allowed.
+        assert!(DestinationRegex::new(
+            r"^(?P<project>[^/]+)/(?P<dataset>\w+)/(?P<table>\w+)/",
+            false
+        )
+        .is_ok());
+    }
+
+    fn config_table(project: Option<&str>, dataset: &str, table: &str) -> DestinationTable {
+        DestinationTable {
+            project_id: project.map(str::to_string),
+            dataset_id: dataset.to_string(),
+            table_id: table.to_string(),
+        }
+    }
+
+    #[test]
+    fn destination_table_overrides_the_path() {
+        let dt = config_table(Some("cfg-project"), "cfg_ds", "cfg_table");
+        let batch = resolve_batch(
+            &DestinationRegex::default(),
+            Some(&dt),
+            Some("default-project"),
+            None,
+            BUCKET,
+            "ds/t/$20201030/b1/_SUCCESS",
+        )
+        .expect("resolves");
+        check(
+            &batch,
+            (
+                "cfg-project",
+                "cfg_ds",
+                "cfg_table",
+                Some("$20201030"),
+                Some("b1"),
+                Some("2020-10-30T00:00:00Z"),
+                "ds/t/$20201030/b1/",
+                "ds/t",
+            ),
+        );
+
+        // A decorator in the configured table id wins; the path still gives the batch.
+        let dt = config_table(None, "cfg_ds", "cfg_table$2021");
+        let batch = resolve_batch(
+            &DestinationRegex::default(),
+            Some(&dt),
+            Some("default-project"),
+            None,
+            BUCKET,
+            "ds/t/2020/01/02/b1/_SUCCESS",
+        )
+        .expect("resolves");
+        check(
+            &batch,
+            (
+                "default-project",
+                "cfg_ds",
+                "cfg_table",
+                Some("$2021"),
+                Some("b1"),
+                Some("2021-01-01T00:00:00Z"),
+                "ds/t/2020/01/02/b1/",
+                "ds/t",
+            ),
+        );
+    }
+
+    #[test]
+    fn destination_table_with_a_regex_without_table() {
+        let regex = DestinationRegex::new(r"^exports/(?P<batch>[^/]+)/", true).expect("valid");
+        let dt = config_table(None, "cfg_ds", "cfg_table");
+        let batch = resolve_batch(
+            &regex,
+            Some(&dt),
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "exports/run-1/_SUCCESS",
+        )
+        .expect("resolves");
+        check(
+            &batch,
+            (
+                "proj-1",
+                "cfg_ds",
+                "cfg_table",
+                None,
+                Some("run-1"),
+                None,
+                "exports/run-1/",
+                "exports/run-1",
+            ),
+        );
+        // A path the regex does not match is allowed: no batch id, no partition.
+        let batch = resolve_batch(
+            &regex,
+            Some(&dt),
+            Some("proj-1"),
+            None,
+            BUCKET,
+            "other/x/_SUCCESS",
+        )
+        .expect("resolves");
+        check(
+            &batch,
+            (
+                "proj-1",
+                "cfg_ds",
+                "cfg_table",
+                None,
+                None,
+                None,
+                "other/x/",
+                "other/x",
+            ),
+        );
+        // A marker at the bucket root.
+        let batch = resolve_batch(&regex, Some(&dt), Some("proj-1"), None, BUCKET, "_SUCCESS")
+            .expect("resolves");
+        assert_eq!(
+            (batch.batch_prefix.as_str(), batch.table_prefix.as_str()),
+            ("", "")
+        );
+    }
+
+    #[test]
+    fn destination_table_is_validated() {
+        let regex = DestinationRegex::default();
+        for (dt, what) in [
+            (config_table(None, "bad-ds", "t"), "dataset id"),
+            (config_table(None, "ds", "t.x"), "table id"),
+            (
+                config_table(None, "ds", "t$20201332"),
+                "partition decorator",
+            ),
+            (config_table(Some("Bad"), "ds", "t"), "project id"),
+        ] {
+            let err = resolve_batch(
+                &regex,
+                Some(&dt),
+                Some("proj-1"),
+                None,
+                BUCKET,
+                "ds/t/_SUCCESS",
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&err, DestinationError::Invalid { what: w, object, .. }
+                    if *w == what && object == "gs://bucket/ds/t/_SUCCESS"),
+                "{dt:?}: {err:?}"
+            );
+        }
+        let err = resolve_batch(
+            &regex,
+            Some(&config_table(None, "ds", "t")),
+            None,
+            None,
+            BUCKET,
+            "x/_SUCCESS",
+        )
+        .unwrap_err();
+        assert!(matches!(err, DestinationError::NoProject { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn destination_table_deserializes_from_load_json() {
+        let dt: DestinationTable =
+            serde_json::from_str(r#"{"projectId":"p-12345","datasetId":"ds","tableId":"t$2020"}"#)
+                .expect("parses");
+        assert_eq!(dt, config_table(Some("p-12345"), "ds", "t$2020"));
+        let dt: DestinationTable =
+            serde_json::from_str(r#"{"datasetId":"ds","tableId":"t"}"#).expect("parses");
+        assert_eq!(dt.project_id, None);
+    }
+
+    #[test]
+    fn timestamp_regex_from_a_file_name() {
+        let timestamp = regex::Regex::new(
+            r"(?P<yyyy>\d{4})(?P<mm>\d{2})(?P<dd>\d{2})T(?P<hh>\d{2})(?P<mi>\d{2})",
+        )
+        .expect("valid");
+        let batch = resolve_batch(
+            &DestinationRegex::default(),
+            None,
+            Some("proj-1"),
+            Some(&timestamp),
+            BUCKET,
+            "ds/t/export_20201030T1200/_SUCCESS",
+        )
+        .expect("resolves");
+        assert_eq!(batch.batch_id.as_deref(), Some("export_20201030T1200"));
+        assert_eq!(batch.destination.partition, None);
+        assert_eq!(batch.batch_timestamp, ts("2020-10-30T12:00:00Z"));
+
+        let hive =
+            regex::Regex::new(r"dt=(?P<yyyy>\d{4})-(?P<mm>\d{2})-(?P<dd>\d{2})").expect("valid");
+        let batch = resolve_batch(
+            &DestinationRegex::default(),
+            None,
+            Some("proj-1"),
+            Some(&hive),
+            BUCKET,
+            "ds/t/dt=2020-10-30/_SUCCESS",
+        )
+        .expect("resolves");
+        assert_eq!(batch.batch_timestamp, ts("2020-10-30T00:00:00Z"));
+        assert_eq!(batch.batch_prefix, "ds/t/dt=2020-10-30/");
+
+        // No match: no timestamp.
+        let batch = resolve_batch(
+            &DestinationRegex::default(),
+            None,
+            Some("proj-1"),
+            Some(&hive),
+            BUCKET,
+            "ds/t/_SUCCESS",
+        )
+        .expect("resolves");
+        assert_eq!(batch.batch_timestamp, None);
+
+        // A partition gives the time; the timestamp regex is not consulted.
+        let batch = resolve_batch(
+            &DestinationRegex::default(),
+            None,
+            Some("proj-1"),
+            Some(&timestamp),
+            BUCKET,
+            "ds/t/$2019/export_20201030T1200/_SUCCESS",
+        )
+        .expect("resolves");
+        assert_eq!(batch.batch_timestamp, ts("2019-01-01T00:00:00Z"));
+
+        // An impossible date is an error naming the object.
+        let err = resolve_batch(
+            &DestinationRegex::default(),
+            None,
+            Some("proj-1"),
+            Some(&hive),
+            BUCKET,
+            "ds/t/dt=2020-02-30/_SUCCESS",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::Invalid { what: "timestamp", object, value, .. }
+                if object == "gs://bucket/ds/t/dt=2020-02-30/_SUCCESS" && value == "dt=2020-02-30"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn table_prefix_of_table_objects() {
+        let regex = DestinationRegex::default();
+        let level = ["_BACKFILL", "_HISTORYDONE", "_bqlock"];
+        let prefix = |name: &str| table_prefix(&regex, name, &level);
+        assert_eq!(prefix("ds/t/_SUCCESS").as_deref(), Some("ds/t"));
+        assert_eq!(prefix("ds/t/$2020/b1/_SUCCESS").as_deref(), Some("ds/t"));
+        assert_eq!(
+            prefix("ds/t/_backlog/$2020/b1/_SUCCESS").as_deref(),
+            Some("ds/t")
+        );
+        assert_eq!(prefix("ds/t/_backlog/_SUCCESS").as_deref(), Some("ds/t"));
+        assert_eq!(
+            prefix("ds/t/_backlog/2020/01/02/03/_SUCCESS").as_deref(),
+            Some("ds/t")
+        );
+        assert_eq!(
+            prefix("proj-1.ds/t/_backlog/b/_SUCCESS").as_deref(),
+            Some("proj-1.ds/t")
+        );
+        assert_eq!(prefix("ds/t/_BACKFILL").as_deref(), Some("ds/t"));
+        assert_eq!(prefix("ds/t/_HISTORYDONE").as_deref(), Some("ds/t"));
+        assert_eq!(prefix("ds/t/_bqlock").as_deref(), Some("ds/t"));
+        assert_eq!(prefix("deep/er/t/_bqlock").as_deref(), Some("deep/er/t"));
+        assert_eq!(prefix("_BACKFILL").as_deref(), Some(""));
+        assert_eq!(prefix("ds/_SUCCESS"), None);
+        assert_eq!(prefix("_SUCCESS"), None);
+        // Empty entries (an unset start-backfill name) never match.
+        assert_eq!(
+            table_prefix(&regex, "ds/t/", &[""]).as_deref(),
+            Some("ds/t")
+        );
+        // A regex without a table group gives no table prefix.
+        let no_table = DestinationRegex::new(r"^(?P<batch>[^/]+)/", true).expect("valid");
+        assert_eq!(table_prefix(&no_table, "x/_SUCCESS", &level), None);
+        assert_eq!(
+            table_prefix(&no_table, "x/_bqlock", &level).as_deref(),
+            Some("x")
+        );
+    }
 }
