@@ -1,0 +1,1007 @@
+//! [`BigQueryWarehouse`]: the [`Warehouse`] port over BigQuery's REST API v2.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use gcp_bigquery_client::auth::Authenticator;
+use ingest_core::ports::{
+    JobKind, JobRef, JobRequest, JobStatus, LoadRecord, TableRef, Warehouse, WarehouseError,
+};
+use serde_json::{json, Map, Value};
+
+use crate::auth::{AdcAuthenticator, AuthSetupError, NoAuth, BIGQUERY_SCOPE};
+use crate::jobs::{job_resource, load_needs_table_schema, parse_job, sort_in_execution_order};
+use crate::rest::{CallError, Method, Rest};
+use crate::retry::{Jitter, RetryPolicy};
+use crate::state_table::{
+    load_record_insert_id, load_record_row, LOAD_STATE_PARTITION_FIELD, LOAD_STATE_SCHEMA_JSON,
+};
+use crate::stats::{Counters, Operation, RequestStats};
+
+/// BigQuery's production REST endpoint.
+pub const BIGQUERY_V2_URL: &str = "https://bigquery.googleapis.com/bigquery/v2";
+
+/// The environment variable naming a BigQuery emulator (`http://127.0.0.1:9050`).
+pub const EMULATOR_HOST_ENV: &str = "BIGQUERY_EMULATOR_HOST";
+
+/// The REST path prefix of BigQuery (and of local-bigquery, whose discovery document declares
+/// `servicePath: "bigquery/v2/"`).
+const V2_PATH: &str = "/bigquery/v2";
+
+/// How long a fetched table schema is reused for [`SchemaFill::FromTable`].
+const DEFAULT_SCHEMA_TTL: Duration = Duration::from_secs(60);
+
+/// Pages of `jobs.list` read at most for one parent (1000 jobs a page).
+const MAX_LIST_PAGES: usize = 100;
+
+/// How long [`BigQueryWarehouse::query_rows`] waits for a query in all.
+const QUERY_WAIT: Duration = Duration::from_secs(600);
+
+/// Whether a load job without a schema gets its destination table's schema.
+///
+/// Real BigQuery appends a CSV or JSON file to an existing table using *the table's* schema
+/// when the load names none, so there the adapter sends the load as the user wrote it
+/// ([`SchemaFill::Never`], the default against BigQuery). The local-bigquery emulator instead
+/// invents columns `column0..N` for such a CSV load and then fails ("Provided Schema does not
+/// match Table … Cannot add fields (field: column0)"). Against an emulator
+/// ([`BigQueryWarehouse::from_env`] with `BIGQUERY_EMULATOR_HOST` set) the adapter therefore
+/// uses [`SchemaFill::FromTable`]: for a load of a text format (CSV, NEWLINE_DELIMITED_JSON)
+/// with no `schema`/`schemaInline` and `autodetect` not true, it reads the destination table's
+/// schema (`tables.get`, cached per table for a minute, counted as
+/// [`RequestStats::tables_get_schema_fill`]) and passes it in `configuration.load.schema`. A
+/// missing table gets no schema (the load creates it as BigQuery would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaFill {
+    /// Send load configs as they are (real BigQuery).
+    #[default]
+    Never,
+    /// Fill a missing schema from the existing destination table (emulators).
+    FromTable,
+}
+
+/// Errors while building a [`BigQueryWarehouse`].
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Application Default Credentials could not be found or used.
+    #[error(transparent)]
+    Credentials(#[from] AuthSetupError),
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    HttpClient(String),
+    /// The base URL (or `BIGQUERY_EMULATOR_HOST`) is not a usable URL.
+    #[error("invalid BigQuery URL {url:?}: {message}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// The [`Warehouse`] port over BigQuery's REST API v2, on the HTTP stack of
+/// `gcp-bigquery-client` (its `reqwest` client with rustls, its `Authenticator` trait and
+/// `yup-oauth2` for tokens).
+///
+/// Every request is retried on 429, 5xx, 403 `rateLimitExceeded`, timeouts and connection
+/// errors with capped exponential back-off and full jitter ([`RetryPolicy`]); what outlives
+/// the retries is [`WarehouseError::Transient`]. Other 4xx are
+/// [`WarehouseError::Rejected`]; a 409 on `jobs.insert` is [`WarehouseError::AlreadyExists`].
+/// Statuses are read from the response itself, so an HTML or plain-text error body maps the
+/// same as Google's JSON errors.
+///
+/// Requests per [`Warehouse`] method (without retries):
+/// - `submit`: 1 `jobs.insert` (+ 1 `tables.get` for [`SchemaFill::FromTable`] loads whose
+///   schema is not cached);
+/// - `job_status`: 1 `jobs.get`;
+/// - `child_jobs`: 1 `jobs.list` per page of 1000 children;
+/// - `record_outcome`: 1 `tabledata.insertAll`; when the table is missing, + 1
+///   `datasets.insert` + 1 `tables.insert` + 1 `tabledata.insertAll`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use ingest_bigquery::BigQueryWarehouse;
+/// use ingest_core::ports::{JobRef, Warehouse};
+///
+/// // BIGQUERY_EMULATOR_HOST=http://127.0.0.1:9050 → the emulator, else ADC and BigQuery.
+/// let warehouse = BigQueryWarehouse::from_env("my-project").await?;
+/// let job = JobRef { project: "my-project".into(), job_id: "j1".into(), location: None };
+/// if let Some(status) = warehouse.job_status(&job).await? {
+///     println!("{:?} {:?}", status.state, status.error);
+/// }
+/// println!("{} requests", warehouse.stats().total());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct BigQueryWarehouse {
+    rest: Rest,
+    project: String,
+    schema_fill: SchemaFill,
+    schema_ttl: Duration,
+    schema_cache: Mutex<HashMap<String, (Instant, Value)>>,
+    dataset_location: Option<String>,
+}
+
+/// The HTTP client; `direct` skips any proxy from the environment (for a local emulator).
+fn http_client(direct: bool) -> Result<reqwest::Client, SetupError> {
+    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    if direct {
+        builder = builder.no_proxy();
+    }
+    builder
+        .build()
+        .map_err(|e| SetupError::HttpClient(e.to_string()))
+}
+
+/// `host` (`127.0.0.1:9050`, `http://127.0.0.1:9050/`) as a v2 base URL.
+fn emulator_base_url(host: &str) -> Result<String, SetupError> {
+    let trimmed = host.trim();
+    let with_scheme = if trimmed.contains("://") {
+        trimmed.to_string()
+    } else {
+        format!("http://{trimmed}")
+    };
+    let url = reqwest::Url::parse(&with_scheme).map_err(|e| SetupError::InvalidUrl {
+        url: host.to_string(),
+        message: e.to_string(),
+    })?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(SetupError::InvalidUrl {
+            url: host.to_string(),
+            message: "no host".into(),
+        });
+    }
+    Ok(format!("{}{V2_PATH}", with_scheme.trim_end_matches('/')))
+}
+
+/// Quotes `project.dataset.table` for Standard SQL, refusing names that could break out of
+/// the backticks.
+fn quoted_table(table: &TableRef) -> Result<String, WarehouseError> {
+    let parts = [&table.project, &table.dataset, &table.table];
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || p.chars().any(|c| c == '`' || c == '\\' || c.is_control()))
+    {
+        return Err(WarehouseError::Rejected {
+            what: table.to_string(),
+            message: "table name is empty or contains a backtick, backslash or control character"
+                .into(),
+        });
+    }
+    Ok(format!(
+        "`{}.{}.{}`",
+        table.project, table.dataset, table.table
+    ))
+}
+
+/// `[...]` or `{"fields": [...]}` → the `TableSchema` JSON `{"fields": [...]}`, checking that
+/// every field has a string `name` and `type`.
+fn table_schema_from_json(schema_json: &str) -> Result<Value, String> {
+    let value: Value = serde_json::from_str(schema_json).map_err(|e| e.to_string())?;
+    let fields = match value {
+        Value::Array(fields) => fields,
+        Value::Object(mut object) => match object.remove("fields") {
+            Some(Value::Array(fields)) => fields,
+            _ => return Err("expected an array of fields or {\"fields\": [...]}".into()),
+        },
+        _ => return Err("expected an array of fields or {\"fields\": [...]}".into()),
+    };
+    if fields.is_empty() {
+        return Err("the schema has no fields".into());
+    }
+    for (index, field) in fields.iter().enumerate() {
+        let name = field.get("name").and_then(Value::as_str);
+        let kind = field.get("type").and_then(Value::as_str);
+        if name.is_none() || kind.is_none() {
+            return Err(format!(
+                "field {index} needs a string \"name\" and \"type\""
+            ));
+        }
+    }
+    Ok(json!({ "fields": fields }))
+}
+
+/// The value of one cell (`{"v": …}` content) of a `jobs.query` row, as JSON: REPEATED
+/// fields become arrays, RECORDs objects, scalars stay as BigQuery sends them (strings, or
+/// null for NULL).
+fn cell_value(field: &Value, value: &Value) -> Value {
+    let repeated = field.get("mode").and_then(Value::as_str) == Some("REPEATED");
+    if repeated {
+        let mut element = field.clone();
+        if let Some(object) = element.as_object_mut() {
+            object.insert("mode".into(), json!("NULLABLE"));
+        }
+        return match value.as_array() {
+            Some(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|item| cell_value(&element, item.get("v").unwrap_or(&Value::Null)))
+                    .collect(),
+            ),
+            None => Value::Array(vec![]),
+        };
+    }
+    let kind = field
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if matches!(kind, "RECORD" | "STRUCT") {
+        let empty = Vec::new();
+        let sub_fields = field
+            .get("fields")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty);
+        return match value.get("f").and_then(Value::as_array) {
+            Some(cells) => Value::Object(row_object(sub_fields, cells)),
+            None => Value::Null,
+        };
+    }
+    value.clone()
+}
+
+/// One `{"f": [{"v": …}, …]}` row as an object keyed by the schema's field names.
+fn row_object(fields: &[Value], cells: &[Value]) -> Map<String, Value> {
+    fields
+        .iter()
+        .zip(cells)
+        .map(|(field, cell)| {
+            let name = field
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            (
+                name,
+                cell_value(field, cell.get("v").unwrap_or(&Value::Null)),
+            )
+        })
+        .collect()
+}
+
+/// Rows of a `jobs.query` / `jobs.getQueryResults` response as objects.
+fn response_rows(response: &Value, out: &mut Vec<Value>) {
+    let empty = Vec::new();
+    let fields = response
+        .get("schema")
+        .and_then(|s| s.get("fields"))
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    for row in response
+        .get("rows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let cells = row.get("f").and_then(Value::as_array).unwrap_or(&empty);
+        out.push(Value::Object(row_object(fields, cells)));
+    }
+}
+
+/// Per-row errors of a `tabledata.insertAll` response, as (any retryable?, message).
+fn insert_errors(response: &Value) -> Option<(bool, String)> {
+    let errors = response.get("insertErrors")?.as_array()?;
+    if errors.is_empty() {
+        return None;
+    }
+    let mut retryable = false;
+    let mut messages = Vec::new();
+    for row in errors {
+        for error in row
+            .get("errors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let reason = error
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            retryable |= matches!(reason, "backendError" | "internalError" | "timeout");
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            messages.push(format!("{reason}: {message}"));
+        }
+    }
+    Some((
+        retryable,
+        format!("insertAll row errors: {}", messages.join("; ")),
+    ))
+}
+
+impl BigQueryWarehouse {
+    /// A warehouse for `project` (the project that runs helper queries and is the default for
+    /// [`query_rows`](Self::query_rows)):
+    /// - `BIGQUERY_EMULATOR_HOST` set (e.g. `http://127.0.0.1:9050`, scheme optional) → that
+    ///   emulator at `{host}/bigquery/v2`, no credentials, [`SchemaFill::FromTable`];
+    /// - otherwise BigQuery with Application Default Credentials ([`AdcAuthenticator`]) and
+    ///   [`SchemaFill::Never`].
+    ///
+    /// Errors: [`SetupError`] when no credentials are found or the emulator URL is invalid.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), ingest_bigquery::SetupError> {
+    /// let warehouse = ingest_bigquery::BigQueryWarehouse::from_env("my-project").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_env(project: impl Into<String>) -> Result<Self, SetupError> {
+        match std::env::var(EMULATOR_HOST_ENV) {
+            Ok(host) if !host.trim().is_empty() => Self::for_emulator(project, &host),
+            _ => {
+                let auth = AdcAuthenticator::new(&[BIGQUERY_SCOPE]).await?;
+                Self::new(project, BIGQUERY_V2_URL, Arc::new(auth))
+            }
+        }
+    }
+
+    /// A warehouse talking to an emulator at `host` (`http://127.0.0.1:9050` or
+    /// `127.0.0.1:9050`) without credentials, with [`SchemaFill::FromTable`].
+    ///
+    /// ```
+    /// let warehouse = ingest_bigquery::BigQueryWarehouse::for_emulator("p", "127.0.0.1:9050")?;
+    /// assert_eq!(warehouse.base_url(), "http://127.0.0.1:9050/bigquery/v2");
+    /// assert_eq!(warehouse.schema_fill(), ingest_bigquery::SchemaFill::FromTable);
+    /// # Ok::<(), ingest_bigquery::SetupError>(())
+    /// ```
+    pub fn for_emulator(project: impl Into<String>, host: &str) -> Result<Self, SetupError> {
+        let base_url = emulator_base_url(host)?;
+        let mut warehouse = Self::new(project, &base_url, Arc::new(NoAuth))?
+            .with_schema_fill(SchemaFill::FromTable);
+        // A local emulator is never reached through a proxy from the environment.
+        warehouse.rest.http = http_client(true)?;
+        Ok(warehouse)
+    }
+
+    /// A warehouse for `project` at `base_url` (the REST v2 root, e.g. [`BIGQUERY_V2_URL`])
+    /// with the given authenticator, [`SchemaFill::Never`] and the default [`RetryPolicy`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ingest_bigquery::{BigQueryWarehouse, NoAuth, RetryPolicy};
+    /// let warehouse = BigQueryWarehouse::new("p", "http://127.0.0.1:1/bigquery/v2", Arc::new(NoAuth))?
+    ///     .with_retry_policy(RetryPolicy::fast(2));
+    /// assert_eq!(warehouse.project(), "p");
+    /// # Ok::<(), ingest_bigquery::SetupError>(())
+    /// ```
+    pub fn new(
+        project: impl Into<String>,
+        base_url: &str,
+        auth: Arc<dyn Authenticator>,
+    ) -> Result<Self, SetupError> {
+        let trimmed = base_url.trim_end_matches('/').to_string();
+        reqwest::Url::parse(&trimmed).map_err(|e| SetupError::InvalidUrl {
+            url: base_url.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(BigQueryWarehouse {
+            rest: Rest {
+                http: http_client(false)?,
+                auth,
+                base_url: trimmed,
+                retry: RetryPolicy::default(),
+                counters: Arc::new(Counters::default()),
+                jitter: Jitter::default(),
+            },
+            project: project.into(),
+            schema_fill: SchemaFill::Never,
+            schema_ttl: DEFAULT_SCHEMA_TTL,
+            schema_cache: Mutex::new(HashMap::new()),
+            dataset_location: None,
+        })
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.rest.retry = policy;
+        self
+    }
+
+    /// Replaces the authenticator (e.g. one sharing the GCS client's credentials).
+    pub fn with_authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
+        self.rest.auth = auth;
+        self
+    }
+
+    /// Sets whether loads without a schema get the destination table's (see [`SchemaFill`]).
+    pub fn with_schema_fill(mut self, fill: SchemaFill) -> Self {
+        self.schema_fill = fill;
+        self
+    }
+
+    /// How long a table schema fetched for [`SchemaFill::FromTable`] is reused (default 60 s).
+    pub fn with_schema_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.schema_ttl = ttl;
+        self
+    }
+
+    /// The location of datasets this adapter creates (`US`, `EU`, …; default: BigQuery's).
+    pub fn with_dataset_location(mut self, location: impl Into<String>) -> Self {
+        self.dataset_location = Some(location.into());
+        self
+    }
+
+    /// The default project.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The REST v2 root URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.rest.base_url
+    }
+
+    /// The schema-fill mode (see [`SchemaFill`]).
+    pub fn schema_fill(&self) -> SchemaFill {
+        self.schema_fill
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.rest.retry
+    }
+
+    /// Requests sent so far, per operation (see [`RequestStats::since`] to count a batch's).
+    pub fn stats(&self) -> RequestStats {
+        self.rest.counters.snapshot()
+    }
+
+    /// The destination schema to put in a load without one, per [`SchemaFill`].
+    async fn schema_for(&self, request: &JobRequest) -> Result<Option<Value>, WarehouseError> {
+        let JobKind::Load {
+            destination,
+            config,
+            ..
+        } = &request.kind
+        else {
+            return Ok(None);
+        };
+        if self.schema_fill != SchemaFill::FromTable || !load_needs_table_schema(config) {
+            return Ok(None);
+        }
+        let key = format!(
+            "{}.{}.{}",
+            destination.project, destination.dataset, destination.table
+        );
+        if let Ok(cache) = self.schema_cache.lock() {
+            if let Some((fetched, schema)) = cache.get(&key) {
+                if fetched.elapsed() < self.schema_ttl {
+                    return Ok(Some(schema.clone()));
+                }
+            }
+        }
+        let table = match self
+            .rest
+            .call(
+                Operation::TablesGetSchemaFill,
+                Method::Get,
+                &[
+                    "projects",
+                    &destination.project,
+                    "datasets",
+                    &destination.dataset,
+                    "tables",
+                    &destination.table,
+                ],
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(table) => table,
+            Err(e) if e.status == Some(404) => return Ok(None),
+            Err(e) => return Err(e.into_warehouse(key)),
+        };
+        let Some(schema) = table.get("schema").filter(|s| {
+            s.get("fields")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty())
+        }) else {
+            return Ok(None);
+        };
+        if let Ok(mut cache) = self.schema_cache.lock() {
+            cache.insert(key, (Instant::now(), schema.clone()));
+        }
+        Ok(Some(schema.clone()))
+    }
+
+    /// Creates dataset `project.dataset` unless it exists (`datasets.insert`, one request; a
+    /// 409 means it exists). Returns whether this call created it.
+    ///
+    /// Errors: [`WarehouseError::Rejected`] / [`WarehouseError::Transient`] naming the dataset.
+    ///
+    /// ```no_run
+    /// # async fn demo(warehouse: &ingest_bigquery::BigQueryWarehouse) -> Result<(), ingest_core::ports::WarehouseError> {
+    /// let created = warehouse.create_dataset_if_missing("my-project", "ingest_state").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_dataset_if_missing(
+        &self,
+        project: &str,
+        dataset: &str,
+    ) -> Result<bool, WarehouseError> {
+        let mut body = json!({
+            "datasetReference": { "projectId": project, "datasetId": dataset },
+        });
+        if let Some(location) = &self.dataset_location {
+            body["location"] = json!(location);
+        }
+        match self
+            .rest
+            .call(
+                Operation::DatasetsInsert,
+                Method::Post,
+                &["projects", project, "datasets"],
+                &[],
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(409) => Ok(false),
+            Err(e) => Err(e.into_warehouse(format!("dataset {project}.{dataset}"))),
+        }
+    }
+
+    /// Creates table `project.dataset.table` with `schema_json` (a JSON array of fields as
+    /// `bq mk --schema` takes, or `{"fields": [...]}`), unless it exists. Returns whether this
+    /// call created it (`false`: the table existed, its schema untouched).
+    ///
+    /// Errors: [`WarehouseError::Rejected`] for an invalid schema or a missing dataset,
+    /// naming the table.
+    ///
+    /// ```no_run
+    /// # async fn demo(warehouse: &ingest_bigquery::BigQueryWarehouse) -> Result<(), ingest_core::ports::WarehouseError> {
+    /// warehouse
+    ///     .create_table("my-project", "ds", "t", r#"[{"name": "id", "type": "INT64"}]"#)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_table(
+        &self,
+        project: &str,
+        dataset: &str,
+        table: &str,
+        schema_json: &str,
+    ) -> Result<bool, WarehouseError> {
+        self.create_table_partitioned(project, dataset, table, schema_json, None)
+            .await
+    }
+
+    async fn create_table_partitioned(
+        &self,
+        project: &str,
+        dataset: &str,
+        table: &str,
+        schema_json: &str,
+        day_partition_field: Option<&str>,
+    ) -> Result<bool, WarehouseError> {
+        let what = format!("{project}.{dataset}.{table}");
+        let schema =
+            table_schema_from_json(schema_json).map_err(|message| WarehouseError::Rejected {
+                what: what.clone(),
+                message: format!("invalid schema: {message}"),
+            })?;
+        let mut body = json!({
+            "tableReference": { "projectId": project, "datasetId": dataset, "tableId": table },
+            "schema": schema,
+        });
+        if let Some(field) = day_partition_field {
+            body["timePartitioning"] = json!({ "type": "DAY", "field": field });
+        }
+        match self
+            .rest
+            .call(
+                Operation::TablesInsert,
+                Method::Post,
+                &["projects", project, "datasets", dataset, "tables"],
+                &[],
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(409) => Ok(false),
+            Err(e) => Err(e.into_warehouse(what)),
+        }
+    }
+
+    /// Runs a Standard SQL query in the default project (`jobs.query`, then
+    /// `jobs.getQueryResults` while it runs or has more pages) and returns its rows as JSON
+    /// objects keyed by column name. Values are as BigQuery's REST API gives them: scalars as
+    /// strings (INT64 `"3"`, TIMESTAMP as epoch seconds `"1.6E9"`), NULL as `null`, REPEATED as
+    /// arrays, RECORD as objects. For tests and the demo; not used by the trait methods.
+    ///
+    /// Errors: [`WarehouseError::Rejected`] for an invalid query, naming the SQL's start.
+    ///
+    /// ```no_run
+    /// # async fn demo(warehouse: &ingest_bigquery::BigQueryWarehouse) -> Result<(), ingest_core::ports::WarehouseError> {
+    /// let rows = warehouse.query_rows("SELECT 1 AS one").await?;
+    /// assert_eq!(rows[0]["one"], "1");
+    /// # Ok(()) }
+    /// ```
+    pub async fn query_rows(&self, sql: &str) -> Result<Vec<Value>, WarehouseError> {
+        let what = {
+            let start: String = sql.chars().take(80).collect();
+            format!("query {start:?}")
+        };
+        let mut body = json!({ "query": sql, "useLegacySql": false, "timeoutMs": 10_000 });
+        if let Some(location) = &self.dataset_location {
+            body["location"] = json!(location);
+        }
+        let project = self.project.clone();
+        let mut response = self
+            .rest
+            .call(
+                Operation::JobsQuery,
+                Method::Post,
+                &["projects", &project, "queries"],
+                &[],
+                Some(&body),
+            )
+            .await
+            .map_err(|e| e.into_warehouse(what.clone()))?;
+        let reference = response.get("jobReference").cloned().unwrap_or(Value::Null);
+        let job_id = reference
+            .get("jobId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let location = reference
+            .get("location")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let deadline = Instant::now() + QUERY_WAIT;
+        let mut rows = Vec::new();
+        let mut seen_tokens = Vec::new();
+        loop {
+            let complete = response
+                .get("jobComplete")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let mut page_token = None;
+            if complete {
+                response_rows(&response, &mut rows);
+                page_token = response
+                    .get("pageToken")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
+                match &page_token {
+                    None => return Ok(rows),
+                    Some(token) if seen_tokens.contains(token) => return Ok(rows),
+                    Some(token) => seen_tokens.push(token.clone()),
+                }
+            }
+            let Some(job_id) = &job_id else {
+                return Err(WarehouseError::Rejected {
+                    what,
+                    message: "incomplete query response without a jobReference".into(),
+                });
+            };
+            if Instant::now() > deadline {
+                return Err(WarehouseError::Transient {
+                    what,
+                    message: format!("job {job_id} still running after {QUERY_WAIT:?}"),
+                });
+            }
+            let mut query: Vec<(&str, &str)> = vec![("timeoutMs", "10000")];
+            if let Some(location) = &location {
+                query.push(("location", location));
+            }
+            if let Some(token) = &page_token {
+                query.push(("pageToken", token));
+            }
+            response = self
+                .rest
+                .call(
+                    Operation::JobsGetQueryResults,
+                    Method::Get,
+                    &["projects", &project, "queries", job_id],
+                    &query,
+                    None,
+                )
+                .await
+                .map_err(|e| e.into_warehouse(format!("job {job_id}")))?;
+        }
+    }
+
+    /// The number of rows of `table` (`SELECT COUNT(*)` through [`query_rows`](Self::query_rows),
+    /// so rows still in the streaming buffer count). A partition decorator is ignored: the
+    /// whole table is counted.
+    ///
+    /// Errors: [`WarehouseError::Rejected`] for a missing table or a name that cannot be
+    /// quoted.
+    ///
+    /// ```no_run
+    /// # async fn demo(warehouse: &ingest_bigquery::BigQueryWarehouse) -> Result<(), ingest_core::ports::WarehouseError> {
+    /// use ingest_core::ports::TableRef;
+    /// let table = TableRef { project: "p".into(), dataset: "ds".into(), table: "t".into(), partition: None };
+    /// let rows = warehouse.table_row_count(&table).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn table_row_count(&self, table: &TableRef) -> Result<u64, WarehouseError> {
+        let sql = format!("SELECT COUNT(*) AS n FROM {}", quoted_table(table)?);
+        let rows = self.query_rows(&sql).await?;
+        rows.first()
+            .and_then(|row| crate::jobs::int64(row.get("n")))
+            .ok_or_else(|| WarehouseError::Rejected {
+                what: table.to_string(),
+                message: format!("COUNT(*) returned no number: {rows:?}"),
+            })
+    }
+
+    /// `tabledata.insertAll` of one row.
+    async fn insert_row(&self, table: &TableRef, body: &Value) -> Result<(), CallError> {
+        let response = self
+            .rest
+            .call(
+                Operation::TabledataInsertAll,
+                Method::Post,
+                &[
+                    "projects",
+                    &table.project,
+                    "datasets",
+                    &table.dataset,
+                    "tables",
+                    &table.table,
+                    "insertAll",
+                ],
+                &[],
+                Some(body),
+            )
+            .await?;
+        match insert_errors(&response) {
+            None => Ok(()),
+            Some((transient, message)) => Err(CallError {
+                status: Some(200),
+                reason: None,
+                message,
+                transient,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Warehouse for BigQueryWarehouse {
+    async fn submit(&self, request: &JobRequest) -> Result<JobStatus, WarehouseError> {
+        let schema = self.schema_for(request).await?;
+        let body = job_resource(request, schema.as_ref());
+        let fallback = JobRef {
+            project: request.project.clone(),
+            job_id: request.job_id.clone(),
+            location: request.location.clone(),
+        };
+        match self
+            .rest
+            .call(
+                Operation::JobsInsert,
+                Method::Post,
+                &["projects", &request.project, "jobs"],
+                &[],
+                Some(&body),
+            )
+            .await
+        {
+            Ok(job) => Ok(parse_job(&job, &fallback)),
+            Err(e) if e.status == Some(409) => Err(WarehouseError::AlreadyExists {
+                job_id: request.job_id.clone(),
+            }),
+            Err(e) => Err(e.into_warehouse(format!("job {}", request.job_id))),
+        }
+    }
+
+    async fn job_status(&self, job: &JobRef) -> Result<Option<JobStatus>, WarehouseError> {
+        let mut query = Vec::new();
+        if let Some(location) = &job.location {
+            query.push(("location", location.as_str()));
+        }
+        match self
+            .rest
+            .call(
+                Operation::JobsGet,
+                Method::Get,
+                &["projects", &job.project, "jobs", &job.job_id],
+                &query,
+                None,
+            )
+            .await
+        {
+            Ok(resource) => Ok(Some(parse_job(&resource, job))),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e.into_warehouse(format!("job {}", job.job_id))),
+        }
+    }
+
+    async fn child_jobs(&self, parent: &JobRef) -> Result<Vec<JobStatus>, WarehouseError> {
+        let mut children = Vec::new();
+        let mut page_token: Option<String> = None;
+        let mut seen_tokens: Vec<String> = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let mut query = vec![
+                ("parentJobId", parent.job_id.as_str()),
+                ("allUsers", "false"),
+                ("projection", "full"),
+                ("maxResults", "1000"),
+            ];
+            if let Some(token) = &page_token {
+                query.push(("pageToken", token.as_str()));
+            }
+            let page = self
+                .rest
+                .call(
+                    Operation::JobsList,
+                    Method::Get,
+                    &["projects", &parent.project, "jobs"],
+                    &query,
+                    None,
+                )
+                .await
+                .map_err(|e| e.into_warehouse(format!("children of job {}", parent.job_id)))?;
+            let fallback = JobRef {
+                project: parent.project.clone(),
+                job_id: String::new(),
+                location: parent.location.clone(),
+            };
+            for item in page
+                .get("jobs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let status = parse_job(item, &fallback);
+                if !status.job.job_id.is_empty() && status.job.job_id != parent.job_id {
+                    children.push(status);
+                }
+            }
+            page_token = page
+                .get("nextPageToken")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            match &page_token {
+                None => break,
+                Some(token) if seen_tokens.contains(token) => break,
+                Some(token) => seen_tokens.push(token.clone()),
+            }
+        }
+        sort_in_execution_order(&mut children);
+        Ok(children)
+    }
+
+    async fn record_outcome(
+        &self,
+        table: &TableRef,
+        record: &LoadRecord,
+    ) -> Result<(), WarehouseError> {
+        // The state table is written whole: a partition decorator on `table` is ignored (rows
+        // land in the partition of their `ended_at`).
+        let target = TableRef {
+            partition: None,
+            ..table.clone()
+        };
+        let what = target.to_string();
+        let body = json!({
+            "rows": [{
+                "insertId": load_record_insert_id(record),
+                "json": Value::Object(load_record_row(record)),
+            }],
+        });
+        match self.insert_row(&target, &body).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.status == Some(404) => {
+                tracing::info!(table = %what, "load-state table missing; creating it");
+            }
+            Err(e) => return Err(e.into_warehouse(what)),
+        }
+        self.create_dataset_if_missing(&target.project, &target.dataset)
+            .await?;
+        self.create_table_partitioned(
+            &target.project,
+            &target.dataset,
+            &target.table,
+            LOAD_STATE_SCHEMA_JSON,
+            Some(LOAD_STATE_PARTITION_FIELD),
+        )
+        .await?;
+        match self.insert_row(&target, &body).await {
+            Ok(()) => Ok(()),
+            // BigQuery may take a while before streaming inserts see a new table: try later.
+            Err(e) if e.status == Some(404) => Err(WarehouseError::Transient {
+                what,
+                message: format!(
+                    "table created but not yet visible to insertAll: {}",
+                    e.message
+                ),
+            }),
+            Err(e) => Err(e.into_warehouse(what)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulator_urls() {
+        assert_eq!(
+            emulator_base_url("http://127.0.0.1:9050/").ok().as_deref(),
+            Some("http://127.0.0.1:9050/bigquery/v2")
+        );
+        assert_eq!(
+            emulator_base_url("localhost:9050").ok().as_deref(),
+            Some("http://localhost:9050/bigquery/v2")
+        );
+        assert!(emulator_base_url("http://").is_err());
+    }
+
+    #[test]
+    fn schemas_are_read_from_both_shapes() {
+        let array = table_schema_from_json(r#"[{"name":"a","type":"STRING"}]"#);
+        let object = table_schema_from_json(r#"{"fields":[{"name":"a","type":"STRING"}]}"#);
+        assert_eq!(array, object);
+        assert_eq!(
+            array.ok(),
+            Some(json!({"fields": [{"name": "a", "type": "STRING"}]}))
+        );
+        assert!(table_schema_from_json("[]").is_err());
+        assert!(table_schema_from_json(r#"[{"name":"a"}]"#).is_err());
+        assert!(table_schema_from_json("nope").is_err());
+    }
+
+    #[test]
+    fn quoting_refuses_backticks() {
+        let table = |name: &str| TableRef {
+            project: "p".into(),
+            dataset: "d".into(),
+            table: name.into(),
+            partition: Some("$2020".into()),
+        };
+        assert_eq!(quoted_table(&table("t")).ok().as_deref(), Some("`p.d.t`"));
+        assert!(quoted_table(&table("t` OR 1=1 --")).is_err());
+        assert!(quoted_table(&table("")).is_err());
+    }
+
+    #[test]
+    fn query_rows_are_keyed_by_column() {
+        let response = json!({
+            "schema": {"fields": [
+                {"name": "id", "type": "INTEGER", "mode": "NULLABLE"},
+                {"name": "tags", "type": "STRING", "mode": "REPEATED"},
+                {"name": "rec", "type": "RECORD", "fields": [{"name": "x", "type": "STRING"}]},
+                {"name": "none", "type": "STRING"}
+            ]},
+            "rows": [{"f": [
+                {"v": "1"},
+                {"v": [{"v": "a"}, {"v": "b"}]},
+                {"v": {"f": [{"v": "y"}]}},
+                {"v": null}
+            ]}]
+        });
+        let mut rows = Vec::new();
+        response_rows(&response, &mut rows);
+        assert_eq!(
+            rows,
+            vec![json!({"id": "1", "tags": ["a", "b"], "rec": {"x": "y"}, "none": null})]
+        );
+    }
+
+    #[test]
+    fn insert_errors_are_read() {
+        assert_eq!(insert_errors(&json!({})), None);
+        assert_eq!(insert_errors(&json!({"insertErrors": []})), None);
+        let (retryable, message) = insert_errors(&json!({"insertErrors": [
+            {"index": 0, "errors": [{"reason": "invalid", "message": "no such field: x."}]}
+        ]}))
+        .expect("errors");
+        assert!(!retryable);
+        assert_eq!(message, "insertAll row errors: invalid: no such field: x.");
+        let (retryable, _) = insert_errors(&json!({"insertErrors": [
+            {"index": 0, "errors": [{"reason": "backendError", "message": ""}]}
+        ]}))
+        .expect("errors");
+        assert!(retryable);
+    }
+}

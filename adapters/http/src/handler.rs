@@ -1,0 +1,607 @@
+//! The request handlers: read the body, tell the form, parse, ingest, answer, log.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use ingest_core::event::{
+    parse_background_event, parse_cloud_event_binary, parse_cloud_event_structured,
+    parse_push_envelope, NotificationError, ObjectEvent,
+};
+use ingest_core::ingest::{IngestError, Outcome};
+use ingest_core::ports::JobRef;
+use serde::Serialize;
+
+use crate::detect::{
+    ce_id_header, has_ce_type, is_cloud_event_batch, is_structured_cloud_event, NotificationForm,
+    Probe,
+};
+use crate::HttpState;
+
+/// How many bytes of a body an error log keeps.
+pub(crate) const LOGGED_BODY_PREFIX: usize = 512;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// Which endpoint received the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `POST /`: the form is detected.
+    Auto,
+    /// `POST /pubsub/push`.
+    Push,
+    /// `POST /cloudevents`: binary mode when `ce-type` is present, structured otherwise.
+    CloudEvents,
+    /// `POST /background`.
+    Background,
+}
+
+/// Why a request carries no notification that can be handled. Redelivery would not help.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Malformed {
+    /// A parser rejected the notification.
+    #[error(transparent)]
+    Notification(#[from] NotificationError),
+    /// The body is not JSON (auto-detection only; the explicit endpoints report their parser's
+    /// error).
+    #[error("request body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// No body and no `ce-type` header.
+    #[error(
+        "empty request body and no ce-type header: expected a GCS notification \
+         (Pub/Sub push envelope, CloudEvent or background event)"
+    )]
+    Empty,
+    /// JSON whose keys match no known form.
+    #[error(
+        "unrecognised notification: expected a Pub/Sub push envelope (\"message\"), a CloudEvent \
+         (\"ce-type\" header, content type application/cloudevents+json, or \"specversion\") or \
+         a Cloud Functions background event (\"bucket\" and \"name\", or \"data\" and \"context\")"
+    )]
+    Unrecognised,
+    /// `application/cloudevents-batch+json`.
+    #[error(
+        "batched CloudEvents (application/cloudevents-batch+json) are not supported: send one \
+         event per request"
+    )]
+    Batch,
+    /// The body could not be read (the client went away, or sent a broken chunked body).
+    #[error("could not read the request body: {0}")]
+    Unreadable(String),
+}
+
+/// `POST /`.
+pub(crate) async fn auto(State(state): State<HttpState>, request: Request) -> Response {
+    handle(&state, Endpoint::Auto, request).await
+}
+
+/// `POST /pubsub/push`.
+pub(crate) async fn push(State(state): State<HttpState>, request: Request) -> Response {
+    handle(&state, Endpoint::Push, request).await
+}
+
+/// `POST /cloudevents`.
+pub(crate) async fn cloud_events(State(state): State<HttpState>, request: Request) -> Response {
+    handle(&state, Endpoint::CloudEvents, request).await
+}
+
+/// `POST /background`.
+pub(crate) async fn background(State(state): State<HttpState>, request: Request) -> Response {
+    handle(&state, Endpoint::Background, request).await
+}
+
+/// `GET /healthz`.
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The whole life of one notification request.
+async fn handle(state: &HttpState, endpoint: Endpoint, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+
+    let body = match read_body(headers, body, state.body_limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge { length }) => {
+            return too_large(state.body_limit, length, started);
+        }
+        Err(BodyError::Unreadable(message)) => {
+            let log = RequestLog::new(None, None, &[], started);
+            return malformed(&log, &Malformed::Unreadable(message));
+        }
+    };
+
+    // Which form, and the delivery id to log. `probe` borrows from `body`.
+    let (form, probe) = match detect(endpoint, headers, &body) {
+        Ok(found) => found,
+        Err(error) => {
+            let log = RequestLog::new(None, None, &body, started);
+            return malformed(&log, &error);
+        }
+    };
+    let delivery_id = match form {
+        NotificationForm::CloudEventBinary => ce_id_header(headers),
+        _ => probe.as_ref().and_then(|p| p.delivery_id(form)),
+    };
+    let mut log = RequestLog::new(Some(form), delivery_id, &body, started);
+
+    let parsed = match form {
+        NotificationForm::PushEnvelope => parse_push_envelope(&body),
+        NotificationForm::CloudEventBinary => parse_cloud_event_binary(
+            headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+            &body,
+        ),
+        NotificationForm::CloudEventStructured => parse_cloud_event_structured(&body),
+        NotificationForm::BackgroundEvent => parse_background_event(&body),
+    };
+    let event = match parsed {
+        Ok(event) => event,
+        Err(error) => return malformed(&log, &Malformed::Notification(error)),
+    };
+    log.event = Some(&event);
+
+    let deadline = deadline_after(state, state.request_deadline);
+    let abandoned = AbandonGuard { log: &log };
+    let result = state.ingestor.handle_until(&event, deadline).await;
+    abandoned.disarm();
+
+    match result {
+        Ok(outcome) if outcome.is_final() => final_outcome(&log, &outcome),
+        Ok(outcome) => still_running(state, &log, &outcome),
+        Err(error) => transient(state, &log, &error),
+    }
+}
+
+/// The ingestor's clock plus `wait` (saturating).
+fn deadline_after(state: &HttpState, wait: Duration) -> DateTime<Utc> {
+    let now = state.ingestor.clock().now();
+    chrono::TimeDelta::from_std(wait)
+        .ok()
+        .and_then(|delta| now.checked_add_signed(delta))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Tells the form of a request; `Some(probe)` when the body was probed (JSON forms).
+fn detect<'b>(
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: &'b [u8],
+) -> Result<(NotificationForm, Option<Probe<'b>>), Malformed> {
+    // The explicit endpoints probe only for the delivery id: a body that is not JSON is
+    // reported by the form's own parser, which names the form.
+    let probe_for_id = |form| Ok((form, Probe::read(body).ok()));
+    match endpoint {
+        Endpoint::Push => probe_for_id(NotificationForm::PushEnvelope),
+        Endpoint::Background => probe_for_id(NotificationForm::BackgroundEvent),
+        Endpoint::CloudEvents if has_ce_type(headers) => {
+            Ok((NotificationForm::CloudEventBinary, None))
+        }
+        Endpoint::CloudEvents if is_cloud_event_batch(headers) => Err(Malformed::Batch),
+        Endpoint::CloudEvents => probe_for_id(NotificationForm::CloudEventStructured),
+        Endpoint::Auto => {
+            if has_ce_type(headers) {
+                return Ok((NotificationForm::CloudEventBinary, None));
+            }
+            if is_structured_cloud_event(headers) {
+                return probe_for_id(NotificationForm::CloudEventStructured);
+            }
+            if is_cloud_event_batch(headers) {
+                return Err(Malformed::Batch);
+            }
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Err(Malformed::Empty);
+            }
+            let probe = Probe::read(body).map_err(Malformed::NotJson)?;
+            match probe.form() {
+                Some(form) => Ok((form, Some(probe))),
+                None => Err(Malformed::Unrecognised),
+            }
+        }
+    }
+}
+
+/// Why the body was not read.
+enum BodyError {
+    TooLarge { length: Option<u64> },
+    Unreadable(String),
+}
+
+/// Reads the whole body, at most `limit` bytes; a declared `Content-Length` over the limit is
+/// refused before anything is read. A body that arrives in one chunk is not copied.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared {
+        if length > limit as u64 {
+            return Err(BodyError::TooLarge {
+                length: Some(length),
+            });
+        }
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(e) = source {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return BodyError::TooLarge { length: declared };
+            }
+            source = e.source();
+        }
+        BodyError::Unreadable(error.to_string())
+    })
+}
+
+/// What every log line of a request says.
+struct RequestLog<'a> {
+    form: Option<NotificationForm>,
+    delivery_id: Option<&'a str>,
+    event: Option<&'a ObjectEvent>,
+    body: &'a [u8],
+    started: Instant,
+}
+
+impl<'a> RequestLog<'a> {
+    fn new(
+        form: Option<NotificationForm>,
+        delivery_id: Option<&'a str>,
+        body: &'a [u8],
+        started: Instant,
+    ) -> Self {
+        RequestLog {
+            form,
+            delivery_id,
+            event: None,
+            body,
+            started,
+        }
+    }
+
+    fn latency_ms(&self) -> f64 {
+        latency_ms(self.started)
+    }
+
+    fn form_name(&self) -> Option<&'static str> {
+        self.form.map(NotificationForm::name)
+    }
+
+    fn object(&self) -> Option<tracing::field::DisplayValue<ObjectUri<'a>>> {
+        self.event.map(|e| tracing::field::display(ObjectUri(e)))
+    }
+
+    /// The id under the name its form gives it: (`message_id`, `ce_id`, `event_id`).
+    fn ids(&self) -> (Option<&'a str>, Option<&'a str>, Option<&'a str>) {
+        match self.form {
+            Some(NotificationForm::PushEnvelope) => (self.delivery_id, None, None),
+            Some(NotificationForm::CloudEventBinary | NotificationForm::CloudEventStructured) => {
+                (None, self.delivery_id, None)
+            }
+            Some(NotificationForm::BackgroundEvent) => (None, None, self.delivery_id),
+            None => (None, None, None),
+        }
+    }
+
+    fn body_prefix(&self) -> BodyPrefix<'a> {
+        BodyPrefix(self.body)
+    }
+}
+
+/// Milliseconds since `started`, to the microsecond.
+fn latency_ms(started: Instant) -> f64 {
+    started.elapsed().as_micros() as f64 / 1000.0
+}
+
+/// `gs://bucket/name`, formatted only when a log line is written.
+struct ObjectUri<'a>(&'a ObjectEvent);
+
+impl fmt::Display for ObjectUri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gs://{}/{}", self.0.bucket, self.0.name)
+    }
+}
+
+/// The first [`LOGGED_BODY_PREFIX`] bytes of a body, lossily as UTF-8, with `…` when cut.
+struct BodyPrefix<'a>(&'a [u8]);
+
+impl fmt::Display for BodyPrefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cut = self.0.len() > LOGGED_BODY_PREFIX;
+        let prefix = &self.0[..self.0.len().min(LOGGED_BODY_PREFIX)];
+        for chunk in prefix.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{FFFD}")?;
+            }
+        }
+        if cut {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
+/// Logs a request whose future is dropped while the ingestor works on it: the timeout layer
+/// fired or the client went away. The notification is redelivered; this line says so.
+struct AbandonGuard<'l, 'a> {
+    log: &'l RequestLog<'a>,
+}
+
+impl AbandonGuard<'_, '_> {
+    /// The request got its outcome: nothing to log on drop.
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for AbandonGuard<'_, '_> {
+    fn drop(&mut self) {
+        let log = self.log;
+        let (message_id, ce_id, event_id) = log.ids();
+        tracing::error!(
+            form = log.form_name(),
+            object = log.object(),
+            message_id,
+            ce_id,
+            event_id,
+            outcome = "abandoned",
+            jobs = 0u64,
+            latency_ms = log.latency_ms(),
+            body = %log.body_prefix(),
+            "request abandoned before its outcome (request timeout or client gone); \
+             the notification will be redelivered"
+        );
+    }
+}
+
+/// A JSON body; serialization of these types cannot fail, but never panic if it did.
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_else(|e| {
+        format!(r#"{{"outcome":"error","error":"could not serialize the response: {e}"}}"#)
+            .into_bytes()
+    });
+    (status, [(CONTENT_TYPE, JSON)], body).into_response()
+}
+
+fn with_retry_after(mut response: Response, retry_after: Duration) -> Response {
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+    response
+}
+
+fn job_count(outcome: &Outcome) -> usize {
+    match outcome {
+        Outcome::Submitted { jobs } | Outcome::Running { jobs } | Outcome::Done { jobs, .. } => {
+            jobs.len()
+        }
+        Outcome::Ignored { .. } | Outcome::Queued { .. } | Outcome::Failed { .. } => 0,
+    }
+}
+
+/// 200 with the outcome.
+fn final_outcome(log: &RequestLog<'_>, outcome: &Outcome) -> Response {
+    let (message_id, ce_id, event_id) = log.ids();
+    let jobs = job_count(outcome);
+    match outcome {
+        Outcome::Failed { error } => tracing::error!(
+            form = log.form_name(),
+            object = log.object(),
+            message_id,
+            ce_id,
+            event_id,
+            outcome = outcome.name(),
+            jobs,
+            latency_ms = log.latency_ms(),
+            error = %error,
+            body = %log.body_prefix(),
+            "batch failed (recorded; acknowledged): {error}"
+        ),
+        Outcome::Ignored { reason } => tracing::info!(
+            form = log.form_name(),
+            object = log.object(),
+            message_id,
+            ce_id,
+            event_id,
+            outcome = outcome.name(),
+            jobs,
+            latency_ms = log.latency_ms(),
+            reason = %reason,
+            "notification ignored"
+        ),
+        _ => tracing::info!(
+            form = log.form_name(),
+            object = log.object(),
+            message_id,
+            ce_id,
+            event_id,
+            outcome = outcome.name(),
+            jobs,
+            latency_ms = log.latency_ms(),
+            "notification handled"
+        ),
+    }
+    json_response(StatusCode::OK, outcome)
+}
+
+/// 503: the jobs outlived the request deadline; redelivery follows them.
+fn still_running(state: &HttpState, log: &RequestLog<'_>, outcome: &Outcome) -> Response {
+    #[derive(Serialize)]
+    struct RunningBody<'j> {
+        outcome: &'static str,
+        jobs: &'j [JobRef],
+        retry: bool,
+        reason: &'static str,
+    }
+    let jobs: &[JobRef] = match outcome {
+        Outcome::Running { jobs } => jobs,
+        _ => &[],
+    };
+    let (message_id, ce_id, event_id) = log.ids();
+    tracing::warn!(
+        form = log.form_name(),
+        object = log.object(),
+        message_id,
+        ce_id,
+        event_id,
+        outcome = outcome.name(),
+        jobs = jobs.len(),
+        latency_ms = log.latency_ms(),
+        "jobs still running at the request deadline; answering 503 so the notification is \
+         redelivered and the same jobs are followed"
+    );
+    let body = RunningBody {
+        outcome: outcome.name(),
+        jobs,
+        retry: true,
+        reason: "jobs still running at the request deadline; redelivery follows the same jobs",
+    };
+    with_retry_after(
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &body),
+        state.retry_after,
+    )
+}
+
+/// An error answer: `{"outcome": ..., "error": ..., "retry": ...}`.
+#[derive(Serialize)]
+struct ErrorBody<'e> {
+    outcome: &'static str,
+    error: &'e str,
+    retry: bool,
+}
+
+/// 503: a transient failure; redeliver later.
+fn transient(state: &HttpState, log: &RequestLog<'_>, error: &IngestError) -> Response {
+    let (message_id, ce_id, event_id) = log.ids();
+    let text = error.to_string();
+    tracing::error!(
+        form = log.form_name(),
+        object = log.object(),
+        message_id,
+        ce_id,
+        event_id,
+        outcome = "transient_error",
+        jobs = 0u64,
+        latency_ms = log.latency_ms(),
+        error = %text,
+        body = %log.body_prefix(),
+        "transient failure, answering 503 for redelivery: {text}"
+    );
+    let body = ErrorBody {
+        outcome: "transient_error",
+        error: &text,
+        retry: true,
+    };
+    with_retry_after(
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &body),
+        state.retry_after,
+    )
+}
+
+/// 400: the payload is not a notification that can be handled.
+fn malformed(log: &RequestLog<'_>, error: &Malformed) -> Response {
+    let (message_id, ce_id, event_id) = log.ids();
+    let text = error.to_string();
+    tracing::error!(
+        form = log.form_name(),
+        message_id,
+        ce_id,
+        event_id,
+        outcome = "malformed",
+        jobs = 0u64,
+        latency_ms = log.latency_ms(),
+        error = %text,
+        body_len = log.body.len(),
+        body = %log.body_prefix(),
+        "malformed notification, answering 400: {text}"
+    );
+    let body = ErrorBody {
+        outcome: "malformed",
+        error: &text,
+        retry: false,
+    };
+    json_response(StatusCode::BAD_REQUEST, &body)
+}
+
+/// 413: the body is over the limit.
+fn too_large(limit: usize, length: Option<u64>, started: Instant) -> Response {
+    let text = match length {
+        Some(length) => {
+            format!("request body of {length} bytes is over the limit of {limit} bytes")
+        }
+        None => format!("request body is over the limit of {limit} bytes"),
+    };
+    tracing::error!(
+        outcome = "too_large",
+        jobs = 0u64,
+        latency_ms = latency_ms(started),
+        content_length = length,
+        error = %text,
+        "request body too large, answering 413: {text}"
+    );
+    let body = ErrorBody {
+        outcome: "too_large",
+        error: &text,
+        retry: false,
+    };
+    json_response(StatusCode::PAYLOAD_TOO_LARGE, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_prefix_is_bounded_and_lossy() {
+        assert_eq!(BodyPrefix(b"{}").to_string(), "{}");
+        let long = vec![b'a'; LOGGED_BODY_PREFIX + 10];
+        let text = BodyPrefix(&long).to_string();
+        assert_eq!(text.len(), LOGGED_BODY_PREFIX + "…".len());
+        assert!(text.ends_with('…'));
+        assert_eq!(BodyPrefix(b"a\xffb").to_string(), "a\u{FFFD}b");
+        // A multi-byte character cut at the limit is replaced, not split.
+        let mut cut = vec![b'a'; LOGGED_BODY_PREFIX - 1];
+        cut.extend_from_slice("é".as_bytes());
+        let text = BodyPrefix(&cut).to_string();
+        assert!(text.ends_with("a\u{FFFD}…"), "{text}");
+    }
+
+    #[test]
+    fn job_count_counts_jobs_of_every_outcome() {
+        let job = JobRef {
+            project: "p".into(),
+            job_id: "j".into(),
+            location: None,
+        };
+        assert_eq!(
+            job_count(&Outcome::Running {
+                jobs: vec![job.clone(), job.clone()]
+            }),
+            2
+        );
+        assert_eq!(
+            job_count(&Outcome::Done {
+                jobs: vec![job],
+                rows: 1,
+                bytes: 1
+            }),
+            1
+        );
+        assert_eq!(job_count(&Outcome::Ignored { reason: "r".into() }), 0);
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_at_least_one() {
+        let response = with_retry_after(StatusCode::OK.into_response(), Duration::from_millis(10));
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        let response = with_retry_after(StatusCode::OK.into_response(), Duration::from_secs(30));
+        assert_eq!(response.headers()[RETRY_AFTER], "30");
+    }
+}
