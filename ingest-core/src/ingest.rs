@@ -487,6 +487,42 @@ impl Ingestor {
         }
     }
 
+    /// What handling a success marker would do, without submitting or writing anything: the
+    /// batch, whether its table is ordered, and the plan (or why there is none). Reads the
+    /// bucket like [`Ingestor::handle`] does.
+    pub async fn dry_run(&self, event: &ObjectEvent) -> Result<DryRun, IngestError> {
+        let mut out = DryRun {
+            marker: event.uri(),
+            batch: None,
+            ordered: false,
+            plan: None,
+            error: None,
+        };
+        let project = match self.job_project(event) {
+            Ok(p) => p,
+            Err(f) => {
+                out.error = Some(f.0);
+                return Ok(out);
+            }
+        };
+        let prepared = match self.prepare(event).await? {
+            Step::Ok(p) => p,
+            Step::Fatal(f) => {
+                out.error = Some(f.0);
+                return Ok(out);
+            }
+        };
+        out.ordered = prepared.config.ordered || self.settings.order_per_table;
+        let hint = self.job_hint(&event.bucket, &event.name);
+        let generation = event.generation.unwrap_or_default();
+        match self.plan(event, &prepared, &project, &hint, generation) {
+            Ok(plan) => out.plan = Some(plan),
+            Err(f) => out.error = Some(f.0),
+        }
+        out.batch = Some(prepared.batch);
+        Ok(out)
+    }
+
     /// When part 0 exists: the latest attempt of every part, or `None` when some part is
     /// missing (a crash between two submissions) so the batch must be planned again.
     async fn existing_jobs(
@@ -916,10 +952,19 @@ impl Ingestor {
             job_ids: record.job_ids.clone(),
             error: record.error.clone().unwrap_or_default(),
             failed_at: record.ended_at,
-            replay: format!(
-                "fix the cause, then re-upload {} (new job ids) or run: bq-ingest backfill {} --mode notifications",
-                record.marker_uri, record.marker_uri
-            ),
+            replay: if record.job_ids.is_empty() {
+                // Nothing ran: publishing the notification again retries the batch.
+                format!(
+                    "fix the cause, then run: bq-ingest backfill {} --mode notifications",
+                    record.marker_uri
+                )
+            } else {
+                // Its jobs exist: the same notification would only follow them again.
+                format!(
+                    "fix the cause, then re-upload {} (a new generation gets new job ids)",
+                    record.marker_uri
+                )
+            },
         };
         if let Err(e) = sink.announce(&report).await {
             tracing::error!(marker = %record.marker_uri, error = %e, "could not announce the failure of {}: {e}", record.marker_uri);
@@ -1045,6 +1090,21 @@ fn mode_of(statuses: &[JobStatus]) -> PlanMode {
     } else {
         PlanMode::Load
     }
+}
+
+/// What [`Ingestor::dry_run`] found for one marker.
+#[derive(Debug, Clone)]
+pub struct DryRun {
+    /// `gs://bucket/marker`.
+    pub marker: String,
+    /// The batch, when its path and config resolve.
+    pub batch: Option<Batch>,
+    /// Whether its table is applied in order (through the backlog).
+    pub ordered: bool,
+    /// The jobs that would run.
+    pub plan: Option<LoadPlan>,
+    /// Why the batch cannot be applied.
+    pub error: Option<String>,
 }
 
 /// What a batch run needs to re-plan.

@@ -1,45 +1,2049 @@
 //! Parsers of the notification envelopes. See [`crate::event`] for the types.
+//!
+//! Every parser deserializes into small borrowed structs (strings borrowed from the body unless
+//! they contain JSON escapes), skips the fields it does not need, and allocates only the
+//! [`ObjectEvent`]'s two strings and, for base64 payloads, the decoded bytes. None of them
+//! panics on bad input: every failure is a [`NotificationError`] naming the form and the field.
 
-use crate::event::{NotificationError, ObjectEvent, PubsubMessage};
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::event::{EventType, NotificationError, ObjectEvent, PubsubMessage};
+
+const FORM_PUBSUB: &str = "Pub/Sub message";
+const FORM_PUSH: &str = "Pub/Sub push envelope";
+const FORM_CE_BINARY: &str = "CloudEvent (binary mode)";
+const FORM_CE_STRUCTURED: &str = "CloudEvent (structured mode)";
+const FORM_BACKGROUND: &str = "background event";
+
+/// The `source` prefix of Cloud Storage CloudEvents: `//storage.googleapis.com/projects/_/buckets/BUCKET`.
+const CE_SOURCE_PREFIX: &str = "//storage.googleapis.com/projects/_/buckets/";
+/// The `subject` prefix of Cloud Storage CloudEvents: `objects/NAME`.
+const CE_SUBJECT_PREFIX: &str = "objects/";
+/// The `kind` of a JSON API object resource.
+const OBJECT_KIND: &str = "storage#object";
+/// How many characters of an offending value an error keeps.
+const MAX_VALUE_CHARS: usize = 80;
+
+/// Standard alphabet, padding optional.
+const BASE64_STANDARD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+/// URL-safe alphabet, padding optional.
+const BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+// ---------------------------------------------------------------------------------------------
+// Borrowed wire shapes.
+// ---------------------------------------------------------------------------------------------
+
+/// A JSON scalar that may be written as a string (`"123"`, the JSON API's int64 encoding) or a
+/// number (`123`, some hand-written or legacy payloads).
+#[derive(Debug, Clone, PartialEq)]
+enum Scalar<'a> {
+    Text(Cow<'a, str>),
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ScalarVisitor<'a> {
+            type Value = Scalar<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or a string holding one")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Text(Cow::Owned(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Unsigned(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Signed(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Float(v))
+            }
+        }
+
+        deserializer.deserialize_any(ScalarVisitor(std::marker::PhantomData))
+    }
+}
+
+impl fmt::Display for Scalar<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Text(s) => f.write_str(s),
+            Scalar::Unsigned(n) => write!(f, "{n}"),
+            Scalar::Signed(n) => write!(f, "{n}"),
+            Scalar::Float(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A JSON string read as raw bytes (borrowed when it has no escapes), skipping UTF-8
+/// validation: for base64 payloads, whose decoder checks every byte anyway.
+#[derive(Debug)]
+struct StringBytes<'a>(Cow<'a, [u8]>);
+
+impl AsRef<[u8]> for StringBytes<'_> {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for StringBytes<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BytesVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for BytesVisitor<'a> {
+            type Value = StringBytes<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(StringBytes(Cow::Borrowed(v)))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(StringBytes(Cow::Owned(v.to_vec())))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(StringBytes(Cow::Borrowed(v.as_bytes())))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StringBytes(Cow::Owned(v.as_bytes().to_vec())))
+            }
+        }
+
+        deserializer.deserialize_bytes(BytesVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The fields bq-ingest reads from a JSON API object resource
+/// (<https://cloud.google.com/storage/docs/json_api/v1/objects#resource>); all others are skipped.
+#[derive(Debug, Default, Deserialize)]
+struct ObjectResource<'a> {
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    bucket: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    generation: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    size: Option<Scalar<'a>>,
+    #[serde(rename = "timeCreated", borrow)]
+    time_created: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    updated: Option<Cow<'a, str>>,
+}
+
+impl<'a> ObjectResource<'a> {
+    /// The time of the object's current state — `updated`, else `timeCreated` — which is the
+    /// event time of a finalize or a metadata update (not of a delete or an archive).
+    fn state_time(&self, event_type: EventType) -> Option<(&'static str, &str)> {
+        if !matches!(event_type, EventType::Finalize | EventType::MetadataUpdate) {
+            return None;
+        }
+        match (&self.updated, &self.time_created) {
+            (Some(updated), _) => Some(("updated", updated)),
+            (None, Some(created)) => Some(("timeCreated", created)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The attributes of a GCS notification (<https://cloud.google.com/storage/docs/pubsub-notifications>).
+#[derive(Debug, Default, Deserialize)]
+struct GcsAttributes<'a> {
+    #[serde(rename = "bucketId", borrow)]
+    bucket_id: Option<Cow<'a, str>>,
+    #[serde(rename = "objectId", borrow)]
+    object_id: Option<Cow<'a, str>>,
+    #[serde(rename = "objectGeneration", borrow)]
+    object_generation: Option<Cow<'a, str>>,
+    #[serde(rename = "eventType", borrow)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(rename = "payloadFormat", borrow)]
+    payload_format: Option<Cow<'a, str>>,
+    #[serde(rename = "eventTime", borrow)]
+    event_time: Option<Cow<'a, str>>,
+}
+
+/// A view of the GCS attributes, whichever container they came in.
+#[derive(Debug, Default, Clone, Copy)]
+struct AttributeView<'s> {
+    bucket_id: Option<&'s str>,
+    object_id: Option<&'s str>,
+    object_generation: Option<&'s str>,
+    event_type: Option<&'s str>,
+    payload_format: Option<&'s str>,
+    event_time: Option<&'s str>,
+}
+
+impl<'s> AttributeView<'s> {
+    fn of_map(map: &'s std::collections::BTreeMap<String, String>) -> Self {
+        let get = |key: &str| map.get(key).map(String::as_str);
+        AttributeView {
+            bucket_id: get("bucketId"),
+            object_id: get("objectId"),
+            object_generation: get("objectGeneration"),
+            event_type: get("eventType"),
+            payload_format: get("payloadFormat"),
+            event_time: get("eventTime"),
+        }
+    }
+
+    fn of_wire(attributes: &'s GcsAttributes<'_>) -> Self {
+        AttributeView {
+            bucket_id: attributes.bucket_id.as_deref(),
+            object_id: attributes.object_id.as_deref(),
+            object_generation: attributes.object_generation.as_deref(),
+            event_type: attributes.event_type.as_deref(),
+            payload_format: attributes.payload_format.as_deref(),
+            event_time: attributes.event_time.as_deref(),
+        }
+    }
+}
+
+/// `{"message": {...}, "subscription": "..."}` with the GCS attributes only (fast path).
+#[derive(Debug, Deserialize)]
+struct PushEnvelopeGcs<'a> {
+    #[serde(borrow)]
+    message: Option<PushMessageGcs<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PushMessageGcs<'a> {
+    // Bytes, not `str`: base64 is ASCII, and the decoder checks every byte anyway, so the
+    // UTF-8 validation of this (largest) string would be wasted work.
+    #[serde(borrow)]
+    data: Option<StringBytes<'a>>,
+    #[serde(borrow)]
+    attributes: Option<GcsAttributes<'a>>,
+}
+
+/// `{"message": {...}, "subscription": "..."}` with every attribute (for [`PubsubMessage`]).
+#[derive(Debug, Deserialize)]
+struct PushEnvelopeAll<'a> {
+    #[serde(borrow)]
+    message: Option<PushMessageAll<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PushMessageAll<'a> {
+    #[serde(borrow)]
+    data: Option<StringBytes<'a>>,
+    attributes: Option<std::collections::BTreeMap<String, String>>,
+    // Pub/Sub push sends both spellings; they are distinct keys, not aliases.
+    #[serde(rename = "messageId", borrow)]
+    message_id_camel: Option<Cow<'a, str>>,
+    #[serde(rename = "message_id", borrow)]
+    message_id_snake: Option<Cow<'a, str>>,
+}
+
+/// A structured-mode CloudEvent.
+#[derive(Debug, Deserialize)]
+struct StructuredCloudEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    subject: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<ObjectResource<'a>>,
+    #[serde(borrow)]
+    data_base64: Option<Cow<'a, str>>,
+}
+
+/// A 1st-gen background event: the object resource itself, or `{"data", "context"}`, or the
+/// older flat `{"data", "eventType", "timestamp", ...}`.
+#[derive(Debug, Deserialize)]
+struct BackgroundEvent<'a> {
+    // Unwrapped: the object resource itself.
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    bucket: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    generation: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    size: Option<Scalar<'a>>,
+    #[serde(rename = "timeCreated", borrow)]
+    time_created: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    updated: Option<Cow<'a, str>>,
+    // Wrapped.
+    #[serde(borrow)]
+    data: Option<ObjectResource<'a>>,
+    #[serde(borrow)]
+    context: Option<BackgroundContext<'a>>,
+    #[serde(rename = "eventType", borrow)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BackgroundContext<'a> {
+    #[serde(rename = "eventType", alias = "event_type", borrow)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public parsers.
+// ---------------------------------------------------------------------------------------------
 
 /// Parses a Pub/Sub message published by a GCS notification configuration: attributes
 /// `bucketId`, `objectId`, `objectGeneration`, `eventType`, `payloadFormat` (`JSON_API_V1` with
 /// the object resource as data, or `NONE` with empty data).
+///
+/// - `eventType` is one of `OBJECT_FINALIZE`, `OBJECT_DELETE`, `OBJECT_ARCHIVE`,
+///   `OBJECT_METADATA_UPDATE`; any other value is [`NotificationError::UnsupportedType`].
+/// - The generation comes from `objectGeneration`, else from the data's `generation`; the size
+///   from the data's `size` (the JSON API writes both as strings; numbers are accepted too).
+/// - The event time is the `eventTime` attribute (RFC 3339), else — for a finalize or a
+///   metadata update — the data's `updated`, else its `timeCreated`.
+/// - A missing `bucketId`, `objectId` or `eventType` is [`NotificationError::Missing`], with one
+///   exception: a message with **none** of the three whose data is a JSON API object resource
+///   (`"kind": "storage#object"` with `bucket` and `name`) — what some setups publish by hand —
+///   is taken as a finalize of that object.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use ingest_core::event::{parse_pubsub_message, EventType, PubsubMessage};
+///
+/// let attributes: BTreeMap<String, String> = [
+///     ("bucketId", "my-bucket"),
+///     ("objectId", "dataset/table/_SUCCESS"),
+///     ("objectGeneration", "1588778367123456"),
+///     ("eventType", "OBJECT_FINALIZE"),
+///     ("payloadFormat", "NONE"),
+/// ]
+/// .into_iter()
+/// .map(|(k, v)| (k.to_string(), v.to_string()))
+/// .collect();
+/// let message = PubsubMessage { attributes, data: Vec::new(), message_id: None };
+/// let event = parse_pubsub_message(&message).unwrap();
+/// assert_eq!(event.uri(), "gs://my-bucket/dataset/table/_SUCCESS");
+/// assert_eq!(event.generation, Some(1588778367123456));
+/// assert_eq!(event.event_type, EventType::Finalize);
+/// ```
 pub fn parse_pubsub_message(message: &PubsubMessage) -> Result<ObjectEvent, NotificationError> {
-    let _ = message;
-    unimplemented!("helper fills this in")
+    event_from_notification(
+        FORM_PUBSUB,
+        AttributeView::of_map(&message.attributes),
+        &message.data,
+    )
 }
 
 /// Parses the body of a Pub/Sub push request (`{"message": {...}, "subscription": ...}`).
+///
+/// Equivalent to [`parse_push_envelope_message`] then [`parse_pubsub_message`], but reads only
+/// the GCS attributes, borrowing them from the body.
+///
+/// ```
+/// use ingest_core::event::{parse_push_envelope, EventType};
+///
+/// let body = br#"{
+///   "message": {
+///     "attributes": {
+///       "bucketId": "my-bucket", "objectId": "dataset/table/_SUCCESS",
+///       "objectGeneration": "7", "eventType": "OBJECT_FINALIZE", "payloadFormat": "NONE"
+///     },
+///     "messageId": "1", "message_id": "1"
+///   },
+///   "subscription": "projects/p/subscriptions/s"
+/// }"#;
+/// let event = parse_push_envelope(body).unwrap();
+/// assert_eq!((event.bucket.as_str(), event.name.as_str()), ("my-bucket", "dataset/table/_SUCCESS"));
+/// assert_eq!(event.generation, Some(7));
+/// ```
 pub fn parse_push_envelope(body: &[u8]) -> Result<ObjectEvent, NotificationError> {
-    parse_push_envelope_message(body).and_then(|m| parse_pubsub_message(&m))
+    let envelope: PushEnvelopeGcs<'_> = from_json(FORM_PUSH, body)?;
+    let message = envelope.message.ok_or(NotificationError::Missing {
+        form: FORM_PUSH,
+        field: "message",
+    })?;
+    let data = match message.data {
+        Some(encoded) => decode_base64(FORM_PUSH, "message.data", encoded)?,
+        None => Vec::new(),
+    };
+    let attributes = message.attributes.unwrap_or_default();
+    event_from_notification(FORM_PUSH, AttributeView::of_wire(&attributes), &data)
 }
 
 /// Decodes a push envelope into its [`PubsubMessage`] without interpreting it.
+///
+/// `message.data` is base64 (standard alphabet; URL-safe and unpadded are accepted too);
+/// absent or `null` data and attributes are empty. The message id is `messageId`, else
+/// `message_id`.
+///
+/// ```
+/// use ingest_core::event::parse_push_envelope_message;
+///
+/// let body = br#"{"message": {"data": "aGVsbG8=", "attributes": {"a": "b"}, "messageId": "42"},
+///                 "subscription": "projects/p/subscriptions/s"}"#;
+/// let message = parse_push_envelope_message(body).unwrap();
+/// assert_eq!(message.data, b"hello");
+/// assert_eq!(message.attributes["a"], "b");
+/// assert_eq!(message.message_id.as_deref(), Some("42"));
+/// ```
 pub fn parse_push_envelope_message(body: &[u8]) -> Result<PubsubMessage, NotificationError> {
-    let _ = body;
-    unimplemented!("helper fills this in")
+    let envelope: PushEnvelopeAll<'_> = from_json(FORM_PUSH, body)?;
+    let message = envelope.message.ok_or(NotificationError::Missing {
+        form: FORM_PUSH,
+        field: "message",
+    })?;
+    let data = match message.data {
+        Some(encoded) => decode_base64(FORM_PUSH, "message.data", encoded)?,
+        None => Vec::new(),
+    };
+    Ok(PubsubMessage {
+        attributes: message.attributes.unwrap_or_default(),
+        data,
+        message_id: message
+            .message_id_camel
+            .or(message.message_id_snake)
+            .map(Cow::into_owned),
+    })
 }
 
 /// Parses a binary-mode CloudEvent: `ce-*` headers (names case-insensitive) and the object
 /// resource JSON as body.
+///
+/// `ce-type` must be `google.cloud.storage.object.v1.finalized`, `…deleted`, `…archived` or
+/// `…metadataUpdated` (anything else is [`NotificationError::UnsupportedType`]). Bucket and name
+/// come from the body's `bucket` and `name`, else from `ce-source`
+/// (`//storage.googleapis.com/projects/_/buckets/BUCKET`) and `ce-subject` (`objects/NAME`,
+/// percent-decoded as the HTTP binding requires). The event time is `ce-time`, else (finalize
+/// and metadata update only) the body's `updated`/`timeCreated`. An empty body is allowed
+/// (headers only).
+///
+/// ```
+/// use ingest_core::event::{parse_cloud_event_binary, EventType};
+///
+/// let headers = [
+///     ("Ce-Type", "google.cloud.storage.object.v1.finalized"),
+///     ("Ce-Source", "//storage.googleapis.com/projects/_/buckets/my-bucket"),
+///     ("Ce-Subject", "objects/dataset/table/_SUCCESS"),
+///     ("Ce-Time", "2020-05-06T15:19:27.123Z"),
+///     ("Ce-Id", "1234"),
+/// ];
+/// let body = br#"{"bucket": "my-bucket", "name": "dataset/table/_SUCCESS",
+///                 "generation": "1588778367123456", "size": "0"}"#;
+/// let event = parse_cloud_event_binary(headers, body).unwrap();
+/// assert_eq!(event.name, "dataset/table/_SUCCESS");
+/// assert_eq!(event.size, Some(0));
+/// assert!(event.event_time.is_some());
+/// ```
 pub fn parse_cloud_event_binary<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
     body: &[u8],
 ) -> Result<ObjectEvent, NotificationError> {
-    let _ = (headers.into_iter().count(), body);
-    unimplemented!("helper fills this in")
+    let form = FORM_CE_BINARY;
+    let mut ce_type = None;
+    let mut ce_source = None;
+    let mut ce_subject = None;
+    let mut ce_time = None;
+    for (name, value) in headers {
+        let slot = if name.eq_ignore_ascii_case("ce-type") {
+            &mut ce_type
+        } else if name.eq_ignore_ascii_case("ce-source") {
+            &mut ce_source
+        } else if name.eq_ignore_ascii_case("ce-subject") {
+            &mut ce_subject
+        } else if name.eq_ignore_ascii_case("ce-time") {
+            &mut ce_time
+        } else {
+            continue;
+        };
+        *slot = Some(value.trim());
+    }
+    let ce_type = ce_type.ok_or(NotificationError::Missing {
+        form,
+        field: "ce-type header",
+    })?;
+    let event_type = cloud_event_type(form, &percent_decode(form, "ce-type header", ce_type)?)?;
+
+    let resource: ObjectResource<'_> = if body.iter().all(u8::is_ascii_whitespace) {
+        ObjectResource::default()
+    } else {
+        from_json(form, body)?
+    };
+    let subject = ce_subject
+        .map(|s| percent_decode(form, "ce-subject header", s))
+        .transpose()?;
+    let source = ce_source
+        .map(|s| percent_decode(form, "ce-source header", s))
+        .transpose()?;
+    let time = ce_time
+        .map(|t| percent_decode(form, "ce-time header", t))
+        .transpose()?;
+    event_from_cloud_event(
+        form,
+        event_type,
+        source.as_deref(),
+        subject.as_deref(),
+        time.as_deref().map(|t| ("ce-time header", t)),
+        &resource,
+    )
 }
 
 /// Parses a structured-mode CloudEvent (`application/cloudevents+json`).
+///
+/// `{"specversion", "type", "source", "subject", "time", "id", "data": {object resource}}`;
+/// `data_base64` (base64 of the object resource JSON) is accepted instead of `data`. Types,
+/// fallbacks and times are as for [`parse_cloud_event_binary`].
+///
+/// ```
+/// use ingest_core::event::{parse_cloud_event_structured, EventType};
+///
+/// let body = br#"{
+///   "specversion": "1.0", "id": "1234", "type": "google.cloud.storage.object.v1.deleted",
+///   "source": "//storage.googleapis.com/projects/_/buckets/my-bucket",
+///   "subject": "objects/dataset/table/part-0001.csv", "time": "2020-05-06T15:19:27Z",
+///   "data": {"bucket": "my-bucket", "name": "dataset/table/part-0001.csv", "generation": "3"}
+/// }"#;
+/// let event = parse_cloud_event_structured(body).unwrap();
+/// assert_eq!(event.event_type, EventType::Delete);
+/// assert_eq!(event.generation, Some(3));
+/// ```
 pub fn parse_cloud_event_structured(body: &[u8]) -> Result<ObjectEvent, NotificationError> {
-    let _ = body;
-    unimplemented!("helper fills this in")
+    let form = FORM_CE_STRUCTURED;
+    let event: StructuredCloudEvent<'_> = from_json(form, body)?;
+    let ce_type = event
+        .event_type
+        .as_deref()
+        .ok_or(NotificationError::Missing {
+            form,
+            field: "type",
+        })?;
+    let event_type = cloud_event_type(form, ce_type)?;
+    let time = event.time.as_deref().map(|t| ("time", t));
+    match (&event.data, &event.data_base64) {
+        (Some(resource), _) => event_from_cloud_event(
+            form,
+            event_type,
+            event.source.as_deref(),
+            event.subject.as_deref(),
+            time,
+            resource,
+        ),
+        (None, Some(encoded)) => {
+            let decoded = decode_base64(form, "data_base64", encoded.as_bytes())?;
+            let resource: ObjectResource<'_> = if decoded.iter().all(u8::is_ascii_whitespace) {
+                ObjectResource::default()
+            } else {
+                serde_json::from_slice(&decoded).map_err(|e| NotificationError::InvalidJson {
+                    form,
+                    message: format!("data_base64 does not decode to an object resource: {e}"),
+                })?
+            };
+            event_from_cloud_event(
+                form,
+                event_type,
+                event.source.as_deref(),
+                event.subject.as_deref(),
+                time,
+                &resource,
+            )
+        }
+        (None, None) => event_from_cloud_event(
+            form,
+            event_type,
+            event.source.as_deref(),
+            event.subject.as_deref(),
+            time,
+            &ObjectResource::default(),
+        ),
+    }
 }
 
 /// Parses a Cloud Functions (1st gen) background event: `{"bucket", "name", "generation", …}`,
 /// optionally wrapped as `{"data": {...}, "context": {...}}`.
+///
+/// The unwrapped form (the object resource itself) is a finalize. The wrapped form takes its
+/// type from `context.eventType` (or a top-level `eventType`, the older flat layout):
+/// `google.storage.object.finalize`, `…delete`, `…archive`, `…metadataUpdate` (the
+/// `google.cloud.storage.object.v1.*` names are accepted too); its time from
+/// `context.timestamp` (or `timestamp`), else (finalize and metadata update only) the object's
+/// `updated`/`timeCreated`.
+///
+/// ```
+/// use ingest_core::event::{parse_background_event, EventType};
+///
+/// let body = br#"{
+///   "data": {"bucket": "my-bucket", "name": "dataset/table/_SUCCESS", "generation": "9", "size": "0"},
+///   "context": {"eventId": "1", "timestamp": "2020-05-06T15:19:27.123Z",
+///               "eventType": "google.storage.object.finalize"}
+/// }"#;
+/// let event = parse_background_event(body).unwrap();
+/// assert_eq!(event.event_type, EventType::Finalize);
+/// assert_eq!(event.generation, Some(9));
+/// ```
 pub fn parse_background_event(body: &[u8]) -> Result<ObjectEvent, NotificationError> {
-    let _ = body;
-    unimplemented!("helper fills this in")
+    let form = FORM_BACKGROUND;
+    let event: BackgroundEvent<'_> = from_json(form, body)?;
+    let wrapped = event.data.is_some() || event.context.is_some() || event.event_type.is_some();
+    if !wrapped {
+        let resource = ObjectResource {
+            kind: event.kind,
+            bucket: event.bucket,
+            name: event.name,
+            generation: event.generation,
+            size: event.size,
+            time_created: event.time_created,
+            updated: event.updated,
+        };
+        return event_from_resource(form, EventType::Finalize, &resource, None);
+    }
+    let context_type = event.context.as_ref().and_then(|c| c.event_type.as_deref());
+    let type_name =
+        context_type
+            .or(event.event_type.as_deref())
+            .ok_or(NotificationError::Missing {
+                form,
+                field: "context.eventType",
+            })?;
+    let event_type = background_event_type(form, type_name)?;
+    let resource = event.data.as_ref().ok_or(NotificationError::Missing {
+        form,
+        field: "data",
+    })?;
+    let time = match event.context.as_ref().and_then(|c| c.timestamp.as_deref()) {
+        Some(t) => Some(("context.timestamp", t)),
+        None => event.timestamp.as_deref().map(|t| ("timestamp", t)),
+    };
+    event_from_resource(form, event_type, resource, time)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces.
+// ---------------------------------------------------------------------------------------------
+
+/// Builds the event of a GCS notification from its attributes and data.
+fn event_from_notification(
+    form: &'static str,
+    attributes: AttributeView<'_>,
+    data: &[u8],
+) -> Result<ObjectEvent, NotificationError> {
+    let carries_resource = match attributes.payload_format {
+        None | Some("JSON_API_V1") => !data.iter().all(u8::is_ascii_whitespace),
+        Some("NONE") => false,
+        Some(other) => {
+            return Err(invalid(
+                form,
+                "payloadFormat attribute",
+                other,
+                "expected JSON_API_V1 or NONE",
+            ))
+        }
+    };
+    let resource: ObjectResource<'_> = if carries_resource {
+        serde_json::from_slice(data).map_err(|e| NotificationError::InvalidJson {
+            form,
+            message: format!("message data is not a JSON object resource: {e}"),
+        })?
+    } else {
+        ObjectResource::default()
+    };
+
+    let (bucket, name, event_type) = match (
+        attributes.bucket_id,
+        attributes.object_id,
+        attributes.event_type,
+    ) {
+        (Some(bucket), Some(name), Some(event_type)) => {
+            (bucket, name, notification_event_type(form, event_type)?)
+        }
+        // No GCS attributes at all: accept a bare JSON API object resource as a finalize.
+        (None, None, None) if is_object_resource(&resource) => {
+            return event_from_resource(form, EventType::Finalize, &resource, None);
+        }
+        (None, _, _) => return Err(missing(form, "bucketId attribute")),
+        (_, None, _) => return Err(missing(form, "objectId attribute")),
+        (_, _, None) => return Err(missing(form, "eventType attribute")),
+    };
+
+    let generation = match attributes.object_generation {
+        Some(text) => Some(parse_generation_text(
+            form,
+            "objectGeneration attribute",
+            text,
+        )?),
+        None => resource
+            .generation
+            .as_ref()
+            .map(|g| parse_generation(form, "data.generation", g))
+            .transpose()?,
+    };
+    let size = resource
+        .size
+        .as_ref()
+        .map(|s| parse_size(form, "data.size", s))
+        .transpose()?;
+    let event_time = match attributes.event_time {
+        Some(text) => Some(parse_time(form, "eventTime attribute", text)?),
+        None => resource
+            .state_time(event_type)
+            .map(|(field, text)| parse_time(form, data_field(field), text))
+            .transpose()?,
+    };
+    build_event(form, bucket, name, generation, size, event_type, event_time)
+}
+
+/// Builds the event of a CloudEvent (either mode) from its attributes and object resource.
+fn event_from_cloud_event(
+    form: &'static str,
+    event_type: EventType,
+    source: Option<&str>,
+    subject: Option<&str>,
+    time: Option<(&'static str, &str)>,
+    resource: &ObjectResource<'_>,
+) -> Result<ObjectEvent, NotificationError> {
+    let bucket = match (resource.bucket.as_deref(), source) {
+        (Some(bucket), _) => bucket,
+        (None, Some(source)) => source.strip_prefix(CE_SOURCE_PREFIX).ok_or_else(|| {
+            invalid(
+                form,
+                "source",
+                source,
+                "expected //storage.googleapis.com/projects/_/buckets/BUCKET",
+            )
+        })?,
+        (None, None) => return Err(missing(form, "bucket (data.bucket or source)")),
+    };
+    let name = match (resource.name.as_deref(), subject) {
+        (Some(name), _) => name,
+        (None, Some(subject)) => subject
+            .strip_prefix(CE_SUBJECT_PREFIX)
+            .ok_or_else(|| invalid(form, "subject", subject, "expected objects/NAME"))?,
+        (None, None) => return Err(missing(form, "object name (data.name or subject)")),
+    };
+    let generation = resource
+        .generation
+        .as_ref()
+        .map(|g| parse_generation(form, "data.generation", g))
+        .transpose()?;
+    let size = resource
+        .size
+        .as_ref()
+        .map(|s| parse_size(form, "data.size", s))
+        .transpose()?;
+    let event_time = match time.or_else(|| {
+        resource
+            .state_time(event_type)
+            .map(|(f, t)| (data_field(f), t))
+    }) {
+        Some((field, text)) => Some(parse_time(form, field, text)?),
+        None => None,
+    };
+    build_event(form, bucket, name, generation, size, event_type, event_time)
+}
+
+/// Builds an event from an object resource alone (background events, bare resources).
+fn event_from_resource(
+    form: &'static str,
+    event_type: EventType,
+    resource: &ObjectResource<'_>,
+    time: Option<(&'static str, &str)>,
+) -> Result<ObjectEvent, NotificationError> {
+    let bucket = resource
+        .bucket
+        .as_deref()
+        .ok_or_else(|| missing(form, "bucket"))?;
+    let name = resource
+        .name
+        .as_deref()
+        .ok_or_else(|| missing(form, "name"))?;
+    let generation = resource
+        .generation
+        .as_ref()
+        .map(|g| parse_generation(form, "generation", g))
+        .transpose()?;
+    let size = resource
+        .size
+        .as_ref()
+        .map(|s| parse_size(form, "size", s))
+        .transpose()?;
+    let event_time = match time.or_else(|| resource.state_time(event_type)) {
+        Some((field, text)) => Some(parse_time(form, field, text)?),
+        None => None,
+    };
+    build_event(form, bucket, name, generation, size, event_type, event_time)
+}
+
+fn build_event(
+    form: &'static str,
+    bucket: &str,
+    name: &str,
+    generation: Option<i64>,
+    size: Option<u64>,
+    event_type: EventType,
+    event_time: Option<DateTime<Utc>>,
+) -> Result<ObjectEvent, NotificationError> {
+    if bucket.is_empty() {
+        return Err(invalid(form, "bucket", bucket, "must not be empty"));
+    }
+    if name.is_empty() {
+        return Err(invalid(form, "object name", name, "must not be empty"));
+    }
+    Ok(ObjectEvent {
+        bucket: bucket.to_owned(),
+        name: name.to_owned(),
+        generation,
+        size,
+        event_type,
+        event_time,
+    })
+}
+
+fn is_object_resource(resource: &ObjectResource<'_>) -> bool {
+    resource.kind.as_deref() == Some(OBJECT_KIND)
+        && resource.bucket.is_some()
+        && resource.name.is_some()
+}
+
+fn notification_event_type(
+    form: &'static str,
+    value: &str,
+) -> Result<EventType, NotificationError> {
+    match value {
+        "OBJECT_FINALIZE" => Ok(EventType::Finalize),
+        "OBJECT_DELETE" => Ok(EventType::Delete),
+        "OBJECT_ARCHIVE" => Ok(EventType::Archive),
+        "OBJECT_METADATA_UPDATE" => Ok(EventType::MetadataUpdate),
+        other => Err(unsupported(form, other)),
+    }
+}
+
+fn cloud_event_type(form: &'static str, value: &str) -> Result<EventType, NotificationError> {
+    match value {
+        "google.cloud.storage.object.v1.finalized" => Ok(EventType::Finalize),
+        "google.cloud.storage.object.v1.deleted" => Ok(EventType::Delete),
+        "google.cloud.storage.object.v1.archived" => Ok(EventType::Archive),
+        "google.cloud.storage.object.v1.metadataUpdated" => Ok(EventType::MetadataUpdate),
+        other => Err(unsupported(form, other)),
+    }
+}
+
+fn background_event_type(form: &'static str, value: &str) -> Result<EventType, NotificationError> {
+    match value {
+        "google.storage.object.finalize" => Ok(EventType::Finalize),
+        "google.storage.object.delete" => Ok(EventType::Delete),
+        "google.storage.object.archive" => Ok(EventType::Archive),
+        "google.storage.object.metadataUpdate" => Ok(EventType::MetadataUpdate),
+        other => cloud_event_type(form, other),
+    }
+}
+
+/// The error field name of an object-resource time inside message data.
+fn data_field(field: &'static str) -> &'static str {
+    match field {
+        "updated" => "data.updated",
+        "timeCreated" => "data.timeCreated",
+        other => other,
+    }
+}
+
+fn parse_generation(
+    form: &'static str,
+    field: &'static str,
+    value: &Scalar<'_>,
+) -> Result<i64, NotificationError> {
+    let generation = match value {
+        Scalar::Text(text) => return parse_generation_text(form, field, text),
+        Scalar::Unsigned(n) => i64::try_from(*n).ok(),
+        Scalar::Signed(n) => Some(*n),
+        Scalar::Float(_) => None,
+    };
+    match generation {
+        Some(g) if g > 0 => Ok(g),
+        _ => Err(invalid(
+            form,
+            field,
+            &value.to_string(),
+            "expected a positive 64-bit integer",
+        )),
+    }
+}
+
+fn parse_generation_text(
+    form: &'static str,
+    field: &'static str,
+    text: &str,
+) -> Result<i64, NotificationError> {
+    match text.parse::<i64>() {
+        Ok(g) if g > 0 => Ok(g),
+        Ok(_) => Err(invalid(
+            form,
+            field,
+            text,
+            "expected a positive 64-bit integer",
+        )),
+        Err(e) => Err(invalid(
+            form,
+            field,
+            text,
+            &format!("expected a positive 64-bit integer: {e}"),
+        )),
+    }
+}
+
+fn parse_size(
+    form: &'static str,
+    field: &'static str,
+    value: &Scalar<'_>,
+) -> Result<u64, NotificationError> {
+    let size = match value {
+        Scalar::Text(text) => text.parse::<u64>().ok(),
+        Scalar::Unsigned(n) => Some(*n),
+        Scalar::Signed(n) => u64::try_from(*n).ok(),
+        Scalar::Float(_) => None,
+    };
+    size.ok_or_else(|| {
+        invalid(
+            form,
+            field,
+            &value.to_string(),
+            "expected a non-negative integer",
+        )
+    })
+}
+
+fn parse_time(
+    form: &'static str,
+    field: &'static str,
+    text: &str,
+) -> Result<DateTime<Utc>, NotificationError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            invalid(
+                form,
+                field,
+                text,
+                &format!("expected an RFC 3339 time: {e}"),
+            )
+        })
+}
+
+/// Decodes base64 in the standard or URL-safe alphabet, padded or not.
+fn decode_base64(
+    form: &'static str,
+    field: &'static str,
+    encoded: impl AsRef<[u8]>,
+) -> Result<Vec<u8>, NotificationError> {
+    let encoded = encoded.as_ref();
+    // The standard alphabet first (what Pub/Sub sends): no pre-scan on the hot path.
+    BASE64_STANDARD.decode(encoded).or_else(|standard_error| {
+        let url_safe = encoded.iter().any(|&b| b == b'-' || b == b'_');
+        let result = if url_safe {
+            BASE64_URL_SAFE.decode(encoded)
+        } else {
+            Err(standard_error)
+        };
+        result.map_err(|e| {
+            invalid(
+                form,
+                field,
+                &String::from_utf8_lossy(encoded),
+                &format!("not base64: {e}"),
+            )
+        })
+    })
+}
+
+/// Percent-decodes a CloudEvents HTTP header value; borrows when there is nothing to decode.
+fn percent_decode<'s>(
+    form: &'static str,
+    field: &'static str,
+    value: &'s str,
+) -> Result<Cow<'s, str>, NotificationError> {
+    if !value.contains('%') {
+        return Ok(Cow::Borrowed(value));
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| {
+                let h = std::str::from_utf8(h).ok()?;
+                u8::from_str_radix(h, 16).ok()
+            });
+            match hex {
+                Some(byte) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                None => {
+                    return Err(invalid(
+                        form,
+                        field,
+                        value,
+                        "bad percent-encoding: '%' must be followed by two hex digits",
+                    ))
+                }
+            }
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| invalid(form, field, value, "percent-decodes to invalid UTF-8"))
+}
+
+fn from_json<'b, T: Deserialize<'b>>(
+    form: &'static str,
+    body: &'b [u8],
+) -> Result<T, NotificationError> {
+    serde_json::from_slice(body).map_err(|e| NotificationError::InvalidJson {
+        form,
+        message: e.to_string(),
+    })
+}
+
+fn missing(form: &'static str, field: &'static str) -> NotificationError {
+    NotificationError::Missing { form, field }
+}
+
+fn unsupported(form: &'static str, event_type: &str) -> NotificationError {
+    NotificationError::UnsupportedType {
+        form,
+        event_type: truncate(event_type),
+    }
+}
+
+fn invalid(
+    form: &'static str,
+    field: &'static str,
+    value: &str,
+    message: &str,
+) -> NotificationError {
+    NotificationError::Invalid {
+        form,
+        field,
+        value: truncate(value),
+        message: message.to_owned(),
+    }
+}
+
+/// The value for an error message: at most [`MAX_VALUE_CHARS`] characters, `…` when cut.
+fn truncate(value: &str) -> String {
+    match value.char_indices().nth(MAX_VALUE_CHARS) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    use chrono::TimeZone;
+
+    use super::*;
+
+    const BUCKET: &str = "acme-landing";
+    const MARKER: &str = "sales/orders/$2020050615/_SUCCESS";
+
+    /// A JSON API object resource as GCS sends it (`JSON_API_V1` payload, CloudEvent data).
+    fn object_resource(bucket: &str, name: &str, generation: &str, size: &str) -> String {
+        let escaped = name.replace('/', "%2F").replace('$', "%24");
+        format!(
+            r#"{{
+  "kind": "storage#object",
+  "id": "{bucket}/{name}/{generation}",
+  "selfLink": "https://www.googleapis.com/storage/v1/b/{bucket}/o/{escaped}",
+  "mediaLink": "https://storage.googleapis.com/download/storage/v1/b/{bucket}/o/{escaped}?generation={generation}&alt=media",
+  "name": "{name}",
+  "bucket": "{bucket}",
+  "generation": "{generation}",
+  "metageneration": "1",
+  "contentType": "application/octet-stream",
+  "timeCreated": "2020-05-06T15:19:27.123Z",
+  "updated": "2020-05-06T15:19:28.456Z",
+  "storageClass": "STANDARD",
+  "timeStorageClassUpdated": "2020-05-06T15:19:27.123Z",
+  "size": "{size}",
+  "md5Hash": "1B2M2Y8AsgTpgAmY7PhCfg==",
+  "crc32c": "AAAAAA==",
+  "etag": "CIDv2Ly5n+kCEAE=",
+  "metadata": {{"source": "spark", "nested/key": "value"}}
+}}"#
+        )
+    }
+
+    fn attributes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn gcs_attributes(event_type: &str, payload_format: &str) -> BTreeMap<String, String> {
+        attributes(&[
+            ("bucketId", BUCKET),
+            ("objectId", MARKER),
+            ("objectGeneration", "1588778367123456"),
+            ("eventType", event_type),
+            ("eventTime", "2020-05-06T15:19:27.123456Z"),
+            ("payloadFormat", payload_format),
+            (
+                "notificationConfig",
+                "projects/_/buckets/acme-landing/notificationConfigs/3",
+            ),
+            ("overwroteGeneration", "1588778300000000"),
+        ])
+    }
+
+    fn push_body(data: Option<&str>, attributes: &BTreeMap<String, String>) -> Vec<u8> {
+        let mut message = serde_json::json!({
+            "attributes": attributes,
+            "messageId": "2070443601311540",
+            "message_id": "2070443601311540",
+            "publishTime": "2020-05-06T15:19:28.525Z",
+            "publish_time": "2020-05-06T15:19:28.525Z",
+        });
+        if let Some(data) = data {
+            message["data"] = serde_json::Value::String(data.to_string());
+        }
+        serde_json::to_vec(&serde_json::json!({
+            "message": message,
+            "subscription": "projects/acme/subscriptions/bq-ingest-push",
+        }))
+        .unwrap()
+    }
+
+    fn expected_marker_event(event_type: EventType) -> ObjectEvent {
+        ObjectEvent {
+            bucket: BUCKET.to_string(),
+            name: MARKER.to_string(),
+            generation: Some(1588778367123456),
+            size: Some(0),
+            event_type,
+            event_time: Some(
+                Utc.with_ymd_and_hms(2020, 5, 6, 15, 19, 27).unwrap()
+                    + chrono::Duration::microseconds(123456),
+            ),
+        }
+    }
+
+    fn updated_time() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2020, 5, 6, 15, 19, 28).unwrap() + chrono::Duration::milliseconds(456)
+    }
+
+    // ----- Pub/Sub message -----
+
+    #[test]
+    fn pubsub_json_api_v1_finalize() {
+        let message = PubsubMessage {
+            attributes: gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1"),
+            data: object_resource(BUCKET, MARKER, "1588778367123456", "0").into_bytes(),
+            message_id: Some("1".into()),
+        };
+        let event = parse_pubsub_message(&message).unwrap();
+        assert_eq!(event, expected_marker_event(EventType::Finalize));
+    }
+
+    #[test]
+    fn pubsub_every_event_type() {
+        for (attr, expected) in [
+            ("OBJECT_FINALIZE", EventType::Finalize),
+            ("OBJECT_DELETE", EventType::Delete),
+            ("OBJECT_ARCHIVE", EventType::Archive),
+            ("OBJECT_METADATA_UPDATE", EventType::MetadataUpdate),
+        ] {
+            let message = PubsubMessage {
+                attributes: gcs_attributes(attr, "JSON_API_V1"),
+                data: object_resource(BUCKET, MARKER, "1588778367123456", "0").into_bytes(),
+                message_id: None,
+            };
+            assert_eq!(
+                parse_pubsub_message(&message).unwrap().event_type,
+                expected,
+                "{attr}"
+            );
+        }
+    }
+
+    #[test]
+    fn pubsub_payload_none_uses_attributes_only() {
+        let message = PubsubMessage {
+            attributes: gcs_attributes("OBJECT_FINALIZE", "NONE"),
+            data: Vec::new(),
+            message_id: None,
+        };
+        let event = parse_pubsub_message(&message).unwrap();
+        assert_eq!(
+            event,
+            ObjectEvent {
+                size: None,
+                ..expected_marker_event(EventType::Finalize)
+            }
+        );
+    }
+
+    #[test]
+    fn pubsub_payload_none_ignores_data() {
+        let message = PubsubMessage {
+            attributes: gcs_attributes("OBJECT_FINALIZE", "NONE"),
+            data: b"not json at all".to_vec(),
+            message_id: None,
+        };
+        assert_eq!(parse_pubsub_message(&message).unwrap().name, MARKER);
+    }
+
+    #[test]
+    fn pubsub_generation_and_time_fall_back_to_data() {
+        let mut attrs = gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1");
+        attrs.remove("objectGeneration");
+        attrs.remove("eventTime");
+        let message = PubsubMessage {
+            attributes: attrs,
+            data: object_resource(BUCKET, MARKER, "42", "1024").into_bytes(),
+            message_id: None,
+        };
+        let event = parse_pubsub_message(&message).unwrap();
+        assert_eq!(event.generation, Some(42));
+        assert_eq!(event.size, Some(1024));
+        assert_eq!(event.event_time, Some(updated_time()));
+    }
+
+    #[test]
+    fn pubsub_delete_without_event_time_has_no_time() {
+        // A deleted object's `updated` is when it was last written, not when it was deleted.
+        let mut attrs = gcs_attributes("OBJECT_DELETE", "JSON_API_V1");
+        attrs.remove("eventTime");
+        let message = PubsubMessage {
+            attributes: attrs,
+            data: object_resource(BUCKET, MARKER, "42", "1024").into_bytes(),
+            message_id: None,
+        };
+        let event = parse_pubsub_message(&message).unwrap();
+        assert_eq!(event.event_type, EventType::Delete);
+        assert_eq!(event.event_time, None);
+        assert_eq!(event.size, Some(1024));
+    }
+
+    #[test]
+    fn pubsub_missing_attributes_are_named() {
+        for (removed, field) in [
+            ("bucketId", "bucketId attribute"),
+            ("objectId", "objectId attribute"),
+            ("eventType", "eventType attribute"),
+        ] {
+            let mut attrs = gcs_attributes("OBJECT_FINALIZE", "NONE");
+            attrs.remove(removed);
+            let message = PubsubMessage {
+                attributes: attrs,
+                data: Vec::new(),
+                message_id: None,
+            };
+            assert_eq!(
+                parse_pubsub_message(&message),
+                Err(NotificationError::Missing {
+                    form: FORM_PUBSUB,
+                    field
+                }),
+            );
+        }
+    }
+
+    #[test]
+    fn pubsub_without_attributes_accepts_bare_object_resource_as_finalize() {
+        let message = PubsubMessage {
+            attributes: BTreeMap::new(),
+            data: object_resource(BUCKET, MARKER, "1588778367123456", "0").into_bytes(),
+            message_id: None,
+        };
+        let event = parse_pubsub_message(&message).unwrap();
+        assert_eq!(event.event_type, EventType::Finalize);
+        assert_eq!(
+            (event.bucket.as_str(), event.name.as_str()),
+            (BUCKET, MARKER)
+        );
+        assert_eq!(event.generation, Some(1588778367123456));
+        assert_eq!(event.event_time, Some(updated_time()));
+    }
+
+    #[test]
+    fn pubsub_without_attributes_rejects_data_that_is_not_an_object_resource() {
+        // Right fields, but no `kind`: strict, so missing attributes stay an error.
+        let message = PubsubMessage {
+            attributes: BTreeMap::new(),
+            data: br#"{"bucket": "b", "name": "ds/t/_SUCCESS"}"#.to_vec(),
+            message_id: None,
+        };
+        assert_eq!(
+            parse_pubsub_message(&message),
+            Err(NotificationError::Missing {
+                form: FORM_PUBSUB,
+                field: "bucketId attribute"
+            }),
+        );
+        // And partial attributes never fall back, even with a full resource.
+        let message = PubsubMessage {
+            attributes: attributes(&[("eventType", "OBJECT_FINALIZE")]),
+            data: object_resource(BUCKET, MARKER, "1", "0").into_bytes(),
+            message_id: None,
+        };
+        assert!(matches!(
+            parse_pubsub_message(&message),
+            Err(NotificationError::Missing {
+                field: "bucketId attribute",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn pubsub_bad_generation_is_invalid() {
+        for bad in ["abc", "0", "-5", "99999999999999999999", ""] {
+            let mut attrs = gcs_attributes("OBJECT_FINALIZE", "NONE");
+            attrs.insert("objectGeneration".into(), bad.into());
+            let message = PubsubMessage {
+                attributes: attrs,
+                data: Vec::new(),
+                message_id: None,
+            };
+            match parse_pubsub_message(&message) {
+                Err(NotificationError::Invalid { field, value, .. }) => {
+                    assert_eq!(field, "objectGeneration attribute");
+                    assert_eq!(value, bad);
+                }
+                other => panic!("{bad:?}: expected Invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pubsub_bad_data_generation_and_size_are_invalid() {
+        let mut attrs = gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1");
+        attrs.remove("objectGeneration");
+        let message = PubsubMessage {
+            attributes: attrs.clone(),
+            data: object_resource(BUCKET, MARKER, "12x", "0").into_bytes(),
+            message_id: None,
+        };
+        assert!(matches!(
+            parse_pubsub_message(&message),
+            Err(NotificationError::Invalid {
+                field: "data.generation",
+                ..
+            })
+        ));
+        let message = PubsubMessage {
+            attributes: attrs,
+            data: object_resource(BUCKET, MARKER, "1", "-1").into_bytes(),
+            message_id: None,
+        };
+        assert!(matches!(
+            parse_pubsub_message(&message),
+            Err(NotificationError::Invalid {
+                field: "data.size",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn pubsub_unknown_event_type_and_payload_format() {
+        let message = PubsubMessage {
+            attributes: gcs_attributes("OBJECT_EXPLODE", "NONE"),
+            data: Vec::new(),
+            message_id: None,
+        };
+        assert_eq!(
+            parse_pubsub_message(&message),
+            Err(NotificationError::UnsupportedType {
+                form: FORM_PUBSUB,
+                event_type: "OBJECT_EXPLODE".into()
+            }),
+        );
+        let message = PubsubMessage {
+            attributes: gcs_attributes("OBJECT_FINALIZE", "XML"),
+            data: Vec::new(),
+            message_id: None,
+        };
+        assert!(matches!(
+            parse_pubsub_message(&message),
+            Err(NotificationError::Invalid {
+                field: "payloadFormat attribute",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn pubsub_data_not_json_is_invalid_json() {
+        let message = PubsubMessage {
+            attributes: gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1"),
+            data: b"{not json".to_vec(),
+            message_id: None,
+        };
+        match parse_pubsub_message(&message) {
+            Err(NotificationError::InvalidJson { form, message }) => {
+                assert_eq!(form, FORM_PUBSUB);
+                assert!(message.contains("message data"), "{message}");
+            }
+            other => panic!("expected InvalidJson, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pubsub_bad_event_time_is_invalid() {
+        let mut attrs = gcs_attributes("OBJECT_FINALIZE", "NONE");
+        attrs.insert("eventTime".into(), "yesterday".into());
+        let message = PubsubMessage {
+            attributes: attrs,
+            data: Vec::new(),
+            message_id: None,
+        };
+        assert!(matches!(
+            parse_pubsub_message(&message),
+            Err(NotificationError::Invalid {
+                field: "eventTime attribute",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn pubsub_empty_object_id_is_invalid() {
+        let mut attrs = gcs_attributes("OBJECT_FINALIZE", "NONE");
+        attrs.insert("objectId".into(), String::new());
+        let message = PubsubMessage {
+            attributes: attrs,
+            data: Vec::new(),
+            message_id: None,
+        };
+        assert!(matches!(
+            parse_pubsub_message(&message),
+            Err(NotificationError::Invalid {
+                field: "object name",
+                ..
+            })
+        ));
+    }
+
+    // ----- Push envelope -----
+
+    #[test]
+    fn push_envelope_message_decodes_standard_base64() {
+        let resource = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        let body = push_body(
+            Some(&STANDARD.encode(&resource)),
+            &gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1"),
+        );
+        let message = parse_push_envelope_message(&body).unwrap();
+        assert_eq!(message.data, resource.as_bytes());
+        assert_eq!(message.message_id.as_deref(), Some("2070443601311540"));
+        assert_eq!(message.attributes["objectId"], MARKER);
+        assert_eq!(message.attributes.len(), 8);
+    }
+
+    #[test]
+    fn push_envelope_accepts_url_safe_unpadded_base64() {
+        // Bytes chosen so the standard encoding has '+' and '/' and needs padding.
+        let data: Vec<u8> = vec![0xfb, 0xff, 0xbf, 0x3e, 0x00];
+        assert!(STANDARD.encode(&data).contains(['+', '/', '=']));
+        let body = push_body(Some(&URL_SAFE_NO_PAD.encode(&data)), &BTreeMap::new());
+        assert_eq!(parse_push_envelope_message(&body).unwrap().data, data);
+        let body = push_body(
+            Some(STANDARD.encode(&data).trim_end_matches('=')),
+            &BTreeMap::new(),
+        );
+        assert_eq!(parse_push_envelope_message(&body).unwrap().data, data);
+    }
+
+    #[test]
+    fn push_envelope_message_id_snake_case_and_missing_data() {
+        let body = br#"{"message": {"attributes": null, "message_id": "77"}, "subscription": "s"}"#;
+        let message = parse_push_envelope_message(body).unwrap();
+        assert_eq!(message.message_id.as_deref(), Some("77"));
+        assert!(message.data.is_empty());
+        assert!(message.attributes.is_empty());
+    }
+
+    #[test]
+    fn push_envelope_full_parse_matches_two_step_parse() {
+        let resource = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        let cases = [
+            push_body(
+                Some(&STANDARD.encode(&resource)),
+                &gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1"),
+            ),
+            push_body(None, &gcs_attributes("OBJECT_DELETE", "NONE")),
+            push_body(Some(&STANDARD.encode(&resource)), &BTreeMap::new()),
+            push_body(Some("@@@"), &BTreeMap::new()),
+            push_body(None, &gcs_attributes("OBJECT_WHATEVER", "NONE")),
+        ];
+        for body in cases {
+            let direct = parse_push_envelope(&body);
+            let two_step =
+                parse_push_envelope_message(&body).and_then(|m| parse_pubsub_message(&m));
+            match (&direct, &two_step) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => assert_eq!(
+                    std::mem::discriminant(a),
+                    std::mem::discriminant(b),
+                    "{a} vs {b}"
+                ),
+                _ => panic!("paths disagree: {direct:?} vs {two_step:?}"),
+            }
+        }
+        let body = push_body(
+            Some(&STANDARD.encode(&resource)),
+            &gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1"),
+        );
+        assert_eq!(
+            parse_push_envelope(&body).unwrap(),
+            expected_marker_event(EventType::Finalize)
+        );
+    }
+
+    #[test]
+    fn push_envelope_escaped_object_name() {
+        let attrs = attributes(&[
+            ("bucketId", BUCKET),
+            ("objectId", "ds/t/\"quoted\" é/_SUCCESS"),
+            ("eventType", "OBJECT_FINALIZE"),
+            ("payloadFormat", "NONE"),
+        ]);
+        let event = parse_push_envelope(&push_body(None, &attrs)).unwrap();
+        assert_eq!(event.name, "ds/t/\"quoted\" é/_SUCCESS");
+    }
+
+    #[test]
+    fn push_envelope_malformed() {
+        assert!(matches!(
+            parse_push_envelope(b"<html>"),
+            Err(NotificationError::InvalidJson {
+                form: FORM_PUSH,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_push_envelope_message(b""),
+            Err(NotificationError::InvalidJson {
+                form: FORM_PUSH,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_push_envelope(br#"{"subscription": "s"}"#),
+            Err(NotificationError::Missing {
+                form: FORM_PUSH,
+                field: "message"
+            })
+        );
+        assert_eq!(
+            parse_push_envelope_message(br#"{"subscription": "s"}"#),
+            Err(NotificationError::Missing {
+                form: FORM_PUSH,
+                field: "message"
+            })
+        );
+        for bad in ["!!!notbase64", "YWJj$", "a"] {
+            let body = push_body(Some(bad), &gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1"));
+            for result in [
+                parse_push_envelope(&body).map(|_| ()),
+                parse_push_envelope_message(&body).map(|_| ()),
+            ] {
+                match result {
+                    Err(NotificationError::Invalid {
+                        field: "message.data",
+                        message,
+                        ..
+                    }) => {
+                        assert!(message.contains("base64"), "{message}")
+                    }
+                    other => panic!("{bad:?}: expected Invalid message.data, got {other:?}"),
+                }
+            }
+        }
+        // data of the wrong JSON type.
+        assert!(matches!(
+            parse_push_envelope_message(br#"{"message": {"data": 5}}"#),
+            Err(NotificationError::InvalidJson { .. })
+        ));
+    }
+
+    #[test]
+    fn push_envelope_base64_of_non_json_is_invalid_json() {
+        let body = push_body(
+            Some(&STANDARD.encode("hello")),
+            &gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1"),
+        );
+        assert!(matches!(
+            parse_push_envelope(&body),
+            Err(NotificationError::InvalidJson {
+                form: FORM_PUSH,
+                ..
+            })
+        ));
+    }
+
+    // ----- CloudEvent, binary mode -----
+
+    fn ce_headers(ce_type: &'static str) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("Content-Type", "application/json"),
+            ("ce-specversion", "1.0"),
+            ("Ce-Type", ce_type),
+            (
+                "CE-SOURCE",
+                "//storage.googleapis.com/projects/_/buckets/acme-landing",
+            ),
+            ("ce-subject", "objects/sales/orders/$2020050615/_SUCCESS"),
+            ("ce-time", "2020-05-06T15:19:27.123456Z"),
+            ("ce-id", "1234567890"),
+            ("ce-bucket", "acme-landing"),
+        ]
+    }
+
+    #[test]
+    fn cloud_event_binary_finalize_with_body() {
+        let body = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        let event = parse_cloud_event_binary(
+            ce_headers("google.cloud.storage.object.v1.finalized"),
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(event, expected_marker_event(EventType::Finalize));
+    }
+
+    #[test]
+    fn cloud_event_binary_every_type() {
+        let body = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        for (ce_type, expected) in [
+            (
+                "google.cloud.storage.object.v1.finalized",
+                EventType::Finalize,
+            ),
+            ("google.cloud.storage.object.v1.deleted", EventType::Delete),
+            (
+                "google.cloud.storage.object.v1.archived",
+                EventType::Archive,
+            ),
+            (
+                "google.cloud.storage.object.v1.metadataUpdated",
+                EventType::MetadataUpdate,
+            ),
+        ] {
+            let event = parse_cloud_event_binary(ce_headers(ce_type), body.as_bytes()).unwrap();
+            assert_eq!(event.event_type, expected, "{ce_type}");
+        }
+    }
+
+    #[test]
+    fn cloud_event_binary_prefers_body_and_falls_back_to_headers() {
+        // Body names another object than the subject: the body wins.
+        let body = object_resource("other-bucket", "ds/t/_SUCCESS", "5", "0");
+        let event = parse_cloud_event_binary(
+            ce_headers("google.cloud.storage.object.v1.finalized"),
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            (event.bucket.as_str(), event.name.as_str()),
+            ("other-bucket", "ds/t/_SUCCESS")
+        );
+        // Empty body: headers only.
+        let event =
+            parse_cloud_event_binary(ce_headers("google.cloud.storage.object.v1.finalized"), b"")
+                .unwrap();
+        assert_eq!(
+            event,
+            ObjectEvent {
+                generation: None,
+                size: None,
+                ..expected_marker_event(EventType::Finalize)
+            }
+        );
+    }
+
+    #[test]
+    fn cloud_event_binary_percent_decodes_subject() {
+        let headers = [
+            ("ce-type", "google.cloud.storage.object.v1.finalized"),
+            ("ce-source", "//storage.googleapis.com/projects/_/buckets/b"),
+            ("ce-subject", "objects/ds/t/caf%C3%A9%20100%25/_SUCCESS"),
+        ];
+        let event = parse_cloud_event_binary(headers, b"{}").unwrap();
+        assert_eq!(event.name, "ds/t/café 100%/_SUCCESS");
+        assert_eq!(event.event_time, None);
+        let headers = [
+            ("ce-type", "google.cloud.storage.object.v1.finalized"),
+            ("ce-source", "//storage.googleapis.com/projects/_/buckets/b"),
+            ("ce-subject", "objects/ds/%zz"),
+        ];
+        assert!(matches!(
+            parse_cloud_event_binary(headers, b""),
+            Err(NotificationError::Invalid {
+                field: "ce-subject header",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn cloud_event_binary_malformed() {
+        let body = object_resource(BUCKET, MARKER, "1", "0");
+        assert_eq!(
+            parse_cloud_event_binary(
+                ce_headers("google.cloud.pubsub.topic.v1.messagePublished"),
+                body.as_bytes()
+            ),
+            Err(NotificationError::UnsupportedType {
+                form: FORM_CE_BINARY,
+                event_type: "google.cloud.pubsub.topic.v1.messagePublished".into()
+            })
+        );
+        let no_type: Vec<_> = ce_headers("x")
+            .into_iter()
+            .filter(|(k, _)| *k != "Ce-Type")
+            .collect();
+        assert_eq!(
+            parse_cloud_event_binary(no_type, body.as_bytes()),
+            Err(NotificationError::Missing {
+                form: FORM_CE_BINARY,
+                field: "ce-type header"
+            })
+        );
+        assert!(matches!(
+            parse_cloud_event_binary(
+                ce_headers("google.cloud.storage.object.v1.finalized"),
+                b"{oops"
+            ),
+            Err(NotificationError::InvalidJson {
+                form: FORM_CE_BINARY,
+                ..
+            })
+        ));
+        let bad_generation = object_resource(BUCKET, MARKER, "gen-1", "0");
+        assert!(matches!(
+            parse_cloud_event_binary(
+                ce_headers("google.cloud.storage.object.v1.finalized"),
+                bad_generation.as_bytes()
+            ),
+            Err(NotificationError::Invalid {
+                field: "data.generation",
+                ..
+            })
+        ));
+        // Neither body nor headers name the bucket.
+        let headers = [("ce-type", "google.cloud.storage.object.v1.finalized")];
+        assert!(matches!(
+            parse_cloud_event_binary(headers, br#"{"name": "x"}"#),
+            Err(NotificationError::Missing {
+                field: "bucket (data.bucket or source)",
+                ..
+            })
+        ));
+        let headers = [
+            ("ce-type", "google.cloud.storage.object.v1.finalized"),
+            ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
+        ];
+        assert!(matches!(
+            parse_cloud_event_binary(headers, br#"{"name": "x"}"#),
+            Err(NotificationError::Invalid {
+                field: "source",
+                ..
+            })
+        ));
+        let headers = [
+            ("ce-type", "google.cloud.storage.object.v1.finalized"),
+            ("ce-time", "not a time"),
+        ];
+        assert!(matches!(
+            parse_cloud_event_binary(headers, body.as_bytes()),
+            Err(NotificationError::Invalid {
+                field: "ce-time header",
+                ..
+            })
+        ));
+    }
+
+    // ----- CloudEvent, structured mode -----
+
+    fn structured(data_field: &str) -> String {
+        format!(
+            r#"{{
+  "specversion": "1.0",
+  "id": "1234567890",
+  "type": "google.cloud.storage.object.v1.finalized",
+  "source": "//storage.googleapis.com/projects/_/buckets/acme-landing",
+  "subject": "objects/sales/orders/$2020050615/_SUCCESS",
+  "time": "2020-05-06T15:19:27.123456Z",
+  "datacontenttype": "application/json",
+  {data_field}
+}}"#
+        )
+    }
+
+    #[test]
+    fn cloud_event_structured_with_data() {
+        let resource = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        let body = structured(&format!(r#""data": {resource}"#));
+        let event = parse_cloud_event_structured(body.as_bytes()).unwrap();
+        assert_eq!(event, expected_marker_event(EventType::Finalize));
+    }
+
+    #[test]
+    fn cloud_event_structured_with_data_base64() {
+        let resource = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        let body = structured(&format!(
+            r#""data_base64": "{}""#,
+            STANDARD.encode(&resource)
+        ));
+        let event = parse_cloud_event_structured(body.as_bytes()).unwrap();
+        assert_eq!(event, expected_marker_event(EventType::Finalize));
+    }
+
+    #[test]
+    fn cloud_event_structured_without_data_uses_source_and_subject() {
+        let body = structured(r#""extension": 1"#);
+        let event = parse_cloud_event_structured(body.as_bytes()).unwrap();
+        assert_eq!(
+            (event.bucket.as_str(), event.name.as_str()),
+            (BUCKET, MARKER)
+        );
+        assert_eq!(event.generation, None);
+    }
+
+    #[test]
+    fn cloud_event_structured_malformed() {
+        assert!(matches!(
+            parse_cloud_event_structured(b"[]"),
+            Err(NotificationError::InvalidJson {
+                form: FORM_CE_STRUCTURED,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_cloud_event_structured(br#"{"specversion": "1.0", "data": {}}"#),
+            Err(NotificationError::Missing {
+                form: FORM_CE_STRUCTURED,
+                field: "type"
+            })
+        );
+        let body = structured(r#""data": {}"#).replace(
+            "google.cloud.storage.object.v1.finalized",
+            "com.example.other",
+        );
+        assert!(matches!(
+            parse_cloud_event_structured(body.as_bytes()),
+            Err(NotificationError::UnsupportedType { .. })
+        ));
+        let body = structured(r#""data_base64": "***""#);
+        assert!(matches!(
+            parse_cloud_event_structured(body.as_bytes()),
+            Err(NotificationError::Invalid {
+                field: "data_base64",
+                ..
+            })
+        ));
+        let body = structured(&format!(r#""data_base64": "{}""#, STANDARD.encode("nope")));
+        assert!(matches!(
+            parse_cloud_event_structured(body.as_bytes()),
+            Err(NotificationError::InvalidJson { .. })
+        ));
+        let body = structured(r#""data": {"bucket": "b", "name": "n", "size": "1.5"}"#);
+        assert!(matches!(
+            parse_cloud_event_structured(body.as_bytes()),
+            Err(NotificationError::Invalid {
+                field: "data.size",
+                ..
+            })
+        ));
+    }
+
+    // ----- Background events -----
+
+    #[test]
+    fn background_unwrapped_is_finalize() {
+        let body = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        let event = parse_background_event(body.as_bytes()).unwrap();
+        assert_eq!(
+            event,
+            ObjectEvent {
+                event_time: Some(updated_time()),
+                ..expected_marker_event(EventType::Finalize)
+            }
+        );
+    }
+
+    #[test]
+    fn background_wrapped_with_context() {
+        let resource = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        for (legacy, expected) in [
+            ("google.storage.object.finalize", EventType::Finalize),
+            ("google.storage.object.delete", EventType::Delete),
+            ("google.storage.object.archive", EventType::Archive),
+            (
+                "google.storage.object.metadataUpdate",
+                EventType::MetadataUpdate,
+            ),
+        ] {
+            let body = format!(
+                r#"{{"data": {resource}, "context": {{"eventId": "1147091835525187",
+                    "timestamp": "2020-05-06T15:19:27.123456Z", "eventType": "{legacy}",
+                    "resource": {{"service": "storage.googleapis.com",
+                                  "name": "projects/_/buckets/acme-landing/objects/{MARKER}",
+                                  "type": "storage#object"}}}}}}"#
+            );
+            let event = parse_background_event(body.as_bytes()).unwrap();
+            assert_eq!(event, expected_marker_event(expected), "{legacy}");
+        }
+    }
+
+    #[test]
+    fn background_flat_legacy_layout() {
+        let resource = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        let body = format!(
+            r#"{{"eventId": "1", "timestamp": "2020-05-06T15:19:27.123456Z",
+                "eventType": "google.storage.object.finalize",
+                "resource": "projects/_/buckets/acme-landing/objects/x", "data": {resource}}}"#
+        );
+        let event = parse_background_event(body.as_bytes()).unwrap();
+        assert_eq!(event, expected_marker_event(EventType::Finalize));
+    }
+
+    #[test]
+    fn background_numbers_are_accepted() {
+        let body = br#"{"bucket": "b", "name": "ds/t/_SUCCESS", "generation": 17, "size": 0}"#;
+        let event = parse_background_event(body).unwrap();
+        assert_eq!(event.generation, Some(17));
+        assert_eq!(event.size, Some(0));
+        assert_eq!(event.event_time, None);
+    }
+
+    #[test]
+    fn background_malformed() {
+        assert!(matches!(
+            parse_background_event(b"bucket=b&name=n"),
+            Err(NotificationError::InvalidJson {
+                form: FORM_BACKGROUND,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_background_event(br#"{"name": "n"}"#),
+            Err(NotificationError::Missing {
+                form: FORM_BACKGROUND,
+                field: "bucket"
+            })
+        );
+        assert_eq!(
+            parse_background_event(br#"{"bucket": "b"}"#),
+            Err(NotificationError::Missing {
+                form: FORM_BACKGROUND,
+                field: "name"
+            })
+        );
+        assert_eq!(
+            parse_background_event(br#"{"data": {"bucket": "b", "name": "n"}, "context": {}}"#),
+            Err(NotificationError::Missing {
+                form: FORM_BACKGROUND,
+                field: "context.eventType"
+            })
+        );
+        assert_eq!(
+            parse_background_event(
+                br#"{"context": {"eventType": "google.storage.object.finalize"}}"#
+            ),
+            Err(NotificationError::Missing {
+                form: FORM_BACKGROUND,
+                field: "data"
+            })
+        );
+        assert_eq!(
+            parse_background_event(
+                br#"{"data": {"bucket": "b", "name": "n"},
+                     "context": {"eventType": "providers/cloud.storage/eventTypes/object.change"}}"#
+            ),
+            Err(NotificationError::UnsupportedType {
+                form: FORM_BACKGROUND,
+                event_type: "providers/cloud.storage/eventTypes/object.change".into()
+            })
+        );
+        assert!(matches!(
+            parse_background_event(br#"{"bucket": "b", "name": "n", "generation": "1e3"}"#),
+            Err(NotificationError::Invalid {
+                field: "generation",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_background_event(br#"{"bucket": "b", "name": "n", "generation": -3}"#),
+            Err(NotificationError::Invalid {
+                field: "generation",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_background_event(br#"{"bucket": "b", "name": "n", "generation": true}"#),
+            Err(NotificationError::InvalidJson { .. })
+        ));
+    }
+
+    // ----- Helpers -----
+
+    #[test]
+    fn errors_truncate_long_values_and_say_what_is_wrong() {
+        let long = "x".repeat(500);
+        let err = invalid(FORM_PUSH, "message.data", &long, "not base64");
+        match &err {
+            NotificationError::Invalid { value, .. } => {
+                assert_eq!(value.chars().count(), MAX_VALUE_CHARS + 1);
+                assert!(value.ends_with('…'));
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.starts_with("Pub/Sub push envelope: invalid message.data"),
+            "{text}"
+        );
+        assert!(text.ends_with("not base64"), "{text}");
+        assert_eq!(truncate("é".repeat(3).as_str()), "ééé");
+    }
 }

@@ -94,7 +94,15 @@ impl LockContent {
         if let Ok(state) = serde_json::from_slice::<LockState>(content) {
             return LockContent::Ours(state);
         }
-        let text = String::from_utf8_lossy(content).trim().to_string();
+        // Later versions of the Python function write `{"job_id": …, "table": …,
+        // "retry_attempt_cnt": …}`; earlier ones the bare job id.
+        let text = match serde_json::from_slice::<serde_json::Value>(content) {
+            Ok(v) => match v.get("job_id").and_then(|j| j.as_str()) {
+                Some(job) => job.trim().to_string(),
+                None => String::from_utf8_lossy(content).trim().to_string(),
+            },
+            Err(_) => String::from_utf8_lossy(content).trim().to_string(),
+        };
         if !job_prefix.is_empty() && text.starts_with(job_prefix) && !text.contains(char::is_whitespace) {
             LockContent::Legacy(text)
         } else {
@@ -816,6 +824,27 @@ impl Subscriber<'_> {
             return Ok(Next::Continue);
         }
         tracing::warn!(table = %self.table, item = %state.item, jobs = ?next.job_ids, "retrying {} after a retriable job error", state.item);
+        let failed: Vec<&JobStatus> = parts.iter().filter_map(|&i| statuses.get(i)).collect();
+        let record = LoadRecord {
+            marker_uri: format!("gs://{}/{}", self.bucket, state.marker),
+            marker_generation: state.marker_generation,
+            destination: String::new(),
+            batch_id: None,
+            job_ids: failed.iter().map(|s| s.job.job_id.clone()).collect(),
+            mode: PlanMode::Load.as_str().to_string(),
+            state: "retried".to_string(),
+            error: failed
+                .iter()
+                .find_map(|s| s.error.as_ref())
+                .map(|e| format!("{}: {}", e.reason, e.message)),
+            rows: None,
+            bytes: None,
+            submitted_at: None,
+            started_at: None,
+            ended_at: self.ingestor.clock().now(),
+        };
+        let record = self.with_destination(record).await;
+        self.ingestor.record(&record).await;
         // The lock names the new ids: following it submits them (they do not exist yet).
         Ok(Next::Continue)
     }
@@ -1022,4 +1051,47 @@ pub fn resume_steps(bucket: &str, table: &str, item: &str) -> String {
          gsutil rm gs://{bucket}/{table}/{LOCK_FILENAME} and drop a new \
          gs://{bucket}/{table}/{BACKFILL_FILENAME}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_content_of_every_writer_is_understood() {
+        let ours = LockState {
+            item: "ds/t/_backlog/b1/_SUCCESS".into(),
+            marker: "ds/t/b1/_SUCCESS".into(),
+            marker_generation: 7,
+            job_ids: vec!["gcf-ingest-ds_t_ab_0".into()],
+            project: "my-project".into(),
+            location: None,
+            holder: Some("h".into()),
+            heartbeat: chrono::DateTime::UNIX_EPOCH,
+            error: None,
+        };
+        let bytes = serde_json::to_vec(&ours).unwrap();
+        assert_eq!(LockContent::parse(&bytes, "gcf-ingest-"), LockContent::Ours(ours));
+        assert_eq!(
+            LockContent::parse(b"gcf-ingest-ds-t-123\n", "gcf-ingest-"),
+            LockContent::Legacy("gcf-ingest-ds-t-123".into())
+        );
+        assert_eq!(
+            LockContent::parse(br#"{"job_id": "gcf-ingest-x", "table": "p.ds.t", "retry_attempt_cnt": 0}"#, "gcf-ingest-"),
+            LockContent::Legacy("gcf-ingest-x".into())
+        );
+        assert_eq!(
+            LockContent::parse(b"bquxjob_1234", "gcf-ingest-"),
+            LockContent::Manual("bquxjob_1234".into())
+        );
+    }
+
+    #[test]
+    fn backlog_items_and_markers_map_both_ways() {
+        for marker in ["ds/t/_SUCCESS", "ds/t/$2020010203/_SUCCESS", "ds/t/2020/01/02/03/b1/_SUCCESS"] {
+            let item = backlog_item("ds/t", marker);
+            assert!(item.starts_with("ds/t/_backlog/"), "{item}");
+            assert_eq!(marker_of_item(&item).as_deref(), Some(marker));
+        }
+    }
 }
