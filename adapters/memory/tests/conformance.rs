@@ -195,6 +195,7 @@ fn object_store_suite_catches_an_ignored_delete_precondition() {
         "scratch/",
         StoreCapabilities {
             delete_precondition: false,
+            ..StoreCapabilities::default()
         },
     ));
 }
