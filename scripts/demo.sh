@@ -19,7 +19,7 @@ scripts/dev-stack.sh install
 
 say "building bq-ingest"
 cargo build -p bq-ingest --quiet 2>&1 | tail -n 5
-bin="$repo/target/debug/bq-ingest"
+bin="${CARGO_TARGET_DIR:-$repo/target}/debug/bq-ingest"
 
 pull_pid=""
 cleanup() {

@@ -1,0 +1,256 @@
+//! `bq-ingest backfill`: ingest the success markers that landed before notifications were set
+//! up — in this process, or by publishing the notifications GCS would have sent.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use futures::stream::{self, StreamExt};
+use ingest_core::event::{EventType, ObjectEvent};
+use ingest_core::explain::split_path;
+use ingest_core::ingest::{DryRun, Outcome};
+use ingest_core::ports::{JobKind, ObjectStore};
+use ingest_core::trigger::{classify_name, Trigger};
+use ingest_pubsub::{PubsubClient, Publisher};
+
+use super::runtime::build;
+
+/// How to backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Run the ingest of each batch in this process (not for ordered tables).
+    Local,
+    /// Publish, for each marker, the notification GCS would have sent.
+    Notifications,
+}
+
+/// Arguments of `backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// `gs://bucket/prefix`: every success marker under it (never those under `_backlog/`).
+    uri: String,
+    /// Where the batches are applied.
+    #[arg(long, value_enum, default_value_t = Mode::Local)]
+    mode: Mode,
+    /// The notification topic, for `--mode notifications`.
+    #[arg(long, env = "INGEST_TOPIC")]
+    topic: Option<String>,
+    /// Batches handled at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Print the plan of each batch (destination, job ids, files, bytes) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug)]
+/// What became of one batch.
+enum BatchResult {
+    Ingested,
+    Skipped(String, String),
+    Failed(String, String),
+}
+
+/// Runs the backfill; exit status 1 if any batch failed.
+pub async fn run(args: BackfillArgs) -> ExitCode {
+    let Some((bucket, prefix)) = split_path(&args.uri)
+        .map(|(b, p)| (b.to_string(), p.to_string()))
+        .or_else(|| {
+            let b = args.uri.strip_prefix("gs://")?.trim_end_matches('/');
+            (!b.is_empty() && !b.contains('/')).then(|| (b.to_string(), String::new()))
+        })
+    else {
+        eprintln!("bq-ingest backfill: {:?} is not gs://bucket[/prefix]", args.uri);
+        return ExitCode::FAILURE;
+    };
+    let runtime = match build().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bq-ingest backfill: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ingestor = runtime.ingestor.clone();
+    let markers = match list_markers(runtime.store.as_ref(), &bucket, &prefix, &ingestor).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("bq-ingest backfill: listing gs://{bucket}/{prefix}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("{} success marker(s) under gs://{bucket}/{prefix}", markers.len());
+
+    if args.dry_run {
+        let mut failed = false;
+        for event in &markers {
+            match ingestor.dry_run(event).await {
+                Ok(d) => {
+                    failed |= d.error.is_some();
+                    print_plan(&d);
+                }
+                Err(e) => {
+                    failed = true;
+                    println!("{}\n  error: {e}", event.uri());
+                }
+            }
+        }
+        return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    }
+
+    let publisher = if args.mode == Mode::Notifications {
+        let Some(topic) = args.topic.clone() else {
+            eprintln!("bq-ingest backfill: --mode notifications needs --topic (or INGEST_TOPIC)");
+            return ExitCode::FAILURE;
+        };
+        let project = ingestor.settings().job_project().map(str::to_string);
+        match PubsubClient::connect(project.as_deref()).await {
+            Ok(client) => Some(Publisher::new(&client, &topic)),
+            Err(e) => {
+                eprintln!("bq-ingest backfill: Pub/Sub: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(markers.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let publisher = publisher.as_ref();
+    let ingestor_ref = &ingestor;
+    let bar_ref = bar.as_ref();
+    let results: Vec<BatchResult> = stream::iter(markers.iter())
+        .map(|event| async move {
+            let r = match publisher {
+                Some(p) => match p.publish_object_event(event).await {
+                    Ok(_) => BatchResult::Ingested,
+                    Err(e) => BatchResult::Failed(event.uri(), e.to_string()),
+                },
+                None => local(ingestor_ref, event).await,
+            };
+            if let Some(b) = bar_ref {
+                b.inc(1);
+            }
+            r
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+
+    let verb = if publisher.is_some() { "published" } else { "ingested" };
+    let (mut ok, mut skipped, mut failed) = (0, Vec::new(), Vec::new());
+    for r in results {
+        match r {
+            BatchResult::Ingested => ok += 1,
+            BatchResult::Skipped(m, why) => skipped.push((m, why)),
+            BatchResult::Failed(m, why) => failed.push((m, why)),
+        }
+    }
+    println!("{verb}: {ok}, skipped: {}, failed: {}", skipped.len(), failed.len());
+    for (m, why) in &skipped {
+        println!("  skipped {m}: {why}");
+    }
+    for (m, why) in &failed {
+        println!("  failed  {m}: {why}");
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn local(ingestor: &ingest_core::ingest::Ingestor, event: &ObjectEvent) -> BatchResult {
+    match ingestor.dry_run(event).await {
+        Ok(d) if d.ordered => {
+            return BatchResult::Skipped(
+                event.uri(),
+                "ordered table: backfill it with --mode notifications".into(),
+            )
+        }
+        Ok(_) => {}
+        Err(e) => return BatchResult::Failed(event.uri(), e.to_string()),
+    }
+    match ingestor.handle(event).await {
+        Ok(Outcome::Done { .. }) => BatchResult::Ingested,
+        Ok(Outcome::Ignored { reason }) => BatchResult::Skipped(event.uri(), reason),
+        Ok(Outcome::Failed { error }) => BatchResult::Failed(event.uri(), error),
+        Ok(Outcome::Running { jobs }) => BatchResult::Failed(
+            event.uri(),
+            format!(
+                "still running after WAIT_FOR_JOB_SECONDS ({}); run again to follow it",
+                jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ),
+        Ok(other) => BatchResult::Skipped(event.uri(), format!("{other:?}")),
+        Err(e) => BatchResult::Failed(event.uri(), e.to_string()),
+    }
+}
+
+async fn list_markers(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    prefix: &str,
+    ingestor: &ingest_core::ingest::Ingestor,
+) -> Result<Vec<ObjectEvent>, ingest_core::ports::StoreError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store.list(bucket, prefix, token.as_deref(), None).await?;
+        for o in page.objects {
+            if classify_name(ingestor.settings(), EventType::Finalize, &o.name) == Trigger::Success {
+                let mut e = ObjectEvent::finalized(bucket, &o.name, o.generation);
+                e.size = Some(o.size);
+                e.event_time = o.updated;
+                out.push(e);
+            }
+        }
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn print_plan(d: &DryRun) {
+    println!("{}", d.marker);
+    if let Some(b) = &d.batch {
+        println!("  destination: {}", b.destination);
+        if let Some(id) = &b.batch_id {
+            println!("  batch:       {id}");
+        }
+    }
+    if d.ordered {
+        println!("  ordered:     yes (applied through the table's backlog)");
+    }
+    if let Some(plan) = &d.plan {
+        println!(
+            "  mode:        {} ({} file(s), {} bytes, {} job(s))",
+            plan.mode.as_str(),
+            plan.files,
+            plan.bytes,
+            plan.jobs.len()
+        );
+        for job in &plan.jobs {
+            let uris = match &job.kind {
+                JobKind::Load { source_uris, .. } => source_uris.len(),
+                JobKind::Query { .. } => 1,
+            };
+            println!("  job:         {} ({uris} source URI(s))", job.job_id);
+        }
+    }
+    if let Some(e) = &d.error {
+        println!("  error:       {e}");
+    }
+}

@@ -1,0 +1,61 @@
+//! `bq-ingest serve`: the HTTP endpoint for Pub/Sub push, Eventarc and background events.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ingest_http::{router, serve, HttpState};
+
+use super::runtime::{build, shutdown_signal};
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on (Cloud Run sets `PORT`).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: String,
+    /// How long one request may wait for its jobs, in seconds (keep it below the push
+    /// subscription's ack deadline and Cloud Run's request timeout).
+    #[arg(long, env = "REQUEST_DEADLINE_SECONDS", default_value_t = 240)]
+    request_deadline: u64,
+}
+
+/// Runs the service until SIGTERM, then finishes the requests in flight.
+pub async fn run(args: ServeArgs) -> ExitCode {
+    let started = Instant::now();
+    let runtime = match build().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = HttpState::new(runtime.ingestor.clone())
+        .with_request_deadline(Duration::from_secs(args.request_deadline));
+    let listener = match tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen on {}:{}: {e}", args.host, args.port);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        port = args.port,
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "ready"
+    );
+    let result = serve(listener, router(state), shutdown_signal()).await;
+    let gcs = runtime.store.stats();
+    let bq = runtime.warehouse.stats();
+    tracing::info!(gcs_requests = gcs.total(), bigquery_requests = bq.total(), "stopped");
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
