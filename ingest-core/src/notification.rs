@@ -385,12 +385,29 @@ pub fn parse_push_envelope(body: &[u8]) -> Result<ObjectEvent, NotificationError
             form: FORM_PUSH,
             field: "message",
         })?;
-    let data = match message.data {
-        Some(encoded) => decode_base64(FORM_PUSH, "message.data", encoded)?,
-        None => Vec::new(),
+    let attributes = AttributeView::of_wire(&message.attributes);
+    let Some(encoded) = message.data else {
+        return event_from_notification(FORM_PUSH, attributes, &[]);
     };
-    event_from_notification(FORM_PUSH, AttributeView::of_wire(&message.attributes), &data)
+    // The decoded payload lives only for this call: reuse one buffer per thread.
+    DATA_BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        decode_base64_into(FORM_PUSH, "message.data", &encoded, buffer)?;
+        let event = event_from_notification(FORM_PUSH, attributes, buffer);
+        if buffer.capacity() > MAX_KEPT_BUFFER {
+            *buffer = Vec::new();
+        }
+        event
+    })
 }
+
+thread_local! {
+    /// The decode buffer of [`parse_push_envelope`].
+    static DATA_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest decode buffer kept between calls; larger ones are freed after use.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
 
 /// Decodes a push envelope into its [`PubsubMessage`] without interpreting it.
 ///
@@ -957,24 +974,41 @@ fn decode_base64(
     field: &'static str,
     encoded: impl AsRef<[u8]>,
 ) -> Result<Vec<u8>, NotificationError> {
-    let encoded = encoded.as_ref();
+    let mut decoded = Vec::new();
+    decode_base64_into(form, field, encoded.as_ref(), &mut decoded)?;
+    Ok(decoded)
+}
+
+/// Decodes base64 in the standard or URL-safe alphabet, padded or not, appending to `output`
+/// (left as it was on error).
+fn decode_base64_into(
+    form: &'static str,
+    field: &'static str,
+    encoded: &[u8],
+    output: &mut Vec<u8>,
+) -> Result<(), NotificationError> {
+    let start = output.len();
     // The standard alphabet first (what Pub/Sub sends): no pre-scan on the hot path.
-    BASE64_STANDARD.decode(encoded).or_else(|standard_error| {
-        let url_safe = encoded.iter().any(|&b| b == b'-' || b == b'_');
-        let result = if url_safe {
-            BASE64_URL_SAFE.decode(encoded)
-        } else {
-            Err(standard_error)
-        };
-        result.map_err(|e| {
-            invalid(
-                form,
-                field,
-                &String::from_utf8_lossy(encoded),
-                &format!("not base64: {e}"),
-            )
+    BASE64_STANDARD
+        .decode_vec(encoded, output)
+        .or_else(|standard_error| {
+            output.truncate(start);
+            let url_safe = encoded.iter().any(|&b| b == b'-' || b == b'_');
+            let result = if url_safe {
+                BASE64_URL_SAFE.decode_vec(encoded, output)
+            } else {
+                Err(standard_error)
+            };
+            result.map_err(|e| {
+                output.truncate(start);
+                invalid(
+                    form,
+                    field,
+                    &String::from_utf8_lossy(encoded),
+                    &format!("not base64: {e}"),
+                )
+            })
         })
-    })
 }
 
 /// Percent-decodes a CloudEvents HTTP header value; borrows when there is nothing to decode.
@@ -1068,17 +1102,21 @@ fn truncate(value: &str) -> String {
 
 /// A strict, allocation-free JSON reader for the two shapes on the hot path — the push envelope
 /// and the object resource — which reads only the members bq-ingest needs and skips the rest
-/// (validating their syntax) without building anything. On this path it is several times
-/// faster than serde_json's derive, mostly because it skips long strings (the base64 payload,
-/// `selfLink`, `mediaLink`) eight bytes at a time. Escaped strings, rare in practice, are
-/// unescaped by serde_json itself.
+/// (validating their syntax) without building anything. Strings are scanned sixteen bytes at a
+/// time; escaped strings, rare in practice, are unescaped by serde_json itself. With it,
+/// `parse_push_envelope` of a realistic 1.8 kB notification takes about 2.0 µs of CPU instead of
+/// about 3.2 µs with serde_json's derive (routing bench). The tests check that it accepts and
+/// rejects exactly what serde_json does on every truncation and many mutations of a real
+/// object resource.
 mod json {
     use std::borrow::Cow;
     use std::fmt;
 
     use super::{GcsAttributes, ObjectResource, PushMessageGcs, Scalar};
 
-    /// How deep skipped values may nest (serde_json's default limit).
+    /// How deep values may nest: serde_json's default recursion limit. (serde_json skips
+    /// ignored values of any depth; this reader rejects them beyond this depth, which no GCS
+    /// payload comes near, rather than recurse without bound.)
     const MAX_DEPTH: u32 = 128;
 
     /// Where and why reading stopped.
@@ -1152,20 +1190,33 @@ mod json {
         const QUOTES: u64 = ONES * b'"' as u64;
         const BACKSLASHES: u64 = ONES * b'\\' as u64;
         const SPACES: u64 = ONES * 0x20;
-        while let Some(chunk) = bytes.get(from..from + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            let v = u64::from_le_bytes(word);
+        // Classic SWAR tests: some byte of `v ^ QUOTES` or `v ^ BACKSLASHES` is zero, or some
+        // byte of `v` is below 0x20. Exact on "some", which is all the loop needs.
+        let special = |v: u64| {
             let quote = v ^ QUOTES;
             let backslash = v ^ BACKSLASHES;
-            // Classic SWAR tests: a byte of `quote`/`backslash` is zero, or a byte of `v` < 0x20.
-            let found = (quote.wrapping_sub(ONES) & !quote)
+            ((quote.wrapping_sub(ONES) & !quote)
                 | (backslash.wrapping_sub(ONES) & !backslash)
-                | (v.wrapping_sub(SPACES) & !v);
-            if found & HIGHS != 0 {
+                | (v.wrapping_sub(SPACES) & !v))
+                & HIGHS
+        };
+        let word = |chunk: &[u8]| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            u64::from_le_bytes(word)
+        };
+        // Two independent words per step for instruction-level parallelism.
+        while let Some(chunk) = bytes.get(from..from + 16) {
+            let (low, high) = chunk.split_at(8);
+            if special(word(low)) | special(word(high)) != 0 {
                 break;
             }
-            from += 8;
+            from += 16;
+        }
+        if let Some(chunk) = bytes.get(from..from + 8) {
+            if special(word(chunk)) == 0 {
+                from += 8;
+            }
         }
         while let Some(&b) = bytes.get(from) {
             if b == b'"' || b == b'\\' || b < 0x20 {
@@ -1241,9 +1292,12 @@ mod json {
             }
         }
 
-        /// Reads an object; `member` gets each key and must consume its value.
+        /// Reads an object; `member` gets each key and must consume its value. With
+        /// `check_keys`, keys must be valid UTF-8 (as serde checks the field names of a struct;
+        /// it does not check the keys of a value it skips).
         fn object(
             &mut self,
+            check_keys: bool,
             mut member: impl FnMut(&mut Self, RawString<'a>) -> Result<(), SyntaxError>,
         ) -> Result<(), SyntaxError> {
             if !self.eat(b'{') {
@@ -1257,6 +1311,16 @@ mod json {
                     return self.error("a string key");
                 }
                 let key = self.string()?;
+                if check_keys
+                    && !key.escaped
+                    && !key.inner().is_ascii()
+                    && std::str::from_utf8(key.inner()).is_err()
+                {
+                    return Err(SyntaxError {
+                        expected: "a valid UTF-8 string",
+                        at: key.at,
+                    });
+                }
                 if !self.eat(b':') {
                     return self.error("':'");
                 }
@@ -1367,7 +1431,7 @@ mod json {
             match self.peek() {
                 Some(b'"') => self.string().map(|_| ()),
                 Some(b'{') if depth < MAX_DEPTH => {
-                    self.object(|reader, _| reader.skip_value(depth + 1))
+                    self.object(false, |reader, _| reader.skip_value(depth + 1))
                 }
                 Some(b'[') if depth < MAX_DEPTH => {
                     self.pos += 1;
@@ -1446,7 +1510,7 @@ mod json {
         let mut reader = Reader::new(input);
         let mut resource = ObjectResource::default();
         let mut seen = [false; 7];
-        reader.object(|r, key| {
+        reader.object(true, |r, key| {
             let key_text;
             let key_bytes = if key.escaped {
                 key_text = key.to_str()?;
@@ -1498,7 +1562,7 @@ mod json {
         let mut reader = Reader::new(input);
         let mut message = None;
         let mut seen_message = false;
-        reader.object(|r, key| {
+        reader.object(true, |r, key| {
             if !key.is("message") {
                 return r.skip_value(1);
             }
@@ -1516,7 +1580,7 @@ mod json {
     fn read_message<'a>(reader: &mut Reader<'a>) -> Result<PushMessageGcs<'a>, SyntaxError> {
         let mut message = PushMessageGcs::default();
         let (mut seen_data, mut seen_attributes) = (false, false);
-        reader.object(|r, key| {
+        reader.object(true, |r, key| {
             if key.is("data") {
                 let data = if r.null()? {
                     None
@@ -1542,7 +1606,7 @@ mod json {
     fn read_attributes<'a>(reader: &mut Reader<'a>) -> Result<GcsAttributes<'a>, SyntaxError> {
         let mut attributes = GcsAttributes::default();
         let mut seen = [false; 6];
-        reader.object(|r, key| {
+        reader.object(true, |r, key| {
             let (slot, seen) = if key.is("bucketId") {
                 (&mut attributes.bucket_id, &mut seen[0])
             } else if key.is("objectId") {
@@ -2530,6 +2594,174 @@ mod tests {
             parse_background_event(br#"{"bucket": "b", "name": "n", "generation": true}"#),
             Err(NotificationError::InvalidJson { .. })
         ));
+    }
+
+    // ----- The hot-path JSON reader agrees with serde_json -----
+
+    /// Parses with the reader and with serde's derive; both must accept with the same result or
+    /// both reject.
+    fn assert_resource_readers_agree(input: &[u8]) {
+        let fast = json::read_object_resource(input);
+        let serde = serde_json::from_slice::<ObjectResource<'_>>(input);
+        match (&fast, &serde) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", String::from_utf8_lossy(input)),
+            (Err(_), Err(_)) => {}
+            _ => panic!(
+                "readers disagree on {:?}: reader {fast:?}, serde_json {serde:?}",
+                String::from_utf8_lossy(input)
+            ),
+        }
+    }
+
+    #[test]
+    fn json_reader_reads_resources_like_serde() {
+        let realistic = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        let cases: Vec<String> = vec![
+            realistic.clone(),
+            r#"{}"#.into(),
+            r#"  { "name" : "a" , "bucket":"b" }  "#.into(),
+            r#"{"name": "caf\u00e9 \"q\" \/ \n", "bucket": "b\\c"}"#.into(),
+            r#"{"na\u006de": "escaped key", "\u0073ize": "12"}"#.into(),
+            r#"{"generation": 17, "size": 0}"#.into(),
+            r#"{"generation": -17, "size": 1.5}"#.into(),
+            r#"{"generation": 1e3, "size": 2E-2}"#.into(),
+            r#"{"generation": 99999999999999999999}"#.into(),
+            r#"{"generation": null, "size": null, "name": null, "kind": null}"#.into(),
+            r#"{"metadata": {"a": [1, 2.5, -3e9, true, false, null, {"x": []}]}, "acl": []}"#
+                .into(),
+            r#"{"owner": {"entity": "user-x"}, "name": "n", "owner2": [[[[]]]]}"#.into(),
+            format!(r#"{{"deep": {}{}}}"#, "[".repeat(100), "]".repeat(100)),
+            r#"{"name": "a", "name": "b"}"#.into(),
+            r#"{"other": 1, "other": 2}"#.into(),
+            r#"{"size": true}"#.into(),
+            r#"{"size": {}}"#.into(),
+            r#"{"name": 5}"#.into(),
+            r#"{"name": "a",}"#.into(),
+            r#"{"name": "a"} x"#.into(),
+            r#"{"name": "a"}{}"#.into(),
+            r#"{"name" "a"}"#.into(),
+            r#"{name: "a"}"#.into(),
+            r#"{"a": 01}"#.into(),
+            r#"{"a": -}"#.into(),
+            r#"{"a": 1.}"#.into(),
+            r#"{"a": 1e}"#.into(),
+            r#"{"a": tru}"#.into(),
+            r#"{"a": "\x"}"#.into(),
+            r#"{"a": "\u12g4"}"#.into(),
+            "{\"a\": \"tab\tinside\"}".replace("\\t", "\t"),
+            "[]".into(),
+            "null".into(),
+            "\"text\"".into(),
+            "".into(),
+            "   ".into(),
+        ];
+        for case in &cases {
+            assert_resource_readers_agree(case.as_bytes());
+        }
+        // Deeper than serde_json's recursion limit: the reader refuses (serde_json would skip it,
+        // though it refuses it as a `Value`).
+        let deep = format!(r#"{{"deep": {}{}}}"#, "[".repeat(200), "]".repeat(200));
+        assert!(serde_json::from_str::<serde_json::Value>(&deep).is_err());
+        match json::read_object_resource(deep.as_bytes()) {
+            Err(e) => assert!(e.to_string().starts_with("expected less nesting"), "{e}"),
+            Ok(r) => panic!("accepted nesting of 200: {r:?}"),
+        }
+        // Raw bytes: a control character and invalid UTF-8 in a kept and a skipped string.
+        for raw in [
+            &b"{\"name\": \"a\x01b\"}"[..],
+            &b"{\"etag\": \"a\x01b\"}"[..],
+            &b"{\"name\": \"a\xffb\"}"[..],
+            &b"{\"etag\": \"a\xffb\"}"[..],
+        ] {
+            assert_resource_readers_agree(raw);
+        }
+    }
+
+    #[test]
+    fn json_reader_agrees_with_serde_on_every_truncation_and_mutation() {
+        let realistic = object_resource(BUCKET, "ds/t/caf\\u00e9/part-1.csv", "42", "1024");
+        let bytes = realistic.as_bytes();
+        for end in 0..bytes.len() {
+            assert_resource_readers_agree(&bytes[..end]);
+        }
+        let replacements = [
+            b'"', b'\\', b'{', b'}', b'[', b',', b':', b'x', b' ', b'0', 0x01, 0xff,
+        ];
+        let mut mutated = bytes.to_vec();
+        for position in 0..bytes.len() {
+            for &replacement in &replacements {
+                mutated[position] = replacement;
+                assert_resource_readers_agree(&mutated);
+            }
+            mutated[position] = bytes[position];
+        }
+    }
+
+    #[test]
+    fn json_reader_push_envelope_agrees_with_two_step_parse_on_mutations() {
+        let resource = object_resource(BUCKET, MARKER, "1588778367123456", "0");
+        let body = push_body(
+            Some(&STANDARD.encode(&resource)),
+            &gcs_attributes("OBJECT_FINALIZE", "JSON_API_V1"),
+        );
+        // Keep it short enough to mutate every byte: drop the long base64 payload.
+        let short = push_body(None, &gcs_attributes("OBJECT_FINALIZE", "NONE"));
+        for body in [&body, &short] {
+            let mut mutated = body.clone();
+            let step = if body.len() > 1000 { 7 } else { 1 };
+            for position in (0..body.len()).step_by(step) {
+                for replacement in [b'"', b'\\', b'}', b',', b'x', b' ', b'n'] {
+                    mutated[position] = replacement;
+                    let direct = parse_push_envelope(&mutated);
+                    let two_step = parse_push_envelope_message(&mutated)
+                        .and_then(|m| parse_pubsub_message(&m));
+                    match (&direct, &two_step) {
+                        (Ok(a), Ok(b)) => assert_eq!(a, b),
+                        (Err(_), Err(_)) => {}
+                        _ => panic!(
+                            "paths disagree on {:?}: {direct:?} vs {two_step:?}",
+                            String::from_utf8_lossy(&mutated)
+                        ),
+                    }
+                }
+                mutated[position] = body[position];
+            }
+        }
+    }
+
+    #[test]
+    fn json_reader_finds_string_specials_in_every_position() {
+        for length in 0..40 {
+            for position in 0..length {
+                for special in [b'"', b'\\', 0x00, 0x1f] {
+                    let mut bytes = vec![b'a'; length];
+                    bytes[position] = special;
+                    assert_eq!(json::find_special_for_test(&bytes), position);
+                }
+            }
+            // None: the length; bytes >= 0x80 and 0x20 are not special.
+            let mut bytes = vec![0xe9u8; length];
+            if length > 0 {
+                bytes[0] = b' ';
+            }
+            assert_eq!(json::find_special_for_test(&bytes), length);
+        }
+    }
+
+    #[test]
+    fn json_reader_skips_any_document_serde_accepts() {
+        for doc in [
+            r#"{"a": [1, {"b": null}], "c": "d"}"#,
+            r#"[true, false, null, -0.5e+3, "x\u0041"]"#,
+            r#""just a string""#,
+            "0",
+        ] {
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(doc).is_ok());
+            assert_eq!(json::skip_document(doc.as_bytes()), Ok(()), "{doc}");
+        }
+        assert!(json::skip_document(b"[1, 2").is_err());
+        let message = json::skip_document(b"{\"a\": }").unwrap_err().to_string();
+        assert_eq!(message, "expected a value at byte 6");
     }
 
     // ----- Helpers -----
