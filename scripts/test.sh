@@ -24,4 +24,4 @@ echo "== build"
 cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
 
 echo "== tests"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
