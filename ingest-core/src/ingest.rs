@@ -26,8 +26,8 @@ use crate::destination::{resolve_batch, Batch};
 use crate::event::ObjectEvent;
 use crate::plan::{job_id, job_id_hint, plan_load, select_data_files, LoadPlan, PlanMode};
 use crate::ports::{
-    Clock, FailureReport, FailureSink, JobError, JobRef, JobRequest, JobState, JobStatus, LoadRecord, ObjectMeta, ObjectStore,
-    StoreError, TableRef, Warehouse, WarehouseError,
+    Clock, FailureReport, FailureSink, JobError, JobRef, JobRequest, JobState, JobStatus,
+    LoadRecord, ObjectMeta, ObjectStore, StoreError, TableRef, Warehouse, WarehouseError,
 };
 use crate::settings::Settings;
 use crate::trigger::{classify, Trigger};
@@ -281,12 +281,15 @@ impl Ingestor {
 
     /// The project that runs jobs.
     pub(crate) fn job_project(&self, event: &ObjectEvent) -> Result<String, Fatal> {
-        self.settings.job_project().map(str::to_string).ok_or_else(|| {
-            Fatal(format!(
-                "{}: no project to run jobs in: set BQ_PROJECT or GOOGLE_CLOUD_PROJECT",
-                event.uri()
-            ))
-        })
+        self.settings
+            .job_project()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Fatal(format!(
+                    "{}: no project to run jobs in: set BQ_PROJECT or GOOGLE_CLOUD_PROJECT",
+                    event.uri()
+                ))
+            })
     }
 
     /// The readable part of the batch's job ids: from the path with `DESTINATION_REGEX`
@@ -296,7 +299,9 @@ impl Ingestor {
         match resolve_batch(
             &self.settings.destination_regex,
             None,
-            self.settings.storage_project().or(Some("placeholder-project")),
+            self.settings
+                .storage_project()
+                .or(Some("placeholder-project")),
             None,
             bucket,
             marker,
@@ -429,14 +434,15 @@ impl Ingestor {
             let retry: Vec<usize> = (0..statuses.len())
                 .filter(|&i| {
                     attempts[i] < max
-                        && statuses[i].error.as_ref().is_some_and(is_retriable_job_error)
+                        && statuses[i]
+                            .error
+                            .as_ref()
+                            .is_some_and(is_retriable_job_error)
                 })
                 .collect();
             if retry.is_empty() {
                 let batch = planned.as_ref().map(|(p, plan)| (&p.batch, plan.mode));
-                return self
-                    .finish(event, batch, statuses, submitted_at)
-                    .await;
+                return self.finish(event, batch, statuses, submitted_at).await;
             }
             if planned.is_none() {
                 let prepared = match self.prepare(event).await? {
@@ -458,7 +464,9 @@ impl Ingestor {
                 continue;
             };
             for i in retry {
-                let Some(base) = plan.jobs.get(i) else { continue };
+                let Some(base) = plan.jobs.get(i) else {
+                    continue;
+                };
                 let failed = &statuses[i];
                 attempts[i] += 1;
                 let mut job = base.clone();
@@ -471,12 +479,19 @@ impl Ingestor {
                     failed.job.job_id,
                     job.job_id
                 );
-                let mut record = self.record_of(event, Some((&prepared.batch, plan.mode)), std::slice::from_ref(failed), submitted_at);
+                let mut record = self.record_of(
+                    event,
+                    Some((&prepared.batch, plan.mode)),
+                    std::slice::from_ref(failed),
+                    submitted_at,
+                );
                 record.state = "retried".to_string();
                 self.record(&record).await;
                 statuses[i] = match self.submit_one(event, &job).await {
                     Ok(s) => s,
-                    Err(SubmitError::Transient(e)) => return Err(self.transient_warehouse(event, e)),
+                    Err(SubmitError::Transient(e)) => {
+                        return Err(self.transient_warehouse(event, e))
+                    }
                     Err(SubmitError::Rejected(e)) => {
                         return Ok(self
                             .fail(event, Some(&prepared.batch), Some(ctx.generation), Fatal(e))
@@ -564,7 +579,10 @@ impl Ingestor {
 
     /// The latest attempt of a job: the job itself, or its retries `-r1`, `-r2`, … as long as
     /// each one failed with a retriable error and a later one exists.
-    async fn latest_attempt(&self, job: &JobRef) -> Result<Option<(u32, JobStatus)>, WarehouseError> {
+    async fn latest_attempt(
+        &self,
+        job: &JobRef,
+    ) -> Result<Option<(u32, JobStatus)>, WarehouseError> {
         let Some(mut status) = self.warehouse.job_status(job).await? else {
             return Ok(None);
         };

@@ -103,7 +103,10 @@ impl LockContent {
             },
             Err(_) => String::from_utf8_lossy(content).trim().to_string(),
         };
-        if !job_prefix.is_empty() && text.starts_with(job_prefix) && !text.contains(char::is_whitespace) {
+        if !job_prefix.is_empty()
+            && text.starts_with(job_prefix)
+            && !text.contains(char::is_whitespace)
+        {
             LockContent::Legacy(text)
         } else {
             LockContent::Manual(text)
@@ -438,7 +441,9 @@ impl Subscriber<'_> {
                 .delete(self.bucket, &self.lock_name(), Some(lock_generation))
                 .await
             {
-                Ok(()) | Err(StoreError::NotFound { .. }) | Err(StoreError::PreconditionFailed { .. }) => {}
+                Ok(())
+                | Err(StoreError::NotFound { .. })
+                | Err(StoreError::PreconditionFailed { .. }) => {}
                 Err(e) => return Err(transient(self.event, e)),
             }
             return Ok(Next::Continue);
@@ -470,10 +475,7 @@ impl Subscriber<'_> {
     }
 
     /// The event of an item's marker and the plan of its jobs.
-    async fn plan_item(
-        &self,
-        item: &str,
-    ) -> Result<Step<(ObjectEvent, LoadPlan)>, IngestError> {
+    async fn plan_item(&self, item: &str) -> Result<Step<(ObjectEvent, LoadPlan)>, IngestError> {
         let store = self.ingestor.store();
         let Some(marker) = marker_of_item(item) else {
             return Ok(Step::Fatal(crate::ingest::Fatal(format!(
@@ -564,7 +566,11 @@ impl Subscriber<'_> {
         }
     }
 
-    async fn follow_lock(&mut self, generation: i64, state: LockState) -> Result<Next, IngestError> {
+    async fn follow_lock(
+        &mut self,
+        generation: i64,
+        state: LockState,
+    ) -> Result<Next, IngestError> {
         let settings = self.ingestor.settings();
         let jobs: Vec<JobRef> = state
             .job_ids
@@ -626,23 +632,27 @@ impl Subscriber<'_> {
         loop {
             let now = self.ingestor.clock().now();
             let until = (self.deadline - buffer).min(now + beat);
-            statuses = self
-                .ingestor
-                .follow(statuses, until)
-                .await
-                .map_err(|e| IngestError::Warehouse {
+            statuses = self.ingestor.follow(statuses, until).await.map_err(|e| {
+                IngestError::Warehouse {
                     event: self.event.uri(),
                     source: e,
-                })?;
+                }
+            })?;
             if statuses.iter().all(|s| s.state == JobState::Done) {
                 break;
             }
             if self.ingestor.clock().now() + buffer >= self.deadline {
-                return self.hand_over(Some((generation, state))).await.map(Next::Return);
+                return self
+                    .hand_over(Some((generation, state)))
+                    .await
+                    .map(Next::Return);
             }
             let mut beat_state = state.clone();
             beat_state.heartbeat = self.ingestor.clock().now();
-            match self.write_lock(&beat_state, PutMode::Update(generation)).await? {
+            match self
+                .write_lock(&beat_state, PutMode::Update(generation))
+                .await?
+            {
                 Some(g) => generation = g,
                 None => return Ok(Next::Continue),
             }
@@ -652,7 +662,11 @@ impl Subscriber<'_> {
 
     /// Nothing of the lock's batch was submitted (its holder died before that): the decision
     /// is only good if its item still sorts first, as when the lock was taken.
-    async fn revalidate(&mut self, generation: i64, state: &LockState) -> Result<Next, IngestError> {
+    async fn revalidate(
+        &mut self,
+        generation: i64,
+        state: &LockState,
+    ) -> Result<Next, IngestError> {
         if self.first_item().await?.as_deref() == Some(state.item.as_str()) {
             return self.resubmit(generation, state).await;
         }
@@ -662,9 +676,9 @@ impl Subscriber<'_> {
             .delete(self.bucket, &self.lock_name(), Some(generation))
             .await
         {
-            Ok(()) | Err(StoreError::NotFound { .. }) | Err(StoreError::PreconditionFailed { .. }) => {
-                Ok(Next::Continue)
-            }
+            Ok(())
+            | Err(StoreError::NotFound { .. })
+            | Err(StoreError::PreconditionFailed { .. }) => Ok(Next::Continue),
             Err(e) => Err(transient(self.event, e)),
         }
     }
@@ -674,7 +688,13 @@ impl Subscriber<'_> {
             Step::Ok(p) => p,
             Step::Fatal(f) => {
                 return self
-                    .stop_table(Some(generation), &state.item, Some(state), state.job_ids.clone(), f.0)
+                    .stop_table(
+                        Some(generation),
+                        &state.item,
+                        Some(state),
+                        state.job_ids.clone(),
+                        f.0,
+                    )
                     .await
                     .map(Next::Return)
             }
@@ -692,7 +712,13 @@ impl Subscriber<'_> {
                 }
                 Err(crate::ingest::SubmitError::Rejected(msg)) => {
                     return self
-                        .stop_table(Some(generation), &state.item, Some(state), state.job_ids.clone(), msg)
+                        .stop_table(
+                            Some(generation),
+                            &state.item,
+                            Some(state),
+                            state.job_ids.clone(),
+                            msg,
+                        )
                         .await
                         .map(Next::Return)
                 }
@@ -742,7 +768,13 @@ impl Subscriber<'_> {
         };
         if let Some(error) = failure {
             return self
-                .stop_table(Some(generation), &state.item, Some(state), state.job_ids.clone(), error)
+                .stop_table(
+                    Some(generation),
+                    &state.item,
+                    Some(state),
+                    state.job_ids.clone(),
+                    error,
+                )
                 .await
                 .map(Next::Return);
         }
@@ -752,9 +784,13 @@ impl Subscriber<'_> {
             destination: String::new(),
             batch_id: None,
             job_ids: state.job_ids.clone(),
-            mode: if transform { PlanMode::Transform } else { PlanMode::Load }
-                .as_str()
-                .to_string(),
+            mode: if transform {
+                PlanMode::Transform
+            } else {
+                PlanMode::Load
+            }
+            .as_str()
+            .to_string(),
             state: "done".to_string(),
             error: None,
             rows: Some(statuses.iter().filter_map(|s| s.output_rows).sum()),
@@ -778,7 +814,9 @@ impl Subscriber<'_> {
             .delete(self.bucket, &self.lock_name(), Some(generation))
             .await
         {
-            Ok(()) | Err(StoreError::NotFound { .. }) | Err(StoreError::PreconditionFailed { .. }) => {}
+            Ok(())
+            | Err(StoreError::NotFound { .. })
+            | Err(StoreError::PreconditionFailed { .. }) => {}
             Err(e) => return Err(transient(self.event, e)),
         }
         tracing::info!(table = %self.table, item = %state.item, jobs = ?state.job_ids, "applied {}", state.item);
@@ -806,7 +844,13 @@ impl Subscriber<'_> {
             Step::Ok((_, plan)) => plan,
             Step::Fatal(f) => {
                 return self
-                    .stop_table(Some(generation), &state.item, Some(state), state.job_ids.clone(), f.0)
+                    .stop_table(
+                        Some(generation),
+                        &state.item,
+                        Some(state),
+                        state.job_ids.clone(),
+                        f.0,
+                    )
                     .await
                     .map(Next::Return)
             }
@@ -820,7 +864,11 @@ impl Subscriber<'_> {
         }
         next.heartbeat = self.ingestor.clock().now();
         next.holder = Some(self.holder.clone());
-        if self.write_lock(&next, PutMode::Update(generation)).await?.is_none() {
+        if self
+            .write_lock(&next, PutMode::Update(generation))
+            .await?
+            .is_none()
+        {
             return Ok(Next::Continue);
         }
         tracing::warn!(table = %self.table, item = %state.item, jobs = ?next.job_ids, "retrying {} after a retriable job error", state.item);
@@ -905,9 +953,7 @@ impl Subscriber<'_> {
         };
         if self.write_lock(&stopped, mode).await?.is_none() {
             // The lock changed under us: someone else decides now.
-            return Ok(Outcome::Running {
-                jobs: Vec::new(),
-            });
+            return Ok(Outcome::Running { jobs: Vec::new() });
         }
         let steps = resume_steps(self.bucket, &self.table, item);
         tracing::error!(
@@ -940,7 +986,11 @@ impl Subscriber<'_> {
         })
     }
 
-    async fn follow_legacy(&mut self, generation: i64, job_id: String) -> Result<Next, IngestError> {
+    async fn follow_legacy(
+        &mut self,
+        generation: i64,
+        job_id: String,
+    ) -> Result<Next, IngestError> {
         let project = self
             .ingestor
             .settings()
@@ -975,8 +1025,15 @@ impl Subscriber<'_> {
         };
         match status {
             // The Python function's job is gone: convert the lock and apply the item afresh.
-            None => match self.ingestor.store().delete(self.bucket, &self.lock_name(), Some(generation)).await {
-                Ok(()) | Err(StoreError::NotFound { .. }) | Err(StoreError::PreconditionFailed { .. }) => Ok(Next::Continue),
+            None => match self
+                .ingestor
+                .store()
+                .delete(self.bucket, &self.lock_name(), Some(generation))
+                .await
+            {
+                Ok(())
+                | Err(StoreError::NotFound { .. })
+                | Err(StoreError::PreconditionFailed { .. }) => Ok(Next::Continue),
                 Err(e) => Err(transient(self.event, e)),
             },
             Some(_) => match self.write_lock(&state, PutMode::Update(generation)).await? {
@@ -994,7 +1051,12 @@ impl Subscriber<'_> {
         }
         self.ingestor
             .store()
-            .put(self.bucket, &self.backfill_name(), Vec::new(), PutMode::Overwrite)
+            .put(
+                self.bucket,
+                &self.backfill_name(),
+                Vec::new(),
+                PutMode::Overwrite,
+            )
             .await
             .map_err(|e| transient(self.event, e))?;
         Ok(self.done("handed over before the deadline"))
@@ -1017,7 +1079,12 @@ impl Subscriber<'_> {
         }
         if self.first_item().await?.is_some() {
             match store
-                .put(self.bucket, &self.backfill_name(), Vec::new(), PutMode::Create)
+                .put(
+                    self.bucket,
+                    &self.backfill_name(),
+                    Vec::new(),
+                    PutMode::Create,
+                )
                 .await
             {
                 Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
@@ -1071,13 +1138,19 @@ mod tests {
             error: None,
         };
         let bytes = serde_json::to_vec(&ours).unwrap();
-        assert_eq!(LockContent::parse(&bytes, "gcf-ingest-"), LockContent::Ours(ours));
+        assert_eq!(
+            LockContent::parse(&bytes, "gcf-ingest-"),
+            LockContent::Ours(ours)
+        );
         assert_eq!(
             LockContent::parse(b"gcf-ingest-ds-t-123\n", "gcf-ingest-"),
             LockContent::Legacy("gcf-ingest-ds-t-123".into())
         );
         assert_eq!(
-            LockContent::parse(br#"{"job_id": "gcf-ingest-x", "table": "p.ds.t", "retry_attempt_cnt": 0}"#, "gcf-ingest-"),
+            LockContent::parse(
+                br#"{"job_id": "gcf-ingest-x", "table": "p.ds.t", "retry_attempt_cnt": 0}"#,
+                "gcf-ingest-"
+            ),
             LockContent::Legacy("gcf-ingest-x".into())
         );
         assert_eq!(
@@ -1088,7 +1161,11 @@ mod tests {
 
     #[test]
     fn backlog_items_and_markers_map_both_ways() {
-        for marker in ["ds/t/_SUCCESS", "ds/t/$2020010203/_SUCCESS", "ds/t/2020/01/02/03/b1/_SUCCESS"] {
+        for marker in [
+            "ds/t/_SUCCESS",
+            "ds/t/$2020010203/_SUCCESS",
+            "ds/t/2020/01/02/03/b1/_SUCCESS",
+        ] {
             let item = backlog_item("ds/t", marker);
             assert!(item.starts_with("ds/t/_backlog/"), "{item}");
             assert_eq!(marker_of_item(&item).as_deref(), Some(marker));

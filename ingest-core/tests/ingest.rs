@@ -70,21 +70,38 @@ impl Env {
 #[test]
 fn a_batch_is_loaded_and_recorded() {
     let e = env();
-    let event = e.batch("ds/nation", &[("part-m-00000", ""), ("part-m-00001", "1|a\n2|b\n3|c\n")]);
+    let event = e.batch(
+        "ds/nation",
+        &[("part-m-00000", ""), ("part-m-00001", "1|a\n2|b\n3|c\n")],
+    );
     let outcome = e.handle(&event).unwrap();
-    assert!(matches!(outcome, Outcome::Done { rows: 3, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Done { rows: 3, .. }),
+        "{outcome:?}"
+    );
     assert_eq!(e.warehouse.table_rows(&table("ds", "nation")), 3);
     let jobs = e.warehouse.submitted();
     assert_eq!(jobs.len(), 1);
     match &jobs[0].kind {
-        JobKind::Load { source_uris, destination, .. } => {
+        JobKind::Load {
+            source_uris,
+            destination,
+            ..
+        } => {
             // The empty part-m-00000 is skipped, not loaded.
-            assert_eq!(source_uris, &vec!["gs://bucket/ds/nation/part-m-00001".to_string()]);
+            assert_eq!(
+                source_uris,
+                &vec!["gs://bucket/ds/nation/part-m-00001".to_string()]
+            );
             assert_eq!(destination.table, "nation");
         }
         other => panic!("{other:?}"),
     }
-    assert!(jobs[0].job_id.starts_with("gcf-ingest-ds_nation_"), "{}", jobs[0].job_id);
+    assert!(
+        jobs[0].job_id.starts_with("gcf-ingest-ds_nation_"),
+        "{}",
+        jobs[0].job_id
+    );
     assert_eq!(jobs[0].labels["component"], "event-based-gcs-ingest");
     let records = e.warehouse.records();
     assert_eq!(records.len(), 1);
@@ -98,7 +115,8 @@ fn a_batch_is_loaded_and_recorded() {
 #[test]
 fn first_batch_costs_few_requests_and_the_next_one_fewer() {
     let e = env();
-    e.store.put_str(B, "_config/load.json", r#"{"fieldDelimiter": "|"}"#);
+    e.store
+        .put_str(B, "_config/load.json", r#"{"fieldDelimiter": "|"}"#);
     let first = e.batch("ds/t/$2020010100", &[("a.csv", "1|x\n")]);
     e.store.reset_stats();
     e.warehouse.reset_stats();
@@ -107,26 +125,44 @@ fn first_batch_costs_few_requests_and_the_next_one_fewer() {
     let bq = e.warehouse.stats();
     // _config/, ds/_config/, ds/t/_config/ listed; the batch listing brings its own _config/;
     // one read of _config/load.json.
-    assert_eq!((gcs.list, gcs.read, gcs.stat, gcs.put, gcs.delete), (4, 1, 0, 0, 0), "{gcs:?}");
+    assert_eq!(
+        (gcs.list, gcs.read, gcs.stat, gcs.put, gcs.delete),
+        (4, 1, 0, 0, 0),
+        "{gcs:?}"
+    );
     // Look up part 0 (absent), insert; plus the state-table row.
-    assert_eq!((bq.job_status, bq.submit, bq.record_outcome), (1, 1, 1), "{bq:?}");
+    assert_eq!(
+        (bq.job_status, bq.submit, bq.record_outcome),
+        (1, 1, 1),
+        "{bq:?}"
+    );
 
     let second = e.batch("ds/t/$2020010101", &[("a.csv", "2|y\n")]);
     e.store.reset_stats();
     assert!(matches!(e.handle(&second).unwrap(), Outcome::Done { .. }));
     let gcs = e.store.stats();
-    assert_eq!((gcs.list, gcs.read), (4, 0), "config read from the cache: {gcs:?}");
+    assert_eq!(
+        (gcs.list, gcs.read),
+        (4, 0),
+        "config read from the cache: {gcs:?}"
+    );
 }
 
 #[test]
 fn a_duplicate_delivery_costs_one_job_lookup_and_writes_nothing() {
     let e = env();
     let event = e.batch("ds/t", &[("a.csv", "1,x\n2,y\n")]);
-    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { rows: 2, .. }));
+    assert!(matches!(
+        e.handle(&event).unwrap(),
+        Outcome::Done { rows: 2, .. }
+    ));
     e.store.reset_stats();
     e.warehouse.reset_stats();
     for _ in 0..5 {
-        assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { rows: 2, .. }));
+        assert!(matches!(
+            e.handle(&event).unwrap(),
+            Outcome::Done { rows: 2, .. }
+        ));
     }
     assert_eq!(e.store.stats().total(), 0, "a duplicate touches no object");
     let bq = e.warehouse.stats();
@@ -166,12 +202,24 @@ fn a_reuploaded_marker_loads_again_with_new_job_ids() {
 #[test]
 fn load_json_of_parent_and_of_the_batch_itself_both_apply() {
     let e = env();
-    e.store.put_str(B, "ds/_config/load.json", r#"{"fieldDelimiter": "|", "skipLeadingRows": 1}"#);
-    e.store.put_str(B, "ds/t/b1/_config/load.json", r#"{"writeDisposition": "WRITE_TRUNCATE"}"#);
+    e.store.put_str(
+        B,
+        "ds/_config/load.json",
+        r#"{"fieldDelimiter": "|", "skipLeadingRows": 1}"#,
+    );
+    e.store.put_str(
+        B,
+        "ds/t/b1/_config/load.json",
+        r#"{"writeDisposition": "WRITE_TRUNCATE"}"#,
+    );
     let event = e.batch("ds/t/b1", &[("a.csv", "h\n1|x\n")]);
     e.handle(&event).unwrap();
     match &e.warehouse.submitted()[0].kind {
-        JobKind::Load { config, source_uris, .. } => {
+        JobKind::Load {
+            config,
+            source_uris,
+            ..
+        } => {
             assert_eq!(config["fieldDelimiter"], "|");
             assert_eq!(config["skipLeadingRows"], 1);
             assert_eq!(config["writeDisposition"], "WRITE_TRUNCATE");
@@ -184,7 +232,11 @@ fn load_json_of_parent_and_of_the_batch_itself_both_apply() {
 #[test]
 fn write_truncate_replaces_and_write_append_adds() {
     let e = env();
-    e.store.put_str(B, "ds/trunc/_config/load.json", r#"{"writeDisposition": "WRITE_TRUNCATE"}"#);
+    e.store.put_str(
+        B,
+        "ds/trunc/_config/load.json",
+        r#"{"writeDisposition": "WRITE_TRUNCATE"}"#,
+    );
     for i in 0..2 {
         let ev = e.batch(&format!("ds/trunc/b{i}"), &[("a.csv", "1\n2\n")]);
         e.handle(&ev).unwrap();
@@ -199,17 +251,24 @@ fn write_truncate_replaces_and_write_append_adds() {
 fn ten_thousand_and_one_files_make_two_jobs_that_are_all_followed() {
     let e = env();
     for i in 0..10_001 {
-        e.store.put_str(B, &format!("ds/big/d{}/f{i:05}.csv", i % 3), "1\n");
+        e.store
+            .put_str(B, &format!("ds/big/d{}/f{i:05}.csv", i % 3), "1\n");
     }
     let event = e.batch("ds/big", &[]);
     let outcome = e.handle(&event).unwrap();
-    assert!(matches!(outcome, Outcome::Done { rows: 10_001, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Done { rows: 10_001, .. }),
+        "{outcome:?}"
+    );
     let jobs = e.warehouse.submitted();
     assert_eq!(jobs.len(), 2);
     assert!(jobs.iter().all(|j| j.labels["bq-ingest-parts"] == "2"));
     // A duplicate follows both parts.
     e.warehouse.reset_stats();
-    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { rows: 10_001, .. }));
+    assert!(matches!(
+        e.handle(&event).unwrap(),
+        Outcome::Done { rows: 10_001, .. }
+    ));
     assert_eq!(e.warehouse.stats().job_status, 2);
     assert_eq!(e.warehouse.stats().submit, 0);
 }
@@ -226,10 +285,18 @@ fn a_rejected_load_is_a_recorded_failure_naming_the_batch_and_is_not_retried() {
     );
     let event = e.batch("ds/t/b1", &[("a.csv", "1,x\n")]);
     let outcome = e.handle(&event).unwrap();
-    let Outcome::Failed { error } = &outcome else { panic!("{outcome:?}") };
+    let Outcome::Failed { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
     assert!(error.contains("gs://bucket/ds/t/b1/_SUCCESS"), "{error}");
-    assert!(error.contains("Provided Schema does not match Table"), "{error}");
-    assert!(outcome.is_final(), "the message must be acknowledged, not redelivered forever");
+    assert!(
+        error.contains("Provided Schema does not match Table"),
+        "{error}"
+    );
+    assert!(
+        outcome.is_final(),
+        "the message must be acknowledged, not redelivered forever"
+    );
     let records = e.warehouse.records();
     assert_eq!(records.last().unwrap().1.state, "failed");
     // Redelivered anyway: the same failed job is reported, nothing is loaded again.
@@ -242,7 +309,9 @@ fn a_bad_path_is_a_recorded_failure_naming_the_object() {
     let e = env();
     let event = e.batch("my-ds!/t", &[("a.csv", "1\n")]);
     let outcome = e.handle(&event).unwrap();
-    let Outcome::Failed { error } = &outcome else { panic!("{outcome:?}") };
+    let Outcome::Failed { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
     assert!(error.contains("gs://bucket/my-ds!/t/_SUCCESS"), "{error}");
     assert!(e.warehouse.submitted().is_empty());
     assert_eq!(e.warehouse.records().len(), 1, "recorded, never dropped");
@@ -253,8 +322,13 @@ fn invalid_load_json_fails_naming_the_config_object() {
     let e = env();
     e.store.put_str(B, "ds/_config/load.json", "{not json");
     let event = e.batch("ds/t", &[("a.csv", "1\n")]);
-    let Outcome::Failed { error } = e.handle(&event).unwrap() else { panic!() };
-    assert!(error.contains("gs://bucket/ds/_config/load.json"), "{error}");
+    let Outcome::Failed { error } = e.handle(&event).unwrap() else {
+        panic!()
+    };
+    assert!(
+        error.contains("gs://bucket/ds/_config/load.json"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -265,7 +339,10 @@ fn transient_errors_ask_for_redelivery_and_the_redelivery_succeeds() {
         what: "jobs.insert".into(),
         message: "429 rateLimitExceeded".into(),
     });
-    assert!(matches!(e.handle(&event), Err(IngestError::Warehouse { .. })));
+    assert!(matches!(
+        e.handle(&event),
+        Err(IngestError::Warehouse { .. })
+    ));
     assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
     assert_eq!(e.warehouse.submitted().len(), 1);
 }
@@ -292,7 +369,11 @@ fn a_job_still_running_at_the_deadline_is_followed_by_the_next_delivery() {
 #[test]
 fn data_files_and_config_objects_are_ignored_with_a_reason() {
     let e = env();
-    for name in ["ds/t/part-1.csv", "ds/t/_config/load.json", "_config/ORDERME"] {
+    for name in [
+        "ds/t/part-1.csv",
+        "ds/t/_config/load.json",
+        "_config/ORDERME",
+    ] {
         let o = e.handle(&ObjectEvent::finalized(B, name, 1)).unwrap();
         assert!(matches!(o, Outcome::Ignored { .. }), "{name}: {o:?}");
     }
@@ -308,19 +389,40 @@ fn transform_mode_runs_a_query_over_temp_ext_with_parameters() {
         "ds/t/_config/bq_transform.sql",
         "INSERT {dest_dataset}.{dest_table} SELECT *, @batch_timestamp AS ts FROM temp_ext",
     );
-    e.store.put_str(B, "ds/t/_config/external.json", r#"{"sourceFormat": "CSV", "hivePartitioningOptions": {"mode": "AUTO"}}"#);
-    e.warehouse.set_query_responder(|_| Ok(QueryOutcome::dml("INSERT", 5)));
+    e.store.put_str(
+        B,
+        "ds/t/_config/external.json",
+        r#"{"sourceFormat": "CSV", "hivePartitioningOptions": {"mode": "AUTO"}}"#,
+    );
+    e.warehouse
+        .set_query_responder(|_| Ok(QueryOutcome::dml("INSERT", 5)));
     let event = e.batch("ds/t/$2020010203", &[("x.csv", "1\n")]);
     let outcome = e.handle(&event).unwrap();
     assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
     let job = &e.warehouse.submitted()[0];
-    let JobKind::Query { sql, table_definitions, parameters } = &job.kind else { panic!() };
-    assert_eq!(sql, "INSERT `my-project`.ds.t SELECT *, @batch_timestamp AS ts FROM temp_ext");
+    let JobKind::Query {
+        sql,
+        table_definitions,
+        parameters,
+    } = &job.kind
+    else {
+        panic!()
+    };
+    assert_eq!(
+        sql,
+        "INSERT `my-project`.ds.t SELECT *, @batch_timestamp AS ts FROM temp_ext"
+    );
     let ext = &table_definitions["temp_ext"];
     assert_eq!(ext["sourceFormat"], "CSV");
     assert_eq!(ext["sourceUris"][0], "gs://bucket/ds/t/$2020010203/x.csv");
-    assert_eq!(ext["hivePartitioningOptions"]["sourceUriPrefix"], "gs://bucket/ds/t/$2020010203/");
-    let ts = parameters.iter().find(|p| p.name == "batch_timestamp").unwrap();
+    assert_eq!(
+        ext["hivePartitioningOptions"]["sourceUriPrefix"],
+        "gs://bucket/ds/t/$2020010203/"
+    );
+    let ts = parameters
+        .iter()
+        .find(|p| p.name == "batch_timestamp")
+        .unwrap();
     assert_eq!(ts.type_name, "TIMESTAMP");
     assert_eq!(ts.value.as_deref(), Some("2020-01-02T03:00:00.000000Z"));
     assert_eq!(e.warehouse.records()[0].1.mode, "transform");
@@ -329,18 +431,30 @@ fn transform_mode_runs_a_query_over_temp_ext_with_parameters() {
 #[test]
 fn a_dml_that_affects_no_row_fails_the_batch() {
     let e = env();
-    e.store.put_str(B, "ds/t/_config/t.sql", "UPDATE {dest_dataset}.{dest_table} SET x = 1 WHERE FALSE");
-    e.warehouse.set_query_responder(|_| Ok(QueryOutcome::dml("UPDATE", 0)));
+    e.store.put_str(
+        B,
+        "ds/t/_config/t.sql",
+        "UPDATE {dest_dataset}.{dest_table} SET x = 1 WHERE FALSE",
+    );
+    e.warehouse
+        .set_query_responder(|_| Ok(QueryOutcome::dml("UPDATE", 0)));
     let event = e.batch("ds/t", &[("x.parquet", "PAR1")]);
-    let Outcome::Failed { error } = e.handle(&event).unwrap() else { panic!() };
+    let Outcome::Failed { error } = e.handle(&event).unwrap() else {
+        panic!()
+    };
     assert!(error.contains("affected no row"), "{error}");
 }
 
 #[test]
 fn a_dml_with_no_row_is_accepted_when_the_check_is_off() {
     let e = env_with(|s| s.fail_on_zero_dml_rows_affected = false);
-    e.store.put_str(B, "ds/t/_config/t.sql", "UPDATE {dest_dataset}.{dest_table} SET x = 1 WHERE FALSE");
-    e.warehouse.set_query_responder(|_| Ok(QueryOutcome::dml("UPDATE", 0)));
+    e.store.put_str(
+        B,
+        "ds/t/_config/t.sql",
+        "UPDATE {dest_dataset}.{dest_table} SET x = 1 WHERE FALSE",
+    );
+    e.warehouse
+        .set_query_responder(|_| Ok(QueryOutcome::dml("UPDATE", 0)));
     let event = e.batch("ds/t", &[("x.parquet", "PAR1")]);
     assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
 }
@@ -370,13 +484,28 @@ fn retriable_job_errors_are_retried_under_new_ids_up_to_the_limit() {
         },
     );
     let event = e.batch("ds/t", &[("a.csv", "1\n")]);
-    let Outcome::Failed { error } = e.handle(&event).unwrap() else { panic!() };
+    let Outcome::Failed { error } = e.handle(&event).unwrap() else {
+        panic!()
+    };
     assert!(error.contains("backendError"), "{error}");
-    let ids: Vec<String> = e.warehouse.submitted().iter().map(|j| j.job_id.clone()).collect();
+    let ids: Vec<String> = e
+        .warehouse
+        .submitted()
+        .iter()
+        .map(|j| j.job_id.clone())
+        .collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
-    assert!(ids[1].ends_with("-r1") && ids[2].ends_with("-r2"), "{ids:?}");
+    assert!(
+        ids[1].ends_with("-r1") && ids[2].ends_with("-r2"),
+        "{ids:?}"
+    );
     assert!(ids[1].starts_with(&ids[0]));
-    let states: Vec<String> = e.warehouse.records().iter().map(|(_, r)| r.state.clone()).collect();
+    let states: Vec<String> = e
+        .warehouse
+        .records()
+        .iter()
+        .map(|(_, r)| r.state.clone())
+        .collect();
     assert_eq!(states, ["retried", "retried", "failed"]);
     // A redelivery follows the last attempt and submits nothing.
     e.warehouse.reset_stats();
@@ -417,15 +546,27 @@ fn failed_batches_are_announced_with_what_is_needed_to_replay_them() {
     let store = Arc::new(MemoryStore::new().with_clock(clock.clone()));
     store.create_bucket(B);
     let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()));
-    warehouse.fail_job("", JobError { reason: "invalid".into(), message: "bad row".into() });
+    warehouse.fail_job(
+        "",
+        JobError {
+            reason: "invalid".into(),
+            message: "bad row".into(),
+        },
+    );
     let sink = Arc::new(CollectedFailures::default());
-    let settings = Settings { bq_project: Some("my-project".into()), ..Settings::default() };
+    let settings = Settings {
+        bq_project: Some("my-project".into()),
+        ..Settings::default()
+    };
     let ingestor = Ingestor::new(settings, store.clone(), warehouse, Arc::new(clock))
         .with_failure_sink(sink.clone());
     store.put_str(B, "ds/t/a.csv", "1\n");
     let marker = store.insert(B, "ds/t/_SUCCESS", Vec::new());
     let event = ObjectEvent::finalized(B, &marker.name, marker.generation);
-    assert!(matches!(block_on(ingestor.handle(&event)).unwrap(), Outcome::Failed { .. }));
+    assert!(matches!(
+        block_on(ingestor.handle(&event)).unwrap(),
+        Outcome::Failed { .. }
+    ));
     let got = sink.0.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].bucket, B);

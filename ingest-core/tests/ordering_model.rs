@@ -84,7 +84,9 @@ impl ObjectStore for SteppedStore {
         max_results: Option<usize>,
     ) -> Result<ListPage, StoreError> {
         step().await;
-        self.inner.list(bucket, prefix, page_token, max_results).await
+        self.inner
+            .list(bucket, prefix, page_token, max_results)
+            .await
     }
     async fn read(&self, bucket: &str, name: &str) -> Result<(ObjectMeta, Vec<u8>), StoreError> {
         step().await;
@@ -274,17 +276,24 @@ fn run(s: &Scenario) -> Report {
         if !arrivals.is_empty() && rng.chance(10) {
             let i = arrivals.pop_front().unwrap();
             let dir = batch_name(i);
-            memory.insert(BUCKET, &format!("{dir}/data.csv"), format!("{i},x\n").into_bytes());
+            memory.insert(
+                BUCKET,
+                &format!("{dir}/data.csv"),
+                format!("{i},x\n").into_bytes(),
+            );
             let marker = memory.insert(BUCKET, &format!("{dir}/_SUCCESS"), Vec::new());
             notifications
                 .lock()
                 .unwrap()
-                .push_back(ObjectEvent::finalized(BUCKET, &marker.name, marker.generation));
+                .push_back(ObjectEvent::finalized(
+                    BUCKET,
+                    &marker.name,
+                    marker.generation,
+                ));
         }
         // The start marker comes once the history's notifications were handled.
-        let history_queued = arrivals.is_empty()
-            && running.is_empty()
-            && notifications.lock().unwrap().is_empty();
+        let history_queued =
+            arrivals.is_empty() && running.is_empty() && notifications.lock().unwrap().is_empty();
         if history_queued && !gate_written && rng.chance(10) {
             gate_written = true;
             let gate = memory.insert(BUCKET, "ds/t/_HISTORYDONE", Vec::new());
@@ -316,15 +325,16 @@ fn run(s: &Scenario) -> Report {
             let deadline = clock_now(&clock) + chrono::Duration::seconds(20);
             let ingestor = &ingestor;
             let e2 = event.clone();
-            let fut: Handler<'_> = Box::pin(async move { ingestor.handle_until(&e2, deadline).await });
+            let fut: Handler<'_> =
+                Box::pin(async move { ingestor.handle_until(&e2, deadline).await });
             running.push((event, fut));
             report.handler_runs += 1;
             continue;
         }
         if running.is_empty() {
             if pending == 0 && arrivals.is_empty() && gate_written {
-                let quiet = !(s.wait_for_validation
-                    && memory.meta(BUCKET, "ds/t/_BACKFILL").is_some());
+                let quiet =
+                    !(s.wait_for_validation && memory.meta(BUCKET, "ds/t/_BACKFILL").is_some());
                 if quiet {
                     break;
                 }
@@ -397,7 +407,11 @@ fn run(s: &Scenario) -> Report {
         }
     }
     if s.gated {
-        assert_eq!(in_submission_order, expected, "seed {}: gated history in order", s.seed);
+        assert_eq!(
+            in_submission_order, expected,
+            "seed {}: gated history in order",
+            s.seed
+        );
     }
     let table = TableRef {
         project: "my-project".into(),
@@ -405,15 +419,26 @@ fn run(s: &Scenario) -> Report {
         table: "t".into(),
         partition: None,
     };
-    assert_eq!(warehouse.table_rows(&table), s.batches as u64, "seed {}", s.seed);
+    assert_eq!(
+        warehouse.table_rows(&table),
+        s.batches as u64,
+        "seed {}",
+        s.seed
+    );
     let left: Vec<String> = memory
         .names(BUCKET)
         .into_iter()
-        .filter(|n| n.contains("/_backlog/") || n.ends_with("/_bqlock") || n.ends_with("/_BACKFILL"))
+        .filter(|n| {
+            n.contains("/_backlog/") || n.ends_with("/_bqlock") || n.ends_with("/_BACKFILL")
+        })
         .collect();
     assert!(left.is_empty(), "seed {}: left behind: {left:?}", s.seed);
     if s.wait_for_validation {
-        assert!(validations >= s.batches - 1, "seed {}: {validations} validations", s.seed);
+        assert!(
+            validations >= s.batches - 1,
+            "seed {}: {validations} validations",
+            s.seed
+        );
     }
     report
 }
@@ -453,7 +478,10 @@ fn in_order_exactly_once_with_crashes_between_any_two_operations() {
         });
         crashes += r.crashes;
     }
-    assert!(crashes > 400, "the sample must really crash handlers: {crashes}");
+    assert!(
+        crashes > 400,
+        "the sample must really crash handlers: {crashes}"
+    );
 }
 
 #[test]

@@ -107,7 +107,9 @@ async fn handle(state: &HttpState, endpoint: Endpoint, request: Request) -> Resp
     match trace_id(request.headers()) {
         Some(trace) => {
             let span = tracing::info_span!("request", trace = %trace);
-            handle_request(state, endpoint, request).instrument(span).await
+            handle_request(state, endpoint, request)
+                .instrument(span)
+                .await
         }
         None => handle_request(state, endpoint, request).await,
     }
@@ -116,8 +118,12 @@ async fn handle(state: &HttpState, endpoint: Endpoint, request: Request) -> Resp
 /// The trace id of `X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1` (Cloud Run, Cloud Functions) or
 /// of W3C `traceparent: 00-TRACE_ID-SPAN_ID-FLAGS`.
 pub(crate) fn trace_id(headers: &HeaderMap) -> Option<String> {
-    let valid = |id: &str| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Some(value) = headers.get("x-cloud-trace-context").and_then(|v| v.to_str().ok()) {
+    let valid =
+        |id: &str| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some(value) = headers
+        .get("x-cloud-trace-context")
+        .and_then(|v| v.to_str().ok())
+    {
         let id = value.split('/').next().unwrap_or("");
         if valid(id) {
             return Some(id.to_string());
@@ -643,11 +649,29 @@ mod trace_tests {
     fn trace_ids_come_from_cloud_run_or_w3c_headers() {
         let mut h = HeaderMap::new();
         assert_eq!(trace_id(&h), None);
-        h.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-        assert_eq!(trace_id(&h).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        h.insert("x-cloud-trace-context", HeaderValue::from_static("105445aa7843bc8bf206b12000100000/1;o=1"));
-        assert_eq!(trace_id(&h).as_deref(), Some("105445aa7843bc8bf206b12000100000"));
-        h.insert("x-cloud-trace-context", HeaderValue::from_static("not a trace"));
-        assert_eq!(trace_id(&h).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        assert_eq!(
+            trace_id(&h).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        h.insert(
+            "x-cloud-trace-context",
+            HeaderValue::from_static("105445aa7843bc8bf206b12000100000/1;o=1"),
+        );
+        assert_eq!(
+            trace_id(&h).as_deref(),
+            Some("105445aa7843bc8bf206b12000100000")
+        );
+        h.insert(
+            "x-cloud-trace-context",
+            HeaderValue::from_static("not a trace"),
+        );
+        assert_eq!(
+            trace_id(&h).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
     }
 }

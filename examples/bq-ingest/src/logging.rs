@@ -38,7 +38,14 @@ impl CloudLoggingLayer {
     }
 
     /// The JSON object of one event (exposed for tests).
-    pub fn entry(&self, level: &Level, target: &str, file: Option<&str>, line: Option<u32>, mut fields: Map<String, Value>) -> Map<String, Value> {
+    pub fn entry(
+        &self,
+        level: &Level,
+        target: &str,
+        file: Option<&str>,
+        line: Option<u32>,
+        mut fields: Map<String, Value>,
+    ) -> Map<String, Value> {
         let severity = match *level {
             Level::ERROR => "ERROR",
             Level::WARN => "WARNING",
@@ -47,7 +54,9 @@ impl CloudLoggingLayer {
         };
         let mut out = Map::new();
         out.insert("severity".into(), severity.into());
-        let message = fields.remove("message").unwrap_or(Value::String(String::new()));
+        let message = fields
+            .remove("message")
+            .unwrap_or(Value::String(String::new()));
         out.insert("message".into(), message);
         out.insert(
             "time".into(),
@@ -56,7 +65,10 @@ impl CloudLoggingLayer {
                 .into(),
         );
         if let Some(trace) = fields.remove("trace") {
-            let trace = trace.as_str().map(str::to_string).unwrap_or_else(|| trace.to_string());
+            let trace = trace
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| trace.to_string());
             let full = match &self.project {
                 Some(p) => format!("projects/{p}/traces/{trace}"),
                 None => trace,
@@ -71,7 +83,10 @@ impl CloudLoggingLayer {
             location.insert("line".into(), l.to_string().into());
         }
         location.insert("function".into(), target.into());
-        out.insert("logging.googleapis.com/sourceLocation".into(), Value::Object(location));
+        out.insert(
+            "logging.googleapis.com/sourceLocation".into(),
+            Value::Object(location),
+        );
         if *level == Level::ERROR {
             out.insert("@type".into(), ERROR_REPORTING_TYPE.into());
             out.insert(
@@ -91,8 +106,10 @@ struct JsonFields(Map<String, Value>);
 
 impl Visit for JsonFields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_string(), Value::String(format!("{value:?}")));
+        self.0.insert(
+            field.name().to_string(),
+            Value::String(format!("{value:?}")),
+        );
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         self.0.insert(field.name().to_string(), value.into());
@@ -159,7 +176,13 @@ where
             }
         }
         let meta = event.metadata();
-        let entry = self.entry(meta.level(), meta.target(), meta.file(), meta.line(), fields.0);
+        let entry = self.entry(
+            meta.level(),
+            meta.target(),
+            meta.file(),
+            meta.line(),
+            fields.0,
+        );
         if let Ok(mut line) = serde_json::to_vec(&Value::Object(entry)) {
             line.push(b'\n');
             let _ = std::io::stdout().lock().write_all(&line);

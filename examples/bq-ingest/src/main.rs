@@ -51,7 +51,10 @@ fn main() -> ExitCode {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
     let service_name = std::env::var("K_SERVICE").unwrap_or_else(|_| "bq-ingest".to_string());
     bq_ingest::logging::init(json, project, service_name);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("bq-ingest: cannot start the runtime: {e}");

@@ -61,7 +61,12 @@ fn json_lines_have_exactly_the_documented_keys() {
     assert_eq!(code, 0);
     assert_eq!(lines.len(), 7);
     for line in &lines {
-        let mut keys: Vec<&str> = line.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut keys: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         keys.sort_unstable();
         let mut expected = KEYS.to_vec();
         expected.sort_unstable();
@@ -107,9 +112,16 @@ fn a_failing_path_prints_its_error_and_exits_1_while_the_others_still_print() {
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[0]["error"], Value::Null);
     let bad_dataset = lines[1]["error"].as_str().unwrap();
-    assert!(bad_dataset.contains("gs://b/my-ds/t/_SUCCESS"), "{bad_dataset}");
+    assert!(
+        bad_dataset.contains("gs://b/my-ds/t/_SUCCESS"),
+        "{bad_dataset}"
+    );
     assert!(bad_dataset.contains("dataset"), "{bad_dataset}");
-    assert!(lines[2]["error"].as_str().unwrap().contains("partition"), "{}", lines[2]);
+    assert!(
+        lines[2]["error"].as_str().unwrap().contains("partition"),
+        "{}",
+        lines[2]
+    );
     assert_eq!(lines[3]["error"], Value::Null);
 }
 
@@ -150,8 +162,14 @@ fn an_invalid_setting_is_named() {
 
 #[test]
 fn text_format_is_readable() {
-    let (code, _, text) = explain(&["gs://b/ds/t/$2020010203/_SUCCESS"], &[("BQ_PROJECT", "my-project")]);
+    let (code, _, text) = explain(
+        &["gs://b/ds/t/$2020010203/_SUCCESS"],
+        &[("BQ_PROJECT", "my-project")],
+    );
     assert_eq!(code, 0);
     assert!(text.contains("trigger:         success"), "{text}");
-    assert!(text.contains("destination:     my-project.ds.t$2020010203"), "{text}");
+    assert!(
+        text.contains("destination:     my-project.ds.t$2020010203"),
+        "{text}"
+    );
 }

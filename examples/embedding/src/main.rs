@@ -21,7 +21,12 @@ fn main() -> ExitCode {
     let dir = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/nation")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/testdata/nation"
+            ))
+        });
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) => {
@@ -60,9 +65,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("outcome: {}", serde_json::to_string(&outcome).unwrap_or_default());
+    println!(
+        "outcome: {}",
+        serde_json::to_string(&outcome).unwrap_or_default()
+    );
     for job in warehouse.submitted() {
-        if let JobKind::Load { destination, source_uris, config } = &job.kind {
+        if let JobKind::Load {
+            destination,
+            source_uris,
+            config,
+        } = &job.kind
+        {
             println!("job {} → {destination}", job.job_id);
             println!("  sources: {source_uris:?}");
             println!("  config:  {}", serde_json::Value::Object(config.clone()));

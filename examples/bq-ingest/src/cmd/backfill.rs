@@ -11,7 +11,7 @@ use ingest_core::explain::split_path;
 use ingest_core::ingest::{DryRun, Outcome};
 use ingest_core::ports::{JobKind, ObjectStore};
 use ingest_core::trigger::{classify_name, Trigger};
-use ingest_pubsub::{PubsubClient, Publisher};
+use ingest_pubsub::{Publisher, PubsubClient};
 
 use super::runtime::build;
 
@@ -60,7 +60,10 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
             (!b.is_empty() && !b.contains('/')).then(|| (b.to_string(), String::new()))
         })
     else {
-        eprintln!("bq-ingest backfill: {:?} is not gs://bucket[/prefix]", args.uri);
+        eprintln!(
+            "bq-ingest backfill: {:?} is not gs://bucket[/prefix]",
+            args.uri
+        );
         return ExitCode::FAILURE;
     };
     let runtime = match build().await {
@@ -78,7 +81,10 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("{} success marker(s) under gs://{bucket}/{prefix}", markers.len());
+    eprintln!(
+        "{} success marker(s) under gs://{bucket}/{prefix}",
+        markers.len()
+    );
 
     if args.dry_run {
         let mut failed = false;
@@ -94,7 +100,11 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
                 }
             }
         }
-        return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        return if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
     }
 
     let publisher = if args.mode == Mode::Notifications {
@@ -148,7 +158,11 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
         b.finish_and_clear();
     }
 
-    let verb = if publisher.is_some() { "published" } else { "ingested" };
+    let verb = if publisher.is_some() {
+        "published"
+    } else {
+        "ingested"
+    };
     let (mut ok, mut skipped, mut failed) = (0, Vec::new(), Vec::new());
     for r in results {
         match r {
@@ -157,7 +171,11 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
             BatchResult::Failed(m, why) => failed.push((m, why)),
         }
     }
-    println!("{verb}: {ok}, skipped: {}, failed: {}", skipped.len(), failed.len());
+    println!(
+        "{verb}: {ok}, skipped: {}, failed: {}",
+        skipped.len(),
+        failed.len()
+    );
     for (m, why) in &skipped {
         println!("  skipped {m}: {why}");
     }
@@ -190,7 +208,10 @@ async fn local(ingestor: &ingest_core::ingest::Ingestor, event: &ObjectEvent) ->
             event.uri(),
             format!(
                 "still running after WAIT_FOR_JOB_SECONDS ({}); run again to follow it",
-                jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(", ")
+                jobs.iter()
+                    .map(|j| j.job_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ),
         Ok(other) => BatchResult::Skipped(event.uri(), format!("{other:?}")),
@@ -209,7 +230,8 @@ async fn list_markers(
     loop {
         let page = store.list(bucket, prefix, token.as_deref(), None).await?;
         for o in page.objects {
-            if classify_name(ingestor.settings(), EventType::Finalize, &o.name) == Trigger::Success {
+            if classify_name(ingestor.settings(), EventType::Finalize, &o.name) == Trigger::Success
+            {
                 let mut e = ObjectEvent::finalized(bucket, &o.name, o.generation);
                 e.size = Some(o.size);
                 e.event_time = o.updated;

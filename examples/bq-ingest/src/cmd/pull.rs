@@ -31,7 +31,11 @@ pub async fn run(args: PullArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let project = runtime.ingestor.settings().job_project().map(str::to_string);
+    let project = runtime
+        .ingestor
+        .settings()
+        .job_project()
+        .map(str::to_string);
     let client = match PubsubClient::connect(project.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
@@ -44,15 +48,32 @@ pub async fn run(args: PullArgs) -> ExitCode {
         handle_deadline: Duration::from_secs(args.handle_deadline),
         ..ConsumerConfig::default()
     };
-    let consumer = PullConsumer::new(&client, &args.subscription, runtime.ingestor.clone(), config);
-    tracing::info!(subscription = consumer.subscription(), "ready: pulling notifications");
+    let consumer = PullConsumer::new(
+        &client,
+        &args.subscription,
+        runtime.ingestor.clone(),
+        config,
+    );
+    tracing::info!(
+        subscription = consumer.subscription(),
+        "ready: pulling notifications"
+    );
     let result = consumer.run(shutdown_signal()).await;
     let gcs = runtime.store.stats();
     let bq = runtime.warehouse.stats();
-    tracing::info!(gcs_requests = gcs.total(), bigquery_requests = bq.total(), "stopped");
+    tracing::info!(
+        gcs_requests = gcs.total(),
+        bigquery_requests = bq.total(),
+        "stopped"
+    );
     match result {
         Ok(stats) => {
-            tracing::info!(received = stats.received, acked = stats.acked, nacked = stats.nacked, "pull finished");
+            tracing::info!(
+                received = stats.received,
+                acked = stats.acked,
+                nacked = stats.nacked,
+                "pull finished"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use ingest_core::ingest::Ingestor;
 use ingest_core::ports::{FailureReport, FailureSink};
 use ingest_core::settings::Settings;
-use ingest_pubsub::{PubsubClient, Publisher};
+use ingest_pubsub::{Publisher, PubsubClient};
 
 use bq_ingest::clock::SystemClock;
 
@@ -34,7 +34,10 @@ impl FailureSink for TopicFailureSink {
         let attributes = BTreeMap::from([
             ("bucketId".to_string(), failure.bucket.clone()),
             ("objectId".to_string(), failure.object.clone()),
-            ("objectGeneration".to_string(), failure.generation.to_string()),
+            (
+                "objectGeneration".to_string(),
+                failure.generation.to_string(),
+            ),
             ("eventType".to_string(), "BQ_INGEST_FAILURE".to_string()),
         ]);
         let value = serde_json::to_value(failure).map_err(|e| e.to_string())?;
@@ -79,7 +82,8 @@ pub async fn build_with(settings: Settings) -> Result<Runtime, String> {
         let client = PubsubClient::connect(Some(&project))
             .await
             .map_err(|e| format!("Pub/Sub (FAILURE_TOPIC): {e}"))?;
-        ingestor = ingestor.with_failure_sink(Arc::new(TopicFailureSink(Publisher::new(&client, &topic))));
+        ingestor =
+            ingestor.with_failure_sink(Arc::new(TopicFailureSink(Publisher::new(&client, &topic))));
     }
     Ok(Runtime {
         ingestor: Arc::new(ingestor),
@@ -93,7 +97,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM: stop taking work, finish what is in flight"),

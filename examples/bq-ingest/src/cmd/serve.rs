@@ -50,7 +50,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let result = serve(listener, router(state), shutdown_signal()).await;
     let gcs = runtime.store.stats();
     let bq = runtime.warehouse.stats();
-    tracing::info!(gcs_requests = gcs.total(), bigquery_requests = bq.total(), "stopped");
+    tracing::info!(
+        gcs_requests = gcs.total(),
+        bigquery_requests = bq.total(),
+        "stopped"
+    );
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
