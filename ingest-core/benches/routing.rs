@@ -22,9 +22,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ingest_core::destination::resolve_batch;
-use ingest_core::event::parse_push_envelope;
+use ingest_core::event::{parse_push_envelope, parse_push_envelope_routed};
 use ingest_core::settings::Settings;
-use ingest_core::trigger::{classify_name, IgnoreReason, Trigger};
+use ingest_core::trigger::{IgnoreReason, Trigger};
 
 /// How many object paths the corpus holds.
 const CORPUS_SIZE: usize = 100_000;
@@ -201,13 +201,14 @@ fn corpus() -> (Bodies, Bodies) {
     (noop, markers)
 }
 
-/// Routes one no-op event: parse, classify. Returns whether it was (correctly) ignored.
+/// Routes one no-op event: parse (as far as routing needs), classify. Returns whether it was
+/// (correctly) ignored.
 fn route_noop(settings: &Settings, body: &[u8]) -> bool {
-    match parse_push_envelope(body) {
-        Ok(event) => matches!(
-            classify_name(settings, event.event_type, &event.name),
-            Trigger::Ignore(IgnoreReason::NotATrigger)
-        ),
+    match parse_push_envelope_routed(settings, body) {
+        Ok((event, trigger)) => {
+            black_box(&event);
+            matches!(trigger, Trigger::Ignore(IgnoreReason::NotATrigger))
+        }
         Err(_) => false,
     }
 }
@@ -215,10 +216,10 @@ fn route_noop(settings: &Settings, body: &[u8]) -> bool {
 /// Routes one success marker: parse, classify, resolve the destination. Returns whether it
 /// resolved.
 fn route_marker(settings: &Settings, body: &[u8]) -> bool {
-    let Ok(event) = parse_push_envelope(body) else {
+    let Ok((event, trigger)) = parse_push_envelope_routed(settings, body) else {
         return false;
     };
-    if classify_name(settings, event.event_type, &event.name) != Trigger::Success {
+    if trigger != Trigger::Success {
         return false;
     }
     resolve_batch(
@@ -323,7 +324,7 @@ fn routing(c: &mut Criterion) {
     bench_bodies(
         c,
         "noop",
-        "parse_push_envelope+classify",
+        "parse_push_envelope_routed+classify",
         &settings,
         &noop,
         route_noop,
@@ -331,7 +332,7 @@ fn routing(c: &mut Criterion) {
     bench_bodies(
         c,
         "success",
-        "parse_push_envelope+classify+resolve_batch",
+        "parse_push_envelope_routed+classify+resolve_batch",
         &settings,
         &markers,
         route_marker,

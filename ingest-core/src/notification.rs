@@ -401,6 +401,59 @@ pub fn parse_push_envelope(body: &[u8]) -> Result<ObjectEvent, NotificationError
     })
 }
 
+/// Parses a push envelope only as far as routing needs: when its attributes name a complete GCS
+/// notification (`bucketId`, `objectId`, `eventType`) of an object bq-ingest ignores (a data
+/// file, a delete, anything under `_config/`), the event is built from the attributes alone and
+/// `message.data` is not decoded — most notifications are such no-ops. Triggers (and envelopes
+/// whose attributes are incomplete) are parsed in full, exactly as [`parse_push_envelope`] does.
+///
+/// ```
+/// use ingest_core::event::parse_push_envelope_routed;
+/// use ingest_core::settings::Settings;
+/// use ingest_core::trigger::Trigger;
+///
+/// let body = br#"{"message": {"data": "not even base64!",
+///   "attributes": {"bucketId": "b", "objectId": "ds/t/part-0001.csv", "eventType": "OBJECT_FINALIZE",
+///                  "objectGeneration": "7", "payloadFormat": "JSON_API_V1"}}}"#;
+/// let (event, trigger) = parse_push_envelope_routed(&Settings::default(), body).unwrap();
+/// assert_eq!(event.name, "ds/t/part-0001.csv");
+/// assert!(matches!(trigger, Trigger::Ignore(_)));
+/// ```
+pub fn parse_push_envelope_routed(
+    settings: &crate::settings::Settings,
+    body: &[u8],
+) -> Result<(ObjectEvent, crate::trigger::Trigger), NotificationError> {
+    use crate::trigger::{classify, classify_name, Trigger};
+    let message = json::read_push_envelope(body)
+        .map_err(|e| NotificationError::InvalidJson {
+            form: FORM_PUSH,
+            message: e.to_string(),
+        })?
+        .ok_or(NotificationError::Missing {
+            form: FORM_PUSH,
+            field: "message",
+        })?;
+    let attributes = AttributeView::of_wire(&message.attributes);
+    if let (Some(_), Some(name), Some(kind)) = (
+        attributes.bucket_id,
+        attributes.object_id,
+        attributes.event_type,
+    ) {
+        let event_type = notification_event_type(FORM_PUSH, kind)?;
+        if let trigger @ Trigger::Ignore(_) = classify_name(settings, event_type, name) {
+            // A no-op: the attributes are enough; the object resource is not decoded.
+            let routing = AttributeView {
+                payload_format: Some("NONE"),
+                ..attributes
+            };
+            return event_from_notification(FORM_PUSH, routing, &[]).map(|e| (e, trigger));
+        }
+    }
+    let event = parse_push_envelope(body)?;
+    let trigger = classify(settings, &event);
+    Ok((event, trigger))
+}
+
 thread_local! {
     /// The decode buffer of [`parse_push_envelope`].
     static DATA_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -2784,5 +2837,67 @@ mod tests {
         );
         assert!(text.ends_with("not base64"), "{text}");
         assert_eq!(truncate("é".repeat(3).as_str()), "ééé");
+    }
+}
+
+#[cfg(test)]
+mod routed_tests {
+    use super::*;
+    use crate::settings::Settings;
+    use crate::trigger::Trigger;
+    use base64::Engine;
+
+    fn envelope(name: &str, data: &str) -> Vec<u8> {
+        format!(
+            r#"{{"message": {{"data": "{data}", "attributes": {{"bucketId": "b", "objectId": "{name}",
+            "eventType": "OBJECT_FINALIZE", "objectGeneration": "42", "payloadFormat": "JSON_API_V1",
+            "eventTime": "2026-11-24T06:43:30Z"}}, "messageId": "1"}}, "subscription": "s"}}"#
+        )
+        .into_bytes()
+    }
+
+    fn resource(name: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            r#"{{"kind": "storage#object", "bucket": "b", "name": "{name}", "generation": "42", "size": "1234"}}"#
+        ))
+    }
+
+    #[test]
+    fn a_trigger_is_parsed_in_full_and_strictly() {
+        let settings = Settings::default();
+        let (event, trigger) = parse_push_envelope_routed(
+            &settings,
+            &envelope("ds/t/_SUCCESS", &resource("ds/t/_SUCCESS")),
+        )
+        .unwrap();
+        assert_eq!(trigger, Trigger::Success);
+        assert_eq!(
+            event,
+            parse_push_envelope(&envelope("ds/t/_SUCCESS", &resource("ds/t/_SUCCESS"))).unwrap()
+        );
+        assert_eq!(event.size, Some(1234));
+        // A trigger whose data is broken is an error, as with the full parse.
+        assert!(parse_push_envelope_routed(&settings, &envelope("ds/t/_SUCCESS", "%%%")).is_err());
+    }
+
+    #[test]
+    fn a_no_op_is_routed_from_its_attributes() {
+        let settings = Settings::default();
+        let body = envelope("ds/t/part-1.csv", &resource("ds/t/part-1.csv"));
+        let (event, trigger) = parse_push_envelope_routed(&settings, &body).unwrap();
+        assert!(matches!(trigger, Trigger::Ignore(_)));
+        assert_eq!(
+            (event.bucket.as_str(), event.name.as_str()),
+            ("b", "ds/t/part-1.csv")
+        );
+        assert_eq!(event.generation, Some(42));
+        assert!(event.event_time.is_some());
+        // Incomplete attributes: parsed in full, and the error is the full parse's.
+        let body = br#"{"message": {"data": "", "attributes": {"objectId": "x"}}}"#;
+        assert_eq!(
+            parse_push_envelope_routed(&settings, body).unwrap_err(),
+            parse_push_envelope(body).unwrap_err()
+        );
+        assert!(parse_push_envelope_routed(&settings, b"not json").is_err());
     }
 }

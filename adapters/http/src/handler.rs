@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use ingest_core::event::{
     parse_background_event, parse_cloud_event_binary, parse_cloud_event_structured,
-    parse_push_envelope, NotificationError, ObjectEvent,
+    parse_push_envelope_routed, NotificationError, ObjectEvent,
 };
 use ingest_core::ingest::{IngestError, Outcome};
 use ingest_core::ports::JobRef;
@@ -166,7 +166,9 @@ async fn handle_request(state: &HttpState, endpoint: Endpoint, request: Request)
     let mut log = RequestLog::new(Some(form), delivery_id, &body, started);
 
     let parsed = match form {
-        NotificationForm::PushEnvelope => parse_push_envelope(&body),
+        NotificationForm::PushEnvelope => {
+            parse_push_envelope_routed(state.ingestor.settings(), &body).map(|(event, _)| event)
+        }
         NotificationForm::CloudEventBinary => parse_cloud_event_binary(
             headers
                 .iter()
