@@ -385,14 +385,19 @@ pub fn parse_push_envelope(body: &[u8]) -> Result<ObjectEvent, NotificationError
             form: FORM_PUSH,
             field: "message",
         })?;
+    event_of_push_message(&message)
+}
+
+/// The event of a push envelope's message, read by [`json::read_push_envelope`].
+fn event_of_push_message(message: &PushMessageGcs<'_>) -> Result<ObjectEvent, NotificationError> {
     let attributes = AttributeView::of_wire(&message.attributes);
-    let Some(encoded) = message.data else {
+    let Some(encoded) = &message.data else {
         return event_from_notification(FORM_PUSH, attributes, &[]);
     };
     // The decoded payload lives only for this call: reuse one buffer per thread.
     DATA_BUFFER.with_borrow_mut(|buffer| {
         buffer.clear();
-        decode_base64_into(FORM_PUSH, "message.data", &encoded, buffer)?;
+        decode_base64_into(FORM_PUSH, "message.data", encoded, buffer)?;
         let event = event_from_notification(FORM_PUSH, attributes, buffer);
         if buffer.capacity() > MAX_KEPT_BUFFER {
             *buffer = Vec::new();
@@ -449,7 +454,7 @@ pub fn parse_push_envelope_routed(
             return event_from_notification(FORM_PUSH, routing, &[]).map(|e| (e, trigger));
         }
     }
-    let event = parse_push_envelope(body)?;
+    let event = event_of_push_message(&message)?;
     let trigger = classify(settings, &event);
     Ok((event, trigger))
 }
