@@ -167,6 +167,61 @@ impl ConfigCache {
     }
 }
 
+/// The job ids whose submission is under way in this process.
+#[derive(Debug, Default)]
+struct InFlight(Arc<Mutex<std::collections::HashSet<String>>>);
+
+/// A turn taken with [`InFlight::take_turn`]; released when dropped (also when the future
+/// holding it is cancelled).
+#[derive(Debug)]
+struct Turn {
+    set: Arc<Mutex<std::collections::HashSet<String>>>,
+    key: Option<String>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.set
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
+    }
+}
+
+impl InFlight {
+    /// Waits (polling the clock from 10 ms) until no other handler of this process holds
+    /// `key`, then holds it. At `deadline` it goes ahead without the turn: deterministic job ids
+    /// keep that safe, the turn only saves requests and emulator quirks.
+    async fn take_turn(&self, key: &str, clock: &dyn Clock, deadline: DateTime<Utc>) -> Turn {
+        let mut attempt = 0u32;
+        loop {
+            if self
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.to_string())
+            {
+                return Turn {
+                    set: self.0.clone(),
+                    key: Some(key.to_string()),
+                };
+            }
+            if clock.now() >= deadline {
+                return Turn {
+                    set: self.0.clone(),
+                    key: None,
+                };
+            }
+            clock
+                .sleep(Duration::from_millis(10u64 << attempt.min(5)))
+                .await;
+            attempt += 1;
+        }
+    }
+}
+
 /// Applies batches: the unordered path, and the entry point of every front end.
 ///
 /// ```
@@ -196,6 +251,7 @@ pub struct Ingestor {
     clock: Arc<dyn Clock>,
     cache: ConfigCache,
     failures: Option<Arc<dyn FailureSink>>,
+    in_flight: InFlight,
 }
 
 /// Everything known about a batch once its configuration is read.
@@ -221,6 +277,7 @@ impl Ingestor {
             clock,
             cache: ConfigCache::default(),
             failures: None,
+            in_flight: InFlight::default(),
         }
     }
 
@@ -353,9 +410,17 @@ impl Ingestor {
             location: self.settings.bq_location.clone(),
         };
 
+        // Deliveries of one marker handled at once in this process take turns until its jobs
+        // are submitted: the later ones then find the jobs and follow them.
+        let _turn = self
+            .in_flight
+            .take_turn(&first.job_id, self.clock.as_ref(), deadline)
+            .await;
+
         // A duplicate delivery: the first part exists, so the batch was planned before.
         match self.existing_jobs(event, &first, &hint, generation).await {
             Ok(Some(existing)) => {
+                drop(_turn);
                 let ctx = BatchRun {
                     event,
                     project: &project,
@@ -385,7 +450,9 @@ impl Ingestor {
             }
         };
         let submitted_at = self.clock.now();
-        let statuses = match self.submit_all(event, &plan).await {
+        let submitted = self.submit_all(event, &plan).await;
+        drop(_turn);
+        let statuses = match submitted {
             Ok(s) => s,
             Err(SubmitError::Transient(e)) => return Err(self.transient_warehouse(event, e)),
             Err(SubmitError::Rejected(e)) => {
@@ -421,6 +488,12 @@ impl Ingestor {
     ) -> Result<Outcome, IngestError> {
         let event = ctx.event;
         let (mut attempts, mut statuses): (Vec<u32>, Vec<JobStatus>) = parts.into_iter().unzip();
+        // A duplicate of a batch whose jobs finished while their submitter still waited: the
+        // submitter saw the end and wrote the state row, so this delivery writes nothing. (Jobs
+        // that outlived that wait are recorded by the delivery that sees them end.)
+        let already_recorded = planned.is_none()
+            && statuses.iter().all(|s| s.state == JobState::Done)
+            && ended_within_wait(&statuses, self.settings.wait_for_job);
         loop {
             statuses = match self.follow(statuses, ctx.deadline).await {
                 Ok(s) => s,
@@ -442,7 +515,9 @@ impl Ingestor {
                 .collect();
             if retry.is_empty() {
                 let batch = planned.as_ref().map(|(p, plan)| (&p.batch, plan.mode));
-                return self.finish(event, batch, statuses, submitted_at).await;
+                return self
+                    .finish(event, batch, statuses, submitted_at, !already_recorded)
+                    .await;
             }
             if planned.is_none() {
                 let prepared = match self.prepare(event).await? {
@@ -820,11 +895,18 @@ impl Ingestor {
                 }
             }
             Err(e) if e.is_transient() => Err(SubmitError::Transient(e)),
-            Err(e) => Err(SubmitError::Rejected(format!(
-                "{}: job {} rejected: {e}",
-                event.uri(),
-                job.job_id
-            ))),
+            Err(e) => {
+                // A rejected insert of an id that exists is a duplicate all the same (some
+                // emulators answer a concurrent duplicate with 400 instead of 409).
+                if let Ok(Some(existing)) = self.warehouse.job_status(&job_ref).await {
+                    return Ok(existing);
+                }
+                Err(SubmitError::Rejected(format!(
+                    "{}: job {} rejected: {e}",
+                    event.uri(),
+                    job.job_id
+                )))
+            }
         }
     }
 
@@ -903,6 +985,7 @@ impl Ingestor {
         batch: Option<(&Batch, PlanMode)>,
         statuses: Vec<JobStatus>,
         submitted_at: Option<DateTime<Utc>>,
+        write_record: bool,
     ) -> Result<Outcome, IngestError> {
         let jobs: Vec<JobRef> = statuses.iter().map(|s| s.job.clone()).collect();
         let mut record = self.record_of(event, batch, &statuses, submitted_at);
@@ -923,7 +1006,9 @@ impl Ingestor {
             *error = format!("{}: {error}", event.uri());
             tracing::error!(object = %event.uri(), jobs = ?record.job_ids, error = %error, "batch failed: {error}");
         }
-        self.record(&record).await;
+        if write_record {
+            self.record(&record).await;
+        }
         Ok(match record.error {
             Some(error) => Outcome::Failed { error },
             None => Outcome::Done {
@@ -1087,6 +1172,20 @@ pub fn is_retriable_job_error(error: &JobError) -> bool {
         "backendError" | "internalError" | "rateLimitExceeded" | "jobBackendError"
         | "jobInternalError" => true,
         "quotaExceeded" => error.message.to_ascii_lowercase().contains("concurren"),
+        _ => false,
+    }
+}
+
+/// Whether every job ended within `wait` of the first one's creation, i.e. while the handler
+/// that submitted them was still waiting (jobs without times count as not).
+fn ended_within_wait(statuses: &[JobStatus], wait: Duration) -> bool {
+    let created = statuses.iter().filter_map(|s| s.created).min();
+    let ended = statuses.iter().map(|s| s.ended).collect::<Option<Vec<_>>>();
+    match (created, ended) {
+        (Some(created), Some(ended)) => ended
+            .into_iter()
+            .max()
+            .is_some_and(|end| end <= created + chrono_duration(wait)),
         _ => false,
     }
 }

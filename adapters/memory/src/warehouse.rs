@@ -764,9 +764,16 @@ impl Warehouse for MemoryWarehouse {
     async fn job_status(&self, job: &JobRef) -> Result<Option<JobStatus>, WarehouseError> {
         let mut state = self.begin(WarehouseOp::JobStatus)?;
         let key = (job.project.clone(), job.job_id.clone());
+        let now = state.clock.now();
         Ok(state.jobs.get_mut(&key).map(|entry| {
             let visible = entry.visible_status();
-            entry.polls_left = entry.polls_left.saturating_sub(1);
+            if entry.polls_left > 0 {
+                entry.polls_left -= 1;
+                if entry.polls_left == 0 {
+                    // A job that reported running ends when it is first seen done.
+                    entry.status.ended = Some(now);
+                }
+            }
             visible
         }))
     }
