@@ -1043,8 +1043,21 @@ impl Subscriber<'_> {
         }
     }
 
-    /// Releases the holder and rewrites `_BACKFILL` so that a new event continues.
+    /// Releases the holder and rewrites `_BACKFILL` so that a new event continues. Without a
+    /// lock in hand, the lock is read: one this run holds is released too, so the next run
+    /// takes over at once instead of waiting for the lease.
     async fn hand_over(&mut self, lock: Option<(i64, LockState)>) -> Result<Outcome, IngestError> {
+        let lock = match lock {
+            Some(l) => Some(l),
+            None => match self.read_lock().await? {
+                Some((generation, LockContent::Ours(state)))
+                    if state.holder.as_deref() == Some(self.holder.as_str()) =>
+                {
+                    Some((generation, state))
+                }
+                _ => None,
+            },
+        };
         if let Some((generation, mut state)) = lock {
             state.holder = None;
             let _ = self.write_lock(&state, PutMode::Update(generation)).await?;
