@@ -80,6 +80,9 @@ pub struct ConsumerConfig {
     pub handle_deadline: Duration,
     /// On shutdown, how long the messages in flight may take to finish (default 30 s).
     pub shutdown_grace: Duration,
+    /// How long after a nack (jobs still running, transient error) the message comes back
+    /// (default 10 s; 0 = at once).
+    pub redelivery_delay: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -89,6 +92,7 @@ impl Default for ConsumerConfig {
             ack_deadline_extension: LeaseExtension::default(),
             handle_deadline: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            redelivery_delay: Duration::from_secs(10),
         }
     }
 }
@@ -365,7 +369,7 @@ impl PullConsumer {
                 "unfinished at the end of the shutdown grace period; nacked"
             );
             count(&self.stats, |s| s.unfinished_at_shutdown += 1);
-            nack(&self.stats, &message).await;
+            nack(&self.stats, &message, Duration::ZERO).await;
         }
     }
 
@@ -447,8 +451,17 @@ async fn ack(stats: &Mutex<RunStats>, message: &ReceivedMessage) {
     }
 }
 
-async fn nack(stats: &Mutex<RunStats>, message: &ReceivedMessage) {
-    match message.nack().await {
+/// Hands a message back: Pub/Sub redelivers it after `delay` (the ack deadline is set to it),
+/// so a batch whose jobs still run, or a table whose lock is held, is not redelivered in a tight
+/// loop when the subscription has no retry policy of its own.
+async fn nack(stats: &Mutex<RunStats>, message: &ReceivedMessage, delay: Duration) {
+    let seconds = delay.as_secs().min(600) as i32;
+    let result = if seconds == 0 {
+        message.nack().await
+    } else {
+        message.modify_ack_deadline(seconds).await
+    };
+    match result {
         Ok(()) => count(stats, |s| s.nacked += 1),
         Err(status) => {
             count(stats, |s| s.ack_errors += 1);
@@ -599,7 +612,7 @@ async fn handle_message(
                     "{object}: jobs still running at the handling deadline; nacked (the \
                      redelivery follows the same jobs)"
                 );
-                nack(stats, &received).await;
+                nack(stats, &received, shared.config.redelivery_delay).await;
             }
         }
         Ok(Ok(Err(error))) => {
@@ -613,7 +626,7 @@ async fn handle_message(
                 error = %error,
                 "{object}: transient error, nacked for redelivery: {error}"
             );
-            nack(stats, &received).await;
+            nack(stats, &received, shared.config.redelivery_delay).await;
         }
         Ok(Err(panic)) => {
             count(stats, |s| s.abandoned += 1);
@@ -630,7 +643,7 @@ async fn handle_message(
                 delivery_attempt,
                 "{object}: the handler panicked, nacked: {reason}"
             );
-            nack(stats, &received).await;
+            nack(stats, &received, shared.config.redelivery_delay).await;
         }
         Err(_elapsed) => {
             count(stats, |s| s.abandoned += 1);
@@ -643,7 +656,7 @@ async fn handle_message(
                 "{object}: not handled within {} s, nacked",
                 hard_limit.as_secs()
             );
-            nack(stats, &received).await;
+            nack(stats, &received, shared.config.redelivery_delay).await;
         }
     }
     lock(&shared.in_flight).remove(&received.ack_id);
