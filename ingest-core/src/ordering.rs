@@ -448,10 +448,36 @@ impl Subscriber<'_> {
             }
             return Ok(Next::Continue);
         }
-        for (job, id) in plan.jobs.iter().zip(&job_ids) {
+        if let Some(rejected) = self.submit_as(&marker_event, &plan, &job_ids).await? {
+            let Some((generation, _)) = self.read_lock().await? else {
+                return Ok(Next::Continue);
+            };
+            return self
+                .stop_table(
+                    Some(generation),
+                    &item,
+                    Some(&state),
+                    job_ids.clone(),
+                    rejected,
+                )
+                .await
+                .map(Next::Return);
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Submits the plan's jobs under the lock's ids (an id that exists is the same job);
+    /// `Some(message)` when the warehouse rejected one.
+    async fn submit_as(
+        &self,
+        marker_event: &ObjectEvent,
+        plan: &LoadPlan,
+        job_ids: &[String],
+    ) -> Result<Option<String>, IngestError> {
+        for (job, id) in plan.jobs.iter().zip(job_ids) {
             let mut job = job.clone();
             job.job_id = id.clone();
-            match self.ingestor.submit_one(&marker_event, &job).await {
+            match self.ingestor.submit_one(marker_event, &job).await {
                 Ok(_) => {}
                 Err(crate::ingest::SubmitError::Transient(e)) => {
                     return Err(IngestError::Warehouse {
@@ -459,19 +485,10 @@ impl Subscriber<'_> {
                         source: e,
                     })
                 }
-                Err(crate::ingest::SubmitError::Rejected(msg)) => {
-                    let (generation, _) = match self.read_lock().await? {
-                        Some((g, c)) => (g, c),
-                        None => return Ok(Next::Continue),
-                    };
-                    return self
-                        .stop_table(Some(generation), &item, Some(&state), job_ids.clone(), msg)
-                        .await
-                        .map(Next::Return);
-                }
+                Err(crate::ingest::SubmitError::Rejected(msg)) => return Ok(Some(msg)),
             }
         }
-        Ok(Next::Continue)
+        Ok(None)
     }
 
     /// The event of an item's marker and the plan of its jobs.
@@ -699,30 +716,17 @@ impl Subscriber<'_> {
                     .map(Next::Return)
             }
         };
-        for (job, id) in plan.jobs.iter().zip(&state.job_ids) {
-            let mut job = job.clone();
-            job.job_id = id.clone();
-            match self.ingestor.submit_one(&marker_event, &job).await {
-                Ok(_) => {}
-                Err(crate::ingest::SubmitError::Transient(e)) => {
-                    return Err(IngestError::Warehouse {
-                        event: self.event.uri(),
-                        source: e,
-                    })
-                }
-                Err(crate::ingest::SubmitError::Rejected(msg)) => {
-                    return self
-                        .stop_table(
-                            Some(generation),
-                            &state.item,
-                            Some(state),
-                            state.job_ids.clone(),
-                            msg,
-                        )
-                        .await
-                        .map(Next::Return)
-                }
-            }
+        if let Some(rejected) = self.submit_as(&marker_event, &plan, &state.job_ids).await? {
+            return self
+                .stop_table(
+                    Some(generation),
+                    &state.item,
+                    Some(state),
+                    state.job_ids.clone(),
+                    rejected,
+                )
+                .await
+                .map(Next::Return);
         }
         Ok(Next::Continue)
     }
