@@ -875,6 +875,38 @@ impl Warehouse for BigQueryWarehouse {
         table: &TableRef,
         record: &LoadRecord,
     ) -> Result<(), WarehouseError> {
+        self.record_outcome_row(table, record).await
+    }
+}
+
+impl BigQueryWarehouse {
+    /// `insertAll`, retried (at most 5 times, from 50 ms) when the answer is a commit conflict
+    /// between concurrent inserts. local-bigquery (DuckLake) answers concurrent `insertAll`s
+    /// into one table with `400 Failed to commit DuckLake transaction`; BigQuery's streaming
+    /// inserts never do, so against BigQuery this never retries. Every other error is returned
+    /// at once.
+    async fn insert_row_retrying_conflicts(
+        &self,
+        target: &TableRef,
+        body: &Value,
+    ) -> Result<(), CallError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.insert_row(target, body).await {
+                Err(e) if attempt < 5 && is_commit_conflict(&e.message) => {
+                    tokio::time::sleep(Duration::from_millis(50u64 << attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn record_outcome_row(
+        &self,
+        table: &TableRef,
+        record: &LoadRecord,
+    ) -> Result<(), WarehouseError> {
         // The state table is written whole: a partition decorator on `table` is ignored (rows
         // land in the partition of their `ended_at`).
         let target = TableRef {
@@ -888,7 +920,7 @@ impl Warehouse for BigQueryWarehouse {
                 "json": Value::Object(load_record_row(record)),
             }],
         });
-        match self.insert_row(&target, &body).await {
+        match self.insert_row_retrying_conflicts(&target, &body).await {
             Ok(()) => return Ok(()),
             Err(e) if e.status == Some(404) => {
                 tracing::info!(table = %what, "load-state table missing; creating it");
@@ -905,7 +937,7 @@ impl Warehouse for BigQueryWarehouse {
             Some(LOAD_STATE_PARTITION_FIELD),
         )
         .await?;
-        match self.insert_row(&target, &body).await {
+        match self.insert_row_retrying_conflicts(&target, &body).await {
             Ok(()) => Ok(()),
             // BigQuery may take a while before streaming inserts see a new table: try later.
             Err(e) if e.status == Some(404) => Err(WarehouseError::Transient {
@@ -918,6 +950,12 @@ impl Warehouse for BigQueryWarehouse {
             Err(e) => Err(e.into_warehouse(what)),
         }
     }
+}
+
+/// Whether an error message is a commit conflict between concurrent writes (an emulator's).
+fn is_commit_conflict(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("failed to commit") && m.contains("transaction")
 }
 
 #[cfg(test)]
@@ -1003,5 +1041,19 @@ mod tests {
         ]}))
         .expect("errors");
         assert!(retryable);
+    }
+}
+
+#[cfg(test)]
+mod conflict_tests {
+    use super::is_commit_conflict;
+
+    #[test]
+    fn only_commit_conflicts_are_retried() {
+        assert!(is_commit_conflict(
+            "Failed to commit DuckLake transaction: conflict on table load_state"
+        ));
+        assert!(!is_commit_conflict("no such field: foo"));
+        assert!(!is_commit_conflict("Failed to commit"));
     }
 }
