@@ -703,28 +703,11 @@ impl Subscriber<'_> {
     async fn resubmit(&mut self, generation: i64, state: &LockState) -> Result<Next, IngestError> {
         let (marker_event, plan) = match self.plan_item(&state.item).await? {
             Step::Ok(p) => p,
-            Step::Fatal(f) => {
-                return self
-                    .stop_table(
-                        Some(generation),
-                        &state.item,
-                        Some(state),
-                        state.job_ids.clone(),
-                        f.0,
-                    )
-                    .await
-                    .map(Next::Return)
-            }
+            Step::Fatal(f) => return self.stop_at(generation, state, f.0).await.map(Next::Return),
         };
         if let Some(rejected) = self.submit_as(&marker_event, &plan, &state.job_ids).await? {
             return self
-                .stop_table(
-                    Some(generation),
-                    &state.item,
-                    Some(state),
-                    state.job_ids.clone(),
-                    rejected,
-                )
+                .stop_at(generation, state, rejected)
                 .await
                 .map(Next::Return);
         }
@@ -772,43 +755,17 @@ impl Subscriber<'_> {
         };
         if let Some(error) = failure {
             return self
-                .stop_table(
-                    Some(generation),
-                    &state.item,
-                    Some(state),
-                    state.job_ids.clone(),
-                    error,
-                )
+                .stop_at(generation, state, error)
                 .await
                 .map(Next::Return);
         }
-        let record = LoadRecord {
-            marker_uri: format!("gs://{}/{}", self.bucket, state.marker),
-            marker_generation: state.marker_generation,
-            destination: String::new(),
-            batch_id: None,
-            job_ids: state.job_ids.clone(),
-            mode: if transform {
-                PlanMode::Transform
-            } else {
-                PlanMode::Load
-            }
-            .as_str()
-            .to_string(),
-            state: "done".to_string(),
-            error: None,
-            rows: Some(statuses.iter().filter_map(|s| s.output_rows).sum()),
-            bytes: Some(statuses.iter().filter_map(|s| s.input_bytes).sum()),
-            submitted_at: statuses.iter().filter_map(|s| s.created).min(),
-            started_at: statuses.iter().filter_map(|s| s.started).min(),
-            ended_at: statuses
-                .iter()
-                .filter_map(|s| s.ended)
-                .max()
-                .unwrap_or_else(|| self.ingestor.clock().now()),
+        let mode = if transform {
+            PlanMode::Transform
+        } else {
+            PlanMode::Load
         };
-        let record = self.with_destination(record).await;
-        self.ingestor.record(&record).await;
+        self.record_batch(state, state.job_ids.clone(), mode, "done", None, &statuses)
+            .await;
         let store = self.ingestor.store();
         match store.delete(self.bucket, &state.item, None).await {
             Ok(()) | Err(StoreError::NotFound { .. }) => {}
@@ -846,18 +803,7 @@ impl Subscriber<'_> {
     ) -> Result<Next, IngestError> {
         let plan = match self.plan_item(&state.item).await? {
             Step::Ok((_, plan)) => plan,
-            Step::Fatal(f) => {
-                return self
-                    .stop_table(
-                        Some(generation),
-                        &state.item,
-                        Some(state),
-                        state.job_ids.clone(),
-                        f.0,
-                    )
-                    .await
-                    .map(Next::Return)
-            }
+            Step::Fatal(f) => return self.stop_at(generation, state, f.0).await.map(Next::Return),
         };
         let mut next = state.clone();
         for &i in parts {
@@ -877,28 +823,69 @@ impl Subscriber<'_> {
         }
         tracing::warn!(table = %self.table, item = %state.item, jobs = ?next.job_ids, "retrying {} after a retriable job error", state.item);
         let failed: Vec<&JobStatus> = parts.iter().filter_map(|&i| statuses.get(i)).collect();
+        let error = failed
+            .iter()
+            .find_map(|s| s.error.as_ref())
+            .map(|e| format!("{}: {}", e.reason, e.message));
+        let job_ids = failed.iter().map(|s| s.job.job_id.clone()).collect();
+        self.record_batch(state, job_ids, PlanMode::Load, "retried", error, &[])
+            .await;
+        // The lock names the new ids: following it submits them (they do not exist yet).
+        Ok(Next::Continue)
+    }
+
+    /// Stops the table at the batch of the lock `state` (its job ids kept).
+    async fn stop_at(
+        &mut self,
+        generation: i64,
+        state: &LockState,
+        error: String,
+    ) -> Result<Outcome, IngestError> {
+        self.stop_table(
+            Some(generation),
+            &state.item,
+            Some(state),
+            state.job_ids.clone(),
+            error,
+        )
+        .await
+    }
+
+    /// Appends the state-table row of the batch of the lock `state`: rows, bytes and times from
+    /// `statuses` (none for a failure or a retry), the destination from the marker's path.
+    async fn record_batch(
+        &self,
+        state: &LockState,
+        job_ids: Vec<String>,
+        mode: PlanMode,
+        outcome: &str,
+        error: Option<String>,
+        statuses: &[JobStatus],
+    ) {
+        let sum = |f: fn(&JobStatus) -> Option<u64>| -> Option<u64> {
+            (!statuses.is_empty()).then(|| statuses.iter().filter_map(f).sum())
+        };
         let record = LoadRecord {
             marker_uri: format!("gs://{}/{}", self.bucket, state.marker),
             marker_generation: state.marker_generation,
             destination: String::new(),
             batch_id: None,
-            job_ids: failed.iter().map(|s| s.job.job_id.clone()).collect(),
-            mode: PlanMode::Load.as_str().to_string(),
-            state: "retried".to_string(),
-            error: failed
+            job_ids,
+            mode: mode.as_str().to_string(),
+            state: outcome.to_string(),
+            error,
+            rows: sum(|s| s.output_rows),
+            bytes: sum(|s| s.input_bytes),
+            submitted_at: statuses.iter().filter_map(|s| s.created).min(),
+            started_at: statuses.iter().filter_map(|s| s.started).min(),
+            ended_at: statuses
                 .iter()
-                .find_map(|s| s.error.as_ref())
-                .map(|e| format!("{}: {}", e.reason, e.message)),
-            rows: None,
-            bytes: None,
-            submitted_at: None,
-            started_at: None,
-            ended_at: self.ingestor.clock().now(),
+                .filter_map(|s| s.ended)
+                .max()
+                .unwrap_or_else(|| self.ingestor.clock().now()),
         };
         let record = self.with_destination(record).await;
         self.ingestor.record(&record).await;
-        // The lock names the new ids: following it submits them (they do not exist yet).
-        Ok(Next::Continue)
     }
 
     async fn with_destination(&self, mut record: LoadRecord) -> LoadRecord {
@@ -968,23 +955,15 @@ impl Subscriber<'_> {
             "ordered table {} stopped at {item}: {error}. {steps}",
             self.table
         );
-        let record = LoadRecord {
-            marker_uri: format!("gs://{}/{}", self.bucket, marker),
-            marker_generation: stopped.marker_generation,
-            destination: String::new(),
-            batch_id: None,
+        self.record_batch(
+            &stopped,
             job_ids,
-            mode: PlanMode::Load.as_str().to_string(),
-            state: "failed".to_string(),
-            error: Some(error.clone()),
-            rows: None,
-            bytes: None,
-            submitted_at: None,
-            started_at: None,
-            ended_at: now,
-        };
-        let record = self.with_destination(record).await;
-        self.ingestor.record(&record).await;
+            PlanMode::Load,
+            "failed",
+            Some(error.clone()),
+            &[],
+        )
+        .await;
         Ok(Outcome::Failed {
             error: format!("{}: stopped at {item}: {error}. {steps}", self.table),
         })
