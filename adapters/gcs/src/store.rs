@@ -417,12 +417,8 @@ impl GcsStore {
 
     /// Reads back the live object after a conditional write failed its precondition on a
     /// retry, and returns its metadata when it is the store's own earlier write `write_id`.
-    async fn own_earlier_write(
-        &self,
-        bucket: &str,
-        name: &str,
-        write_id: &str,
-    ) -> Option<ObjectMeta> {
+    /// The object's metadata (one `objects.get`, retried like every request).
+    async fn object_metadata(&self, bucket: &str, name: &str) -> Result<Object, Failure> {
         let request = GetObjectRequest {
             bucket: bucket.to_string(),
             object: name.to_string(),
@@ -438,7 +434,16 @@ impl GcsStore {
                     .map_err(|error| Failure::from_gcs(&error))
             })
             .await;
-        let object = attempts.result.ok()?;
+        attempts.result
+    }
+
+    async fn own_earlier_write(
+        &self,
+        bucket: &str,
+        name: &str,
+        write_id: &str,
+    ) -> Option<ObjectMeta> {
+        let object = self.object_metadata(bucket, name).await.ok()?;
         let ours = object
             .metadata
             .as_ref()
@@ -500,22 +505,7 @@ impl ObjectStore for GcsStore {
     }
 
     async fn stat(&self, bucket: &str, name: &str) -> Result<ObjectMeta, StoreError> {
-        let request = GetObjectRequest {
-            bucket: bucket.to_string(),
-            object: name.to_string(),
-            projection: Some(Projection::NoAcl),
-            ..GetObjectRequest::default()
-        };
-        let uri = gs_uri(bucket, name);
-        let attempts = self
-            .with_retries(RequestKind::Stat, &uri, || async {
-                self.client
-                    .get_object(&request)
-                    .await
-                    .map_err(|error| Failure::from_gcs(&error))
-            })
-            .await;
-        match attempts.result {
+        match self.object_metadata(bucket, name).await {
             Ok(object) => Ok(object_meta(&object)),
             Err(failure) => Err(store_error(bucket, name, failure)),
         }
