@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::destination::{resolve_batch, table_prefix, Batch};
 use crate::event::EventType;
-use crate::plan::job_id_hint;
+use crate::plan::{job_id_hint, job_id_prefix};
 use crate::settings::{Settings, BACKFILL_FILENAME};
 use crate::trigger::{classify_name, Trigger};
 
@@ -38,7 +38,8 @@ pub struct Explanation {
     pub batch_timestamp: Option<String>,
     /// Where the table's `_backlog/`, `_BACKFILL` and `_bqlock` live, or null.
     pub table_prefix: Option<String>,
-    /// The deterministic part of the batch's job ids (`JOB_PREFIX` + destination), or null.
+    /// The start every job id of the batch has (`JOB_PREFIX` + destination, sanitized as in the
+    /// real ids), or null.
     pub job_id_prefix: Option<String>,
     /// Why the path cannot be handled, or null.
     pub error: Option<String>,
@@ -131,10 +132,9 @@ fn fill(out: &mut Explanation, settings: &Settings, batch: &Batch, trigger: &Tri
         out.batch_timestamp = batch
             .batch_timestamp
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        out.job_id_prefix = Some(format!(
-            "{}{}",
-            settings.job_prefix,
-            job_id_hint(&d.dataset, &d.table, d.partition.as_deref())
+        out.job_id_prefix = Some(job_id_prefix(
+            &settings.job_prefix,
+            &job_id_hint(&d.dataset, &d.table, d.partition.as_deref()),
         ));
     }
     if out.table_prefix.is_none() {

@@ -382,7 +382,7 @@ impl Ingestor {
     ) -> Result<Outcome, IngestError> {
         let project = match self.job_project(event) {
             Ok(p) => p,
-            Err(f) => return Ok(self.fail(event, None, None, f).await),
+            Err(f) => return self.fail(event, None, None, f).await,
         };
         let generation = match event.generation {
             Some(g) => g,
@@ -436,7 +436,7 @@ impl Ingestor {
 
         let prepared = match self.prepare(event).await? {
             Step::Ok(p) => p,
-            Step::Fatal(f) => return Ok(self.fail(event, None, Some(generation), f).await),
+            Step::Fatal(f) => return self.fail(event, None, Some(generation), f).await,
         };
         if prepared.config.ordered || self.settings.order_per_table {
             return crate::ordering::publish(self, event, &prepared).await;
@@ -444,9 +444,9 @@ impl Ingestor {
         let plan = match self.plan(event, &prepared, &project, &hint, generation) {
             Ok(p) => p,
             Err(f) => {
-                return Ok(self
+                return self
                     .fail(event, Some(&prepared.batch), Some(generation), f)
-                    .await)
+                    .await
             }
         };
         let submitted_at = self.clock.now();
@@ -456,9 +456,9 @@ impl Ingestor {
             Ok(s) => s,
             Err(SubmitError::Transient(e)) => return Err(self.transient_warehouse(event, e)),
             Err(SubmitError::Rejected(e)) => {
-                return Ok(self
+                return self
                     .fail(event, Some(&prepared.batch), Some(generation), Fatal(e))
-                    .await)
+                    .await
             }
         };
         let attempts = statuses
@@ -488,12 +488,6 @@ impl Ingestor {
     ) -> Result<Outcome, IngestError> {
         let event = ctx.event;
         let (mut attempts, mut statuses): (Vec<u32>, Vec<JobStatus>) = parts.into_iter().unzip();
-        // A duplicate of a batch whose jobs finished while their submitter still waited: the
-        // submitter saw the end and wrote the state row, so this delivery writes nothing. (Jobs
-        // that outlived that wait are recorded by the delivery that sees them end.)
-        let already_recorded = planned.is_none()
-            && statuses.iter().all(|s| s.state == JobState::Done)
-            && ended_within_wait(&statuses, self.settings.wait_for_job);
         loop {
             statuses = match self.follow(statuses, ctx.deadline).await {
                 Ok(s) => s,
@@ -515,23 +509,19 @@ impl Ingestor {
                 .collect();
             if retry.is_empty() {
                 let batch = planned.as_ref().map(|(p, plan)| (&p.batch, plan.mode));
-                return self
-                    .finish(event, batch, statuses, submitted_at, !already_recorded)
-                    .await;
+                return self.finish(event, batch, statuses, submitted_at).await;
             }
             if planned.is_none() {
                 let prepared = match self.prepare(event).await? {
                     Step::Ok(p) => p,
-                    Step::Fatal(f) => {
-                        return Ok(self.fail(event, None, Some(ctx.generation), f).await)
-                    }
+                    Step::Fatal(f) => return self.fail(event, None, Some(ctx.generation), f).await,
                 };
                 match self.plan(event, &prepared, ctx.project, ctx.hint, ctx.generation) {
                     Ok(plan) => planned = Some((prepared, plan)),
                     Err(f) => {
-                        return Ok(self
+                        return self
                             .fail(event, Some(&prepared.batch), Some(ctx.generation), f)
-                            .await)
+                            .await
                     }
                 }
             }
@@ -561,16 +551,18 @@ impl Ingestor {
                     submitted_at,
                 );
                 record.state = "retried".to_string();
-                self.record(&record).await;
+                self.record(&record)
+                    .await
+                    .map_err(|e| self.transient_warehouse(event, e))?;
                 statuses[i] = match self.submit_one(event, &job).await {
                     Ok(s) => s,
                     Err(SubmitError::Transient(e)) => {
                         return Err(self.transient_warehouse(event, e))
                     }
                     Err(SubmitError::Rejected(e)) => {
-                        return Ok(self
+                        return self
                             .fail(event, Some(&prepared.batch), Some(ctx.generation), Fatal(e))
-                            .await)
+                            .await
                     }
                 };
             }
@@ -979,13 +971,18 @@ impl Ingestor {
     }
 
     /// Every job is done: checks DML row counts in transform mode, records the outcome.
+    ///
+    /// Every delivery that sees the end writes the row, a duplicate too: the row's `insertId`
+    /// is deterministic (marker, generation, outcome), so BigQuery drops a repeat within its
+    /// deduplication window, and `docs/operations.md` gives the query that deduplicates beyond
+    /// it. Otherwise a delivery that died between the jobs' end and the row would leave the
+    /// batch loaded with no row, and the redelivery could not tell.
     async fn finish(
         &self,
         event: &ObjectEvent,
         batch: Option<(&Batch, PlanMode)>,
         statuses: Vec<JobStatus>,
         submitted_at: Option<DateTime<Utc>>,
-        write_record: bool,
     ) -> Result<Outcome, IngestError> {
         let jobs: Vec<JobRef> = statuses.iter().map(|s| s.job.clone()).collect();
         let mut record = self.record_of(event, batch, &statuses, submitted_at);
@@ -1006,9 +1003,9 @@ impl Ingestor {
             *error = format!("{}: {error}", event.uri());
             tracing::error!(object = %event.uri(), jobs = ?record.job_ids, error = %error, "batch failed: {error}");
         }
-        if write_record {
-            self.record(&record).await;
-        }
+        self.record(&record)
+            .await
+            .map_err(|e| self.transient_warehouse(event, e))?;
         Ok(match record.error {
             Some(error) => Outcome::Failed { error },
             None => Outcome::Done {
@@ -1019,23 +1016,40 @@ impl Ingestor {
         })
     }
 
-    /// Appends a row to the load-state table; a failure is logged, never lost silently and
-    /// never turns the batch's outcome around.
-    pub(crate) async fn record(&self, record: &LoadRecord) {
+    /// Appends a row to the load-state table (and announces a failure to the failure sink).
+    ///
+    /// A transient error is returned, so that the notification is delivered again and the
+    /// redelivery writes the row; a rejected write (no permission, a table of another schema)
+    /// is logged at ERROR and the outcome stands, as redelivery would not help.
+    pub(crate) async fn record(&self, record: &LoadRecord) -> Result<(), WarehouseError> {
         if record.state == "failed" {
             self.announce(record).await;
         }
         let Some(table) = self.state_table() else {
-            return;
+            return Ok(());
         };
-        if let Err(e) = self.warehouse.record_outcome(&table, record).await {
-            tracing::error!(
-                marker = %record.marker_uri,
-                state = %record.state,
-                error = %e,
-                "could not write the load-state row for {}: {e}",
-                record.marker_uri
-            );
+        match self.warehouse.record_outcome(&table, record).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(
+                    marker = %record.marker_uri,
+                    state = %record.state,
+                    error = %e,
+                    "could not write the load-state row for {} (the notification is handed back so that a redelivery writes it): {e}",
+                    record.marker_uri
+                );
+                Err(e)
+            }
+            Err(e) => {
+                tracing::error!(
+                    marker = %record.marker_uri,
+                    state = %record.state,
+                    error = %e,
+                    "could not write the load-state row for {}: {e}",
+                    record.marker_uri
+                );
+                Ok(())
+            }
         }
     }
 
@@ -1091,14 +1105,15 @@ impl Ingestor {
         })
     }
 
-    /// Records a final failure and turns it into an outcome.
+    /// Records a final failure and turns it into an outcome (a transient error when the row
+    /// could not be written).
     pub(crate) async fn fail(
         &self,
         event: &ObjectEvent,
         batch: Option<&Batch>,
         generation: Option<i64>,
         fatal: Fatal,
-    ) -> Outcome {
+    ) -> Result<Outcome, IngestError> {
         tracing::error!(object = %event.uri(), error = %fatal.0, "batch failed: {}", fatal.0);
         let record = LoadRecord {
             marker_uri: event.uri(),
@@ -1115,8 +1130,10 @@ impl Ingestor {
             started_at: None,
             ended_at: self.clock.now(),
         };
-        self.record(&record).await;
-        Outcome::Failed { error: fatal.0 }
+        self.record(&record)
+            .await
+            .map_err(|e| self.transient_warehouse(event, e))?;
+        Ok(Outcome::Failed { error: fatal.0 })
     }
 
     async fn store_error(
@@ -1130,9 +1147,8 @@ impl Ingestor {
                 source: e,
             })
         } else {
-            Ok(self
-                .fail(event, None, None, Fatal(format!("{}: {e}", event.uri())))
-                .await)
+            self.fail(event, None, None, Fatal(format!("{}: {e}", event.uri())))
+                .await
         }
     }
 
@@ -1172,20 +1188,6 @@ pub fn is_retriable_job_error(error: &JobError) -> bool {
         "backendError" | "internalError" | "rateLimitExceeded" | "jobBackendError"
         | "jobInternalError" => true,
         "quotaExceeded" => error.message.to_ascii_lowercase().contains("concurren"),
-        _ => false,
-    }
-}
-
-/// Whether every job ended within `wait` of the first one's creation, i.e. while the handler
-/// that submitted them was still waiting (jobs without times count as not).
-fn ended_within_wait(statuses: &[JobStatus], wait: Duration) -> bool {
-    let created = statuses.iter().filter_map(|s| s.created).min();
-    let ended = statuses.iter().map(|s| s.ended).collect::<Option<Vec<_>>>();
-    match (created, ended) {
-        (Some(created), Some(ended)) => ended
-            .into_iter()
-            .max()
-            .is_some_and(|end| end <= created + chrono_duration(wait)),
         _ => false,
     }
 }

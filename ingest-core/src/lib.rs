@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod decorators;
 pub mod destination;
 pub mod event;
 pub mod explain;
@@ -31,6 +32,7 @@ pub mod ordering;
 pub mod plan;
 pub mod ports;
 pub mod settings;
+pub mod sql;
 pub mod transform;
 pub mod trigger;
 

@@ -765,7 +765,7 @@ impl Subscriber<'_> {
             PlanMode::Load
         };
         self.record_batch(state, state.job_ids.clone(), mode, "done", None, &statuses)
-            .await;
+            .await?;
         let store = self.ingestor.store();
         match store.delete(self.bucket, &state.item, None).await {
             Ok(()) | Err(StoreError::NotFound { .. }) => {}
@@ -829,7 +829,7 @@ impl Subscriber<'_> {
             .map(|e| format!("{}: {}", e.reason, e.message));
         let job_ids = failed.iter().map(|s| s.job.job_id.clone()).collect();
         self.record_batch(state, job_ids, PlanMode::Load, "retried", error, &[])
-            .await;
+            .await?;
         // The lock names the new ids: following it submits them (they do not exist yet).
         Ok(Next::Continue)
     }
@@ -861,7 +861,7 @@ impl Subscriber<'_> {
         outcome: &str,
         error: Option<String>,
         statuses: &[JobStatus],
-    ) {
+    ) -> Result<(), IngestError> {
         let sum = |f: fn(&JobStatus) -> Option<u64>| -> Option<u64> {
             (!statuses.is_empty()).then(|| statuses.iter().filter_map(f).sum())
         };
@@ -885,7 +885,13 @@ impl Subscriber<'_> {
                 .unwrap_or_else(|| self.ingestor.clock().now()),
         };
         let record = self.with_destination(record).await;
-        self.ingestor.record(&record).await;
+        self.ingestor
+            .record(&record)
+            .await
+            .map_err(|e| IngestError::Warehouse {
+                event: self.event.uri(),
+                source: e,
+            })
     }
 
     async fn with_destination(&self, mut record: LoadRecord) -> LoadRecord {
@@ -942,6 +948,16 @@ impl Subscriber<'_> {
             Some(g) => PutMode::Update(g),
             None => PutMode::Create,
         };
+        // The row first: once the lock shows the error, no later run records the failure.
+        self.record_batch(
+            &stopped,
+            job_ids.clone(),
+            PlanMode::Load,
+            "failed",
+            Some(error.clone()),
+            &[],
+        )
+        .await?;
         if self.write_lock(&stopped, mode).await?.is_none() {
             // The lock changed under us: someone else decides now.
             return Ok(Outcome::Running { jobs: Vec::new() });
@@ -955,15 +971,6 @@ impl Subscriber<'_> {
             "ordered table {} stopped at {item}: {error}. {steps}",
             self.table
         );
-        self.record_batch(
-            &stopped,
-            job_ids,
-            PlanMode::Load,
-            "failed",
-            Some(error.clone()),
-            &[],
-        )
-        .await;
         Ok(Outcome::Failed {
             error: format!("{}: stopped at {item}: {error}. {steps}", self.table),
         })

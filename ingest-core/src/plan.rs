@@ -270,7 +270,15 @@ pub fn job_id(
     tail.push('_');
     tail.push_str(&part.to_string());
 
-    let mut id: String = prefix
+    let mut id = sanitized_job_id_start(prefix, hint, MAX_JOB_ID_LEN.saturating_sub(tail.len()));
+    id.push_str(&tail);
+    id
+}
+
+/// `prefix` + `hint` with every character outside `[A-Za-z0-9_-]` replaced by `_`, at most
+/// `max_chars` characters.
+fn sanitized_job_id_start(prefix: &str, hint: &str, max_chars: usize) -> String {
+    prefix
         .chars()
         .chain(hint.chars())
         .map(|c| {
@@ -280,10 +288,22 @@ pub fn job_id(
                 '_'
             }
         })
-        .take(MAX_JOB_ID_LEN.saturating_sub(tail.len()))
-        .collect();
-    id.push_str(&tail);
-    id
+        .take(max_chars)
+        .collect()
+}
+
+/// The readable start that every job id of a batch begins with — what [`job_id`] makes of
+/// `prefix` and `hint` (sanitized, and cut as for parts 0 to 9). `bq-ingest explain` prints it.
+///
+/// ```
+/// use ingest_core::plan::{job_id, job_id_prefix};
+/// let prefix = job_id_prefix("gcf-ingest-", "ds_t WHERE TRUE --");
+/// assert_eq!(prefix, "gcf-ingest-ds_t_WHERE_TRUE_--");
+/// assert!(job_id("gcf-ingest-", "ds_t WHERE TRUE --", "b", "m", 1, 0).starts_with(&prefix));
+/// ```
+pub fn job_id_prefix(prefix: &str, hint: &str) -> String {
+    // The tail of parts 0 to 9: `_` + 16 hex digits + `_` + one digit.
+    sanitized_job_id_start(prefix, hint, MAX_JOB_ID_LEN - 19)
 }
 
 fn hex_digit(nibble: u8) -> char {

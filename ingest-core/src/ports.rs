@@ -368,6 +368,36 @@ pub struct LoadRecord {
     pub ended_at: DateTime<Utc>,
 }
 
+impl LoadRecord {
+    /// What makes two rows the same logical row: the marker, its generation, the outcome and —
+    /// for `retried` rows, of which a batch may have several — the jobs. Every delivery that
+    /// sees a batch end writes its row again with this identity (the BigQuery adapter's
+    /// `insertId`), so readers deduplicate on it (see `docs/operations.md`).
+    ///
+    /// ```
+    /// # use ingest_core::ports::LoadRecord;
+    /// # let record = LoadRecord {
+    /// #     marker_uri: "gs://b/ds/t/_SUCCESS".into(), marker_generation: 7,
+    /// #     destination: "p.ds.t".into(), batch_id: None, job_ids: vec!["j".into()], mode: "load".into(),
+    /// #     state: "done".into(), error: None, rows: None, bytes: None, submitted_at: None,
+    /// #     started_at: None, ended_at: chrono::Utc::now() };
+    /// assert_eq!(record.identity(), "gs://b/ds/t/_SUCCESS#7#done");
+    /// let retried = LoadRecord { state: "retried".into(), ..record };
+    /// assert_eq!(retried.identity(), "gs://b/ds/t/_SUCCESS#7#retried#j");
+    /// ```
+    pub fn identity(&self) -> String {
+        let mut identity = format!(
+            "{}#{}#{}",
+            self.marker_uri, self.marker_generation, self.state
+        );
+        if self.state == "retried" {
+            identity.push('#');
+            identity.push_str(&self.job_ids.join(","));
+        }
+        identity
+    }
+}
+
 /// Errors of a [`Warehouse`]. Each names the job or table it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WarehouseError {
@@ -469,4 +499,71 @@ pub struct FailureReport {
 pub trait FailureSink: Send + Sync + Debug {
     /// Announces one failure. An error is logged by the caller; the batch's outcome stands.
     async fn announce(&self, failure: &FailureReport) -> Result<(), String>;
+}
+
+// Shared handles are ports too, so that a decorator can wrap an `Arc` the caller keeps.
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<ListPage, StoreError> {
+        (**self).list(bucket, prefix, page_token, max_results).await
+    }
+
+    async fn read(&self, bucket: &str, name: &str) -> Result<(ObjectMeta, Vec<u8>), StoreError> {
+        (**self).read(bucket, name).await
+    }
+
+    async fn stat(&self, bucket: &str, name: &str) -> Result<ObjectMeta, StoreError> {
+        (**self).stat(bucket, name).await
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        name: &str,
+        content: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<ObjectMeta, StoreError> {
+        (**self).put(bucket, name, content, mode).await
+    }
+
+    async fn delete(
+        &self,
+        bucket: &str,
+        name: &str,
+        if_generation: Option<i64>,
+    ) -> Result<(), StoreError> {
+        (**self).delete(bucket, name, if_generation).await
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl<T: Warehouse + ?Sized> Warehouse for std::sync::Arc<T> {
+    async fn submit(&self, request: &JobRequest) -> Result<JobStatus, WarehouseError> {
+        (**self).submit(request).await
+    }
+
+    async fn job_status(&self, job: &JobRef) -> Result<Option<JobStatus>, WarehouseError> {
+        (**self).job_status(job).await
+    }
+
+    async fn child_jobs(&self, parent: &JobRef) -> Result<Vec<JobStatus>, WarehouseError> {
+        (**self).child_jobs(parent).await
+    }
+
+    async fn record_outcome(
+        &self,
+        table: &TableRef,
+        record: &LoadRecord,
+    ) -> Result<(), WarehouseError> {
+        (**self).record_outcome(table, record).await
+    }
 }

@@ -1,20 +1,22 @@
 //! Transform mode: the batch is applied by a query over a temporary external table `temp_ext`.
 //!
-//! The SQL comes from a `*.sql` in a `_config/` on the batch's path. Placeholders are replaced
-//! with validated identifiers only: `{dest_dataset}` (`` `project`.dataset ``), `{dest_table}`
-//! (the table id without decorator) and `{dest_partition}` (the decorator's digits, or empty).
-//! Values from the path are passed as named query parameters, never pasted into SQL text:
-//! `@batch_timestamp` (TIMESTAMP), `@batch_id` (STRING) and `@source_uri` (STRING, the marker).
+//! The SQL comes from a `*.sql` in a `_config/` on the batch's path. Its placeholders expand to
+//! quoted identifiers or a query parameter ([`crate::sql`]): `{dest_dataset}` →
+//! `` `project`.`dataset` ``, `{dest_table}` → `` `table` ``, `{dest_partition}` →
+//! `@dest_partition`. Values from the path are passed as named query parameters, never pasted
+//! into SQL text: `@batch_timestamp` (TIMESTAMP), `@batch_id` (STRING), `@source_uri` (STRING,
+//! the marker) and `@dest_partition` (STRING, the decorator's digits).
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::config::BatchConfig;
 use crate::destination::Batch;
 use crate::plan::{job_id, job_labels, BatchFiles, LoadPlan, PlanError, PlanMode};
 use crate::ports::{JobKind, JobRequest, JobStatus, QueryParameter, Warehouse, WarehouseError};
 use crate::settings::{Settings, MAX_SOURCE_URIS_PER_JOB};
+use crate::sql::{partition_digits, render, DEST_PARTITION_PARAMETER};
 
 /// The name of the temporary external table the transform SQL reads.
 pub const EXTERNAL_TABLE_NAME: &str = "temp_ext";
@@ -27,32 +29,6 @@ pub fn default_external_definition() -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("sourceFormat".into(), Value::String("PARQUET".into()));
     m
-}
-
-/// Replaces the placeholders of a transform SQL with the batch's validated identifiers.
-///
-/// ```
-/// use ingest_core::ports::TableRef;
-/// use ingest_core::transform::render_sql;
-/// let dest = TableRef { project: "p".into(), dataset: "ds".into(), table: "t".into(),
-///                       partition: Some("$2020010203".into()) };
-/// assert_eq!(
-///     render_sql("INSERT {dest_dataset}.{dest_table} SELECT * FROM temp_ext -- {dest_partition}", &dest),
-///     "INSERT `p`.ds.t SELECT * FROM temp_ext -- 2020010203"
-/// );
-/// ```
-pub fn render_sql(sql: &str, destination: &crate::ports::TableRef) -> String {
-    let partition = destination
-        .partition
-        .as_deref()
-        .map(|p| p.trim_start_matches('$'))
-        .unwrap_or("");
-    sql.replace(
-        "{dest_dataset}",
-        &format!("`{}`.{}", destination.project, destination.dataset),
-    )
-    .replace("{dest_table}", &destination.table)
-    .replace("{dest_partition}", partition)
 }
 
 /// The `temp_ext` definition for a batch: the nearest `external.json` (or
@@ -117,11 +93,15 @@ pub fn plan_transform(
             ),
         });
     }
-    let sql = std::str::from_utf8(&sql_file.content).map_err(|e| PlanError::Invalid {
+    let invalid = |message: String| PlanError::Invalid {
         bucket: batch.bucket.clone(),
         marker: batch.marker.clone(),
-        message: format!("{} is not UTF-8: {e}", sql_file.name),
-    })?;
+        message,
+    };
+    let sql = std::str::from_utf8(&sql_file.content)
+        .map_err(|e| invalid(format!("{} is not UTF-8: {e}", sql_file.name)))?;
+    let sql =
+        render(sql, &batch.destination).map_err(|e| invalid(format!("{}: {e}", sql_file.name)))?;
     let mut table_definitions = BTreeMap::new();
     table_definitions.insert(
         EXTERNAL_TABLE_NAME.to_string(),
@@ -145,6 +125,13 @@ pub fn plan_transform(
             type_name: "STRING".into(),
             value: Some(format!("gs://{}/{}", batch.bucket, batch.marker)),
         },
+        QueryParameter {
+            name: DEST_PARTITION_PARAMETER.into(),
+            type_name: "STRING".into(),
+            value: Some(partition_digits(&batch.destination))
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
+        },
     ];
     let job = JobRequest {
         project: job_project.to_string(),
@@ -159,7 +146,7 @@ pub fn plan_transform(
         location: settings.bq_location.clone(),
         labels: job_labels(settings, batch, config),
         kind: JobKind::Query {
-            sql: render_sql(sql, &batch.destination),
+            sql,
             table_definitions,
             parameters,
         },
@@ -202,21 +189,4 @@ fn zero_dml(status: &JobStatus) -> Option<String> {
     } else {
         None
     }
-}
-
-/// The JSON shape of a query job's parameters, as BigQuery's REST API takes them
-/// (`queryParameters`), for adapters.
-pub fn query_parameters_json(parameters: &[QueryParameter]) -> Value {
-    Value::Array(
-        parameters
-            .iter()
-            .map(|p| {
-                json!({
-                    "name": p.name,
-                    "parameterType": {"type": p.type_name},
-                    "parameterValue": {"value": p.value},
-                })
-            })
-            .collect(),
-    )
 }

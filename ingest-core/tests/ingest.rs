@@ -148,8 +148,11 @@ fn first_batch_costs_few_requests_and_the_next_one_fewer() {
     );
 }
 
+/// A duplicate delivery of a finished batch costs one `jobs.get` and one state-row write — the
+/// row again, under the same identity, so that a first delivery that died before its row
+/// cannot leave the batch unrecorded.
 #[test]
-fn a_duplicate_delivery_costs_one_job_lookup_and_writes_nothing() {
+fn a_duplicate_delivery_costs_one_job_lookup_and_one_idempotent_row() {
     let e = env();
     let event = e.batch("ds/t", &[("a.csv", "1,x\n2,y\n")]);
     assert!(matches!(
@@ -171,10 +174,21 @@ fn a_duplicate_delivery_costs_one_job_lookup_and_writes_nothing() {
     assert_eq!(e.warehouse.submitted().len(), 1);
     assert_eq!(e.warehouse.table_rows(&table("ds", "t")), 2);
     assert_eq!(
-        bq.record_outcome, 0,
-        "the first delivery recorded the batch; duplicates write nothing"
+        bq.record_outcome, 5,
+        "every delivery makes sure the row exists"
     );
-    assert_eq!(e.warehouse.records().len(), 1);
+    assert_eq!(logical_rows(&e), 1, "one logical row");
+}
+
+/// The state rows, deduplicated on their identity as `docs/operations.md` tells readers to.
+fn logical_rows(e: &Env) -> usize {
+    let identities: std::collections::BTreeSet<String> = e
+        .warehouse
+        .records()
+        .iter()
+        .map(|(_, r)| r.identity())
+        .collect();
+    identities.len()
 }
 
 #[test]
@@ -426,8 +440,13 @@ fn transform_mode_runs_a_query_over_temp_ext_with_parameters() {
     };
     assert_eq!(
         sql,
-        "INSERT `my-project`.ds.t SELECT *, @batch_timestamp AS ts FROM temp_ext"
+        "INSERT `my-project`.`ds`.`t` SELECT *, @batch_timestamp AS ts FROM temp_ext"
     );
+    let partition = parameters
+        .iter()
+        .find(|p| p.name == "dest_partition")
+        .unwrap();
+    assert_eq!(partition.value.as_deref(), Some("2020010203"));
     let ext = &table_definitions["temp_ext"];
     assert_eq!(ext["sourceFormat"], "CSV");
     assert_eq!(ext["sourceUris"][0], "gs://bucket/ds/t/$2020010203/x.csv");
@@ -442,6 +461,42 @@ fn transform_mode_runs_a_query_over_temp_ext_with_parameters() {
     assert_eq!(ts.type_name, "TIMESTAMP");
     assert_eq!(ts.value.as_deref(), Some("2020-01-02T03:00:00.000000Z"));
     assert_eq!(e.warehouse.records()[0].1.mode, "transform");
+}
+
+/// The audit's reproduction: with a regex that takes any segment as the table, a legal table id
+/// that reads as SQL (`victim WHERE TRUE --`) stays one quoted identifier in the query, so the
+/// DELETE can only ever touch a table of that very name.
+#[test]
+fn a_table_id_that_reads_as_sql_stays_a_quoted_identifier() {
+    let e = env_with(|s| {
+        s.destination_regex = ingest_core::destination::DestinationRegex::new(
+            "(?P<dataset>[^/]+)/(?P<table>[^/]+)/(?P<batch>[^/]+)/",
+            false,
+        )
+        .unwrap();
+    });
+    e.store.put_str(
+        B,
+        "_config/bq_transform.sql",
+        "DELETE FROM {dest_dataset}.{dest_table} WHERE N_NAME = @batch_id",
+    );
+    e.warehouse
+        .set_query_responder(|_| Ok(QueryOutcome::dml("DELETE", 1)));
+    let event = e.batch("ds/victim WHERE TRUE --/b1", &[("x.csv", "1\n")]);
+    let outcome = e.handle(&event).unwrap();
+    assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+    let JobKind::Query {
+        sql, parameters, ..
+    } = &e.warehouse.submitted()[0].kind
+    else {
+        panic!()
+    };
+    assert_eq!(
+        sql,
+        "DELETE FROM `my-project`.`ds`.`victim WHERE TRUE --` WHERE N_NAME = @batch_id"
+    );
+    let batch_id = parameters.iter().find(|p| p.name == "batch_id").unwrap();
+    assert_eq!(batch_id.value.as_deref(), Some("b1"));
 }
 
 #[test]

@@ -47,10 +47,11 @@ pub const LOAD_STATE_PARTITION_FIELD: &str = "ended_at";
 /// The longest `insertId` sent as is; longer ones are replaced by a SHA-256 digest.
 const MAX_READABLE_INSERT_ID: usize = 128;
 
-/// The `insertId` of a record's row: `marker_uri#generation#state`, so that retrying the same
-/// outcome is deduplicated by BigQuery (best effort, about a minute) while a later outcome of
-/// the same marker (e.g. `retried` then `done`) is a new row. Ids longer than 128 characters
-/// become `sha256:` + the hex digest of that text.
+/// The `insertId` of a record's row: its [`LoadRecord::identity`] (`marker_uri#generation#state`,
+/// plus the jobs of a `retried` row), so that every delivery that writes the same outcome is
+/// deduplicated by BigQuery (best effort, about a minute) while a later outcome of the same
+/// marker (e.g. `retried` then `done`) is a new row. Ids longer than 128 characters become
+/// `sha256:` + the hex digest of that text.
 ///
 /// ```
 /// use ingest_bigquery::load_record_insert_id;
@@ -62,10 +63,7 @@ const MAX_READABLE_INSERT_ID: usize = 128;
 /// assert_eq!(load_record_insert_id(&record), "gs://b/ds/t/_SUCCESS#7#done");
 /// ```
 pub fn load_record_insert_id(record: &LoadRecord) -> String {
-    let readable = format!(
-        "{}#{}#{}",
-        record.marker_uri, record.marker_generation, record.state
-    );
+    let readable = record.identity();
     if readable.len() <= MAX_READABLE_INSERT_ID {
         return readable;
     }

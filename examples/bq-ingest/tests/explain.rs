@@ -173,3 +173,28 @@ fn text_format_is_readable() {
         "{text}"
     );
 }
+
+#[test]
+fn the_job_id_prefix_is_the_one_the_jobs_really_get() {
+    // A table id with spaces and dashes is legal; the job ids replace what they cannot hold.
+    let (code, lines, _) = explain(
+        &[
+            "--format",
+            "json",
+            "gs://b/ds/victim WHERE TRUE --/b1/_SUCCESS",
+        ],
+        &[
+            ("BQ_PROJECT", "my-project"),
+            (
+                "DESTINATION_REGEX",
+                "(?P<dataset>[^/]+)/(?P<table>[^/]+)/(?P<batch>[^/]+)/",
+            ),
+        ],
+    );
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines[0]["destination"]["table"], "victim WHERE TRUE --");
+    assert_eq!(
+        lines[0]["job_id_prefix"],
+        "gcf-ingest-ds_victim_WHERE_TRUE_--"
+    );
+}

@@ -1,0 +1,276 @@
+//! Fault injection over any [`ObjectStore`] or [`Warehouse`]: a call fails before it is made,
+//! its answer is lost after it was made, or it never answers.
+//!
+//! These are the failures that matter for exactly-once: "lost answer" is a `jobs.insert` that
+//! created the job but whose response never arrived; "hang" is a process killed while it
+//! waits (the caller drops the future).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::ports::{
+    JobRef, JobRequest, JobStatus, ListPage, LoadRecord, ObjectMeta, ObjectStore, PutMode,
+    StoreError, TableRef, Warehouse, WarehouseError,
+};
+
+/// What an injected fault does to one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault<E> {
+    /// The call is not made; the caller gets this error.
+    Fail(E),
+    /// The call is made and takes effect, but the caller gets this error instead of the answer
+    /// (a timeout after the server acted).
+    LoseAnswer(E),
+    /// The call never answers: the future stays pending until the caller drops it (a killed
+    /// process, a hung connection). The call is not made.
+    Hang,
+}
+
+/// A method of [`ObjectStore`], to name it in fault injection and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StoreMethod {
+    /// [`ObjectStore::list`].
+    List,
+    /// [`ObjectStore::read`].
+    Read,
+    /// [`ObjectStore::stat`].
+    Stat,
+    /// [`ObjectStore::put`].
+    Put,
+    /// [`ObjectStore::delete`].
+    Delete,
+}
+
+/// A method of [`Warehouse`], to name it in fault injection and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WarehouseMethod {
+    /// [`Warehouse::submit`].
+    Submit,
+    /// [`Warehouse::job_status`].
+    JobStatus,
+    /// [`Warehouse::child_jobs`].
+    ChildJobs,
+    /// [`Warehouse::record_outcome`].
+    RecordOutcome,
+}
+
+/// Faults queued per method, taken one per call in order.
+#[derive(Debug)]
+struct Plan<M, E>(Mutex<HashMap<M, VecDeque<Fault<E>>>>);
+
+impl<M: std::hash::Hash + Eq, E> Plan<M, E> {
+    fn new() -> Self {
+        Plan(Mutex::new(HashMap::new()))
+    }
+
+    fn push(&self, method: M, fault: Fault<E>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(method)
+            .or_default()
+            .push_back(fault);
+    }
+
+    fn take(&self, method: M) -> Option<Fault<E>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&method)
+            .and_then(VecDeque::pop_front)
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Applies the next fault of `method`, if any, around `call`.
+async fn apply<T, E, F>(fault: Option<Fault<E>>, call: F) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    match fault {
+        None => call.await,
+        Some(Fault::Fail(e)) => Err(e),
+        Some(Fault::LoseAnswer(e)) => {
+            let _ = call.await;
+            Err(e)
+        }
+        Some(Fault::Hang) => std::future::pending().await,
+    }
+}
+
+/// An [`ObjectStore`] whose calls fail as told, wrapping any other.
+///
+/// ```
+/// use ingest_core::decorators::{Fault, FaultyStore, StoreMethod};
+/// use ingest_core::ports::{ObjectStore, StoreError};
+/// use ingest_memory::MemoryStore;
+///
+/// let memory = MemoryStore::new();
+/// memory.create_bucket("b");
+/// let store = FaultyStore::new(memory);
+/// store.inject(StoreMethod::List, Fault::Fail(StoreError::Transient {
+///     bucket: "b".into(), name: "".into(), message: "503".into(),
+/// }));
+/// let first = futures::executor::block_on(store.list("b", "", None, None));
+/// assert!(first.unwrap_err().is_transient());
+/// assert!(futures::executor::block_on(store.list("b", "", None, None)).is_ok());
+/// ```
+#[derive(Debug)]
+pub struct FaultyStore<S> {
+    inner: S,
+    plan: Plan<StoreMethod, StoreError>,
+}
+
+impl<S> FaultyStore<S> {
+    /// Wraps `inner`, with no fault queued.
+    pub fn new(inner: S) -> Self {
+        FaultyStore {
+            inner,
+            plan: Plan::new(),
+        }
+    }
+
+    /// Queues `fault` for the next call of `method` (several queue up, one per call).
+    pub fn inject(&self, method: StoreMethod, fault: Fault<StoreError>) {
+        self.plan.push(method, fault);
+    }
+
+    /// Drops every queued fault.
+    pub fn clear(&self) {
+        self.plan.clear();
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page_token: Option<&str>,
+        max_results: Option<usize>,
+    ) -> Result<ListPage, StoreError> {
+        let fault = self.plan.take(StoreMethod::List);
+        apply(
+            fault,
+            self.inner.list(bucket, prefix, page_token, max_results),
+        )
+        .await
+    }
+
+    async fn read(&self, bucket: &str, name: &str) -> Result<(ObjectMeta, Vec<u8>), StoreError> {
+        let fault = self.plan.take(StoreMethod::Read);
+        apply(fault, self.inner.read(bucket, name)).await
+    }
+
+    async fn stat(&self, bucket: &str, name: &str) -> Result<ObjectMeta, StoreError> {
+        let fault = self.plan.take(StoreMethod::Stat);
+        apply(fault, self.inner.stat(bucket, name)).await
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        name: &str,
+        content: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<ObjectMeta, StoreError> {
+        let fault = self.plan.take(StoreMethod::Put);
+        apply(fault, self.inner.put(bucket, name, content, mode)).await
+    }
+
+    async fn delete(
+        &self,
+        bucket: &str,
+        name: &str,
+        if_generation: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let fault = self.plan.take(StoreMethod::Delete);
+        apply(fault, self.inner.delete(bucket, name, if_generation)).await
+    }
+}
+
+/// A [`Warehouse`] whose calls fail as told, wrapping any other.
+///
+/// ```
+/// use ingest_core::decorators::{Fault, FaultyWarehouse, WarehouseMethod};
+/// use ingest_core::ports::{JobRef, Warehouse, WarehouseError};
+/// use ingest_memory::MemoryWarehouse;
+///
+/// let warehouse = FaultyWarehouse::new(MemoryWarehouse::new());
+/// warehouse.inject(WarehouseMethod::JobStatus, Fault::Fail(WarehouseError::Transient {
+///     what: "job j".into(), message: "503".into(),
+/// }));
+/// let job = JobRef { project: "p".into(), job_id: "j".into(), location: None };
+/// assert!(futures::executor::block_on(warehouse.job_status(&job)).is_err());
+/// assert_eq!(futures::executor::block_on(warehouse.job_status(&job)), Ok(None));
+/// ```
+#[derive(Debug)]
+pub struct FaultyWarehouse<W> {
+    inner: W,
+    plan: Plan<WarehouseMethod, WarehouseError>,
+}
+
+impl<W> FaultyWarehouse<W> {
+    /// Wraps `inner`, with no fault queued.
+    pub fn new(inner: W) -> Self {
+        FaultyWarehouse {
+            inner,
+            plan: Plan::new(),
+        }
+    }
+
+    /// Queues `fault` for the next call of `method` (several queue up, one per call).
+    pub fn inject(&self, method: WarehouseMethod, fault: Fault<WarehouseError>) {
+        self.plan.push(method, fault);
+    }
+
+    /// Drops every queued fault.
+    pub fn clear(&self) {
+        self.plan.clear();
+    }
+
+    /// The wrapped warehouse.
+    pub fn inner(&self) -> &W {
+        &self.inner
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl<W: Warehouse> Warehouse for FaultyWarehouse<W> {
+    async fn submit(&self, request: &JobRequest) -> Result<JobStatus, WarehouseError> {
+        let fault = self.plan.take(WarehouseMethod::Submit);
+        apply(fault, self.inner.submit(request)).await
+    }
+
+    async fn job_status(&self, job: &JobRef) -> Result<Option<JobStatus>, WarehouseError> {
+        let fault = self.plan.take(WarehouseMethod::JobStatus);
+        apply(fault, self.inner.job_status(job)).await
+    }
+
+    async fn child_jobs(&self, parent: &JobRef) -> Result<Vec<JobStatus>, WarehouseError> {
+        let fault = self.plan.take(WarehouseMethod::ChildJobs);
+        apply(fault, self.inner.child_jobs(parent)).await
+    }
+
+    async fn record_outcome(
+        &self,
+        table: &TableRef,
+        record: &LoadRecord,
+    ) -> Result<(), WarehouseError> {
+        let fault = self.plan.take(WarehouseMethod::RecordOutcome);
+        apply(fault, self.inner.record_outcome(table, record)).await
+    }
+}
