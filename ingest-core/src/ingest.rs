@@ -48,11 +48,6 @@ pub enum Outcome {
         /// The backlog item written.
         backlog_item: String,
     },
-    /// Jobs submitted; the caller asked not to wait.
-    Submitted {
-        /// The jobs.
-        jobs: Vec<JobRef>,
-    },
     /// The jobs are still running at the deadline; handling the same event again follows them.
     Running {
         /// The jobs.
@@ -72,28 +67,84 @@ pub enum Outcome {
         /// What failed, naming the object or job.
         error: String,
     },
+    /// The notification names a marker that cannot be a batch — its path gives an invalid
+    /// destination — and no request was made for it: nothing was read, submitted or recorded.
+    /// Front ends log it at ERROR and do not ask for it again.
+    Rejected {
+        /// Why, naming the object.
+        error: String,
+    },
 }
 
+/// What a front end does with a notification once it was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Final: acknowledge it (Pub/Sub ack, HTTP 200).
+    Acknowledge,
+    /// Not final: hand it back so that it comes again after about this long (Pub/Sub nack
+    /// with that delay, HTTP 503 with `Retry-After`). Handling it again is safe.
+    RetryAfter(Duration),
+    /// Final, but the notification itself cannot be processed: do not ask for it again and log
+    /// it at ERROR (Pub/Sub pull: ack; HTTP: 400, which a push subscription's dead-letter policy
+    /// routes to its dead-letter topic).
+    Reject,
+}
+
+/// How long a notification handed back with [`Disposition::RetryAfter`] should wait before it
+/// comes again, unless a front end is configured otherwise.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 impl Outcome {
-    /// Whether the outcome is final: the notification can be acknowledged.
+    /// Whether the outcome is final: the notification is not needed again.
     pub fn is_final(&self) -> bool {
         !matches!(self, Outcome::Running { .. })
     }
 
-    /// A short name: `ignored`, `queued`, `submitted`, `running`, `done`, `failed`.
+    /// What the front end does with the notification: the one place this policy lives.
+    ///
+    /// ```
+    /// use ingest_core::ingest::{Disposition, Outcome, DEFAULT_RETRY_AFTER};
+    /// assert_eq!(Outcome::Failed { error: "e".into() }.disposition(), Disposition::Acknowledge);
+    /// assert_eq!(Outcome::Running { jobs: vec![] }.disposition(), Disposition::RetryAfter(DEFAULT_RETRY_AFTER));
+    /// assert_eq!(Outcome::Rejected { error: "e".into() }.disposition(), Disposition::Reject);
+    /// ```
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Outcome::Running { .. } => Disposition::RetryAfter(DEFAULT_RETRY_AFTER),
+            Outcome::Rejected { .. } => Disposition::Reject,
+            Outcome::Ignored { .. }
+            | Outcome::Queued { .. }
+            | Outcome::Done { .. }
+            | Outcome::Failed { .. } => Disposition::Acknowledge,
+        }
+    }
+
+    /// The jobs the outcome names (running or done), else none.
+    pub fn jobs(&self) -> &[JobRef] {
+        match self {
+            Outcome::Running { jobs } | Outcome::Done { jobs, .. } => jobs,
+            Outcome::Ignored { .. }
+            | Outcome::Queued { .. }
+            | Outcome::Failed { .. }
+            | Outcome::Rejected { .. } => &[],
+        }
+    }
+
+    /// A short name: `ignored`, `queued`, `running`, `done`, `failed`, `rejected`.
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Ignored { .. } => "ignored",
             Outcome::Queued { .. } => "queued",
-            Outcome::Submitted { .. } => "submitted",
             Outcome::Running { .. } => "running",
             Outcome::Done { .. } => "done",
             Outcome::Failed { .. } => "failed",
+            Outcome::Rejected { .. } => "rejected",
         }
     }
 }
 
-/// A transient failure: the event should be delivered again later.
+/// A transient failure: the event should be delivered again later
+/// ([`IngestError::disposition`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
     /// The object store failed transiently.
@@ -112,6 +163,13 @@ pub enum IngestError {
         /// The warehouse's error.
         source: WarehouseError,
     },
+}
+
+impl IngestError {
+    /// Always [`Disposition::RetryAfter`]: the store or the warehouse may answer later.
+    pub fn disposition(&self) -> Disposition {
+        Disposition::RetryAfter(DEFAULT_RETRY_AFTER)
+    }
 }
 
 /// A failure that is final for this event; turned into [`Outcome::Failed`] and recorded.
@@ -323,7 +381,20 @@ impl Ingestor {
     ) -> Result<Outcome, IngestError> {
         let own = self.clock.now() + chrono_duration(self.settings.wait_for_job);
         let job_deadline = deadline.min(own);
-        match classify(&self.settings, event) {
+        let trigger = classify(&self.settings, event);
+        let event = match trigger {
+            Trigger::Success | Trigger::Backfill | Trigger::StartBackfill
+                if event.generation.is_none() =>
+            {
+                match self.with_generation(event).await? {
+                    Ok(e) => std::borrow::Cow::Owned(e),
+                    Err(ignored) => return Ok(ignored),
+                }
+            }
+            _ => std::borrow::Cow::Borrowed(event),
+        };
+        let event = event.as_ref();
+        match trigger {
             Trigger::Ignore(reason) => Ok(Outcome::Ignored {
                 reason: reason.to_string(),
             }),
@@ -333,6 +404,36 @@ impl Ingestor {
             Trigger::Success => self.handle_success(event, job_deadline).await,
             Trigger::Backfill => crate::ordering::run_subscriber(self, event, deadline).await,
             Trigger::StartBackfill => crate::ordering::open_start_gate(self, event).await,
+        }
+    }
+
+    /// A trigger whose notification names no generation (the Python function's `backfill.py`
+    /// sends only `bucketId` and `objectId`): its live generation, by one `stat`, or — when the
+    /// object is gone — the outcome that says so.
+    async fn with_generation(
+        &self,
+        event: &ObjectEvent,
+    ) -> Result<Result<ObjectEvent, Outcome>, IngestError> {
+        match self.store.stat(&event.bucket, &event.name).await {
+            Ok(meta) => Ok(Ok(ObjectEvent {
+                generation: Some(meta.generation),
+                size: event.size.or(Some(meta.size)),
+                ..event.clone()
+            })),
+            Err(StoreError::NotFound { .. }) => Ok(Err(Outcome::Ignored {
+                reason: format!(
+                    "{} no longer exists (the notification named no generation)",
+                    event.uri()
+                ),
+            })),
+            Err(e) if e.is_transient() => Err(IngestError::Store {
+                event: event.uri(),
+                source: e,
+            }),
+            Err(e) => self
+                .fail(event, None, None, Fatal(format!("{}: {e}", event.uri())))
+                .await
+                .map(Err),
         }
     }
 
@@ -347,6 +448,32 @@ impl Ingestor {
                     event.uri()
                 ))
             })
+    }
+
+    /// A marker whose path, read with `DESTINATION_REGEX`, names an invalid project, dataset,
+    /// table or partition is rejected before any request: no config, listing, job or row can
+    /// make its path a valid destination. (A path the regex does not match, or matches without
+    /// a dataset or table, goes on: a `_config/load.json` `destinationTable` may supply them.)
+    fn reject_invalid_destination(&self, event: &ObjectEvent) -> Option<Outcome> {
+        let resolved = resolve_batch(
+            &self.settings.destination_regex,
+            None,
+            self.settings
+                .storage_project()
+                .or(Some("placeholder-project")),
+            self.settings.timestamp_regex.as_ref(),
+            &event.bucket,
+            &event.name,
+        );
+        match resolved {
+            Err(e @ crate::destination::DestinationError::Invalid { .. }) => {
+                let error =
+                    format!("{e}; rejected before any request (nothing was read or recorded)");
+                tracing::error!(object = %event.uri(), error = %error, "{error}");
+                Some(Outcome::Rejected { error })
+            }
+            _ => None,
+        }
     }
 
     /// The readable part of the batch's job ids: from the path with `DESTINATION_REGEX`
@@ -384,18 +511,11 @@ impl Ingestor {
             Ok(p) => p,
             Err(f) => return self.fail(event, None, None, f).await,
         };
-        let generation = match event.generation {
-            Some(g) => g,
-            None => match self.store.stat(&event.bucket, &event.name).await {
-                Ok(meta) => meta.generation,
-                Err(StoreError::NotFound { .. }) => {
-                    return Ok(Outcome::Ignored {
-                        reason: format!("{} no longer exists", event.uri()),
-                    })
-                }
-                Err(e) => return self.store_error(event, e).await,
-            },
-        };
+        if let Some(rejected) = self.reject_invalid_destination(event) {
+            return Ok(rejected);
+        }
+        // `handle_until` looked the generation up when the notification had none.
+        let generation = event.generation.unwrap_or_default();
         let hint = self.job_hint(&event.bucket, &event.name);
         let first = JobRef {
             project: project.clone(),
@@ -692,7 +812,7 @@ impl Ingestor {
             }
             let objects = match self.list_all(bucket, prefix).await {
                 Ok(o) => o,
-                Err(e) => return Err(self.store_error_value(event, e)),
+                Err(e) => return store_failure(event, e),
             };
             match self.config_dir(event, prefix, &objects).await? {
                 Step::Ok(d) => dirs.push(d),
@@ -701,7 +821,7 @@ impl Ingestor {
         }
         let listing = match self.list_all(bucket, &batch_prefix).await {
             Ok(o) => o,
-            Err(e) => return Err(self.store_error_value(event, e)),
+            Err(e) => return store_failure(event, e),
         };
         let own: Vec<ObjectMeta> = listing
             .iter()
@@ -766,7 +886,7 @@ impl Ingestor {
                     }
                     // Deleted between the listing and the read: as if it were not there.
                     Err(StoreError::NotFound { .. }) => continue,
-                    Err(e) => return Err(self.store_error_value(event, e)),
+                    Err(e) => return store_failure(event, e),
                 },
             };
             let file = ConfigFile {
@@ -1136,37 +1256,34 @@ impl Ingestor {
         Ok(Outcome::Failed { error: fatal.0 })
     }
 
-    async fn store_error(
-        &self,
-        event: &ObjectEvent,
-        e: StoreError,
-    ) -> Result<Outcome, IngestError> {
-        if e.is_transient() {
-            Err(IngestError::Store {
-                event: event.uri(),
-                source: e,
-            })
-        } else {
-            self.fail(event, None, None, Fatal(format!("{}: {e}", event.uri())))
-                .await
-        }
-    }
-
-    /// Store errors met while preparing a batch are transient for the event when the store
-    /// says so; otherwise still reported through `Err` so nothing is acknowledged on a
-    /// permission problem that an operator can fix.
-    fn store_error_value(&self, event: &ObjectEvent, e: StoreError) -> IngestError {
-        IngestError::Store {
-            event: event.uri(),
-            source: e,
-        }
-    }
-
     fn transient_warehouse(&self, event: &ObjectEvent, e: WarehouseError) -> IngestError {
         IngestError::Warehouse {
             event: event.uri(),
             source: e,
         }
+    }
+}
+
+/// A store error met while reading a batch: transient errors are handed back for redelivery;
+/// anything else is final for this notification — a missing bucket or a permission problem
+/// does not go away by redelivering, so it is recorded (with how to replay it once fixed)
+/// instead of answering "retry" until the subscription dead-letters it.
+fn store_failure<T>(event: &ObjectEvent, e: StoreError) -> Result<Step<T>, IngestError> {
+    match e {
+        e if e.is_transient() => Err(IngestError::Store {
+            event: event.uri(),
+            source: e,
+        }),
+        StoreError::NotFound { bucket, .. } => Ok(Step::Fatal(Fatal(format!(
+            "{}: bucket gs://{bucket} does not exist, or this service's account may not list \
+             it (it needs roles/storage.objectViewer on the bucket)",
+            event.uri()
+        )))),
+        e => Ok(Step::Fatal(Fatal(format!(
+            "{}: cannot read the batch: {e} (is the bucket readable by this service's \
+             account?)",
+            event.uri()
+        )))),
     }
 }
 

@@ -439,12 +439,11 @@ pub fn parse_push_envelope_routed(
             field: "message",
         })?;
     let attributes = AttributeView::of_wire(&message.attributes);
-    if let (Some(_), Some(name), Some(kind)) = (
-        attributes.bucket_id,
-        attributes.object_id,
-        attributes.event_type,
-    ) {
-        let event_type = notification_event_type(FORM_PUSH, kind)?;
+    if let (Some(_), Some(name)) = (attributes.bucket_id, attributes.object_id) {
+        let event_type = match attributes.event_type {
+            Some(kind) => notification_event_type(FORM_PUSH, kind)?,
+            None => EventType::Finalize,
+        };
         if let trigger @ Trigger::Ignore(_) = classify_name(settings, event_type, name) {
             // A no-op: the attributes are enough; the object resource is not decoded.
             let routing = AttributeView {
@@ -754,13 +753,16 @@ fn event_from_notification(
         (Some(bucket), Some(name), Some(event_type)) => {
             (bucket, name, notification_event_type(form, event_type)?)
         }
+        // What the Python function's `backfill.py` (and its own `main()`) publish: only
+        // `bucketId` and `objectId`. It stands for a finalize of that object; the handler
+        // learns the generation by a `stat`.
+        (Some(bucket), Some(name), None) => (bucket, name, EventType::Finalize),
         // No GCS attributes at all: accept a bare JSON API object resource as a finalize.
         (None, None, None) if is_object_resource(&resource) => {
             return event_from_resource(form, EventType::Finalize, &resource, None);
         }
         (None, _, _) => return Err(missing(form, "bucketId attribute")),
         (_, None, _) => return Err(missing(form, "objectId attribute")),
-        (_, _, None) => return Err(missing(form, "eventType attribute")),
     };
 
     let generation = match attributes.object_generation {
@@ -1896,7 +1898,6 @@ mod tests {
         for (removed, field) in [
             ("bucketId", "bucketId attribute"),
             ("objectId", "objectId attribute"),
-            ("eventType", "eventType attribute"),
         ] {
             let mut attrs = gcs_attributes("OBJECT_FINALIZE", "NONE");
             attrs.remove(removed);
@@ -1913,6 +1914,41 @@ mod tests {
                 }),
             );
         }
+    }
+
+    /// Exactly what the Python function's `backfill.py` publishes: empty data, `bucketId`,
+    /// `objectId` and its `_metaInfo` note; no `eventType`, no `objectGeneration`.
+    #[test]
+    fn pubsub_message_of_the_python_backfill_is_a_finalize_without_generation() {
+        let attributes: BTreeMap<String, String> = [
+            ("bucketId", BUCKET),
+            ("objectId", MARKER),
+            (
+                "_metaInfo",
+                "this message was submitted with gcs_ocn_bq_ingest backfill.py utility",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let message = PubsubMessage {
+            attributes,
+            data: Vec::new(),
+            message_id: None,
+        };
+        let event = parse_pubsub_message(&message).unwrap();
+        assert_eq!(event.event_type, EventType::Finalize);
+        assert_eq!(
+            (event.bucket.as_str(), event.name.as_str()),
+            (BUCKET, MARKER)
+        );
+        assert_eq!(event.generation, None);
+        let body = format!(
+            r#"{{"message": {{"data": "", "attributes": {{"bucketId": "{BUCKET}", "objectId": "{MARKER}"}}}}}}"#
+        );
+        let event = parse_push_envelope(body.as_bytes()).unwrap();
+        assert_eq!(event.event_type, EventType::Finalize);
+        assert_eq!(event.generation, None);
     }
 
     #[test]

@@ -336,6 +336,74 @@ fn a_bad_path_is_a_recorded_failure_naming_the_object() {
     assert_eq!(e.warehouse.records().len(), 1, "recorded, never dropped");
 }
 
+/// A path that DESTINATION_REGEX reads as an invalid dataset (`-` is not allowed) can never be
+/// a batch: it is rejected before any request — no lookup, listing, job or state row.
+#[test]
+fn an_invalid_destination_is_rejected_before_any_request() {
+    let e = env();
+    let event = e.batch("my-ds/t", &[("a.csv", "1\n")]);
+    e.store.reset_stats();
+    let outcome = e.handle(&event).unwrap();
+    let Outcome::Rejected { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(error.contains("gs://bucket/my-ds/t/_SUCCESS"), "{error}");
+    assert!(error.contains("dataset id"), "{error}");
+    assert_eq!(e.store.stats().total(), 0, "no GCS request");
+    assert_eq!(e.warehouse.stats().total(), 0, "no BigQuery request");
+    assert_eq!(
+        outcome.disposition(),
+        ingest_core::ingest::Disposition::Reject
+    );
+}
+
+/// A notification for a bucket that does not exist is a final, recorded failure that names
+/// the bucket and the likely cause — not a transient error redelivered until dead-lettered.
+#[test]
+fn a_missing_bucket_is_a_final_recorded_failure_naming_it() {
+    let e = env();
+    let event = ObjectEvent::finalized("no-such-bucket", "ds/t/_SUCCESS", 7);
+    let outcome = e.handle(&event).unwrap();
+    let Outcome::Failed { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(error.contains("gs://no-such-bucket"), "{error}");
+    assert!(error.contains("does not exist"), "{error}");
+    assert!(error.contains("roles/storage.objectViewer"), "{error}");
+    assert_eq!(e.warehouse.records().len(), 1, "recorded");
+}
+
+/// The Python function's `backfill.py` names no generation: the marker's is looked up (one
+/// `stat`), and a marker that is gone is ignored with the reason.
+#[test]
+fn a_notification_without_generation_is_handled_with_the_live_one() {
+    let e = env();
+    let marker = e.batch("ds/t", &[("a.csv", "1,x\n")]);
+    let mut event = marker.clone();
+    event.generation = None;
+    let outcome = e.handle(&event).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Done { rows: 1, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        e.warehouse.records()[0].1.marker_generation,
+        marker.generation.unwrap()
+    );
+    // The same marker as a notification with its generation: a duplicate, not a new load.
+    assert!(matches!(e.handle(&marker).unwrap(), Outcome::Done { .. }));
+    assert_eq!(e.warehouse.submitted().len(), 1);
+
+    let gone = ObjectEvent {
+        generation: None,
+        ..ObjectEvent::finalized(B, "ds/other/_SUCCESS", 1)
+    };
+    let Outcome::Ignored { reason } = e.handle(&gone).unwrap() else {
+        panic!()
+    };
+    assert!(reason.contains("no longer exists"), "{reason}");
+}
+
 #[test]
 fn invalid_load_json_fails_naming_the_config_object() {
     let e = env();

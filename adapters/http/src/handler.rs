@@ -9,11 +9,12 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
 use ingest_core::event::{
     parse_background_event, parse_cloud_event_binary, parse_cloud_event_structured,
     parse_push_envelope_routed, NotificationError, ObjectEvent,
 };
-use ingest_core::ingest::{IngestError, Outcome};
+use ingest_core::ingest::{Disposition, IngestError, Outcome};
 use ingest_core::ports::JobRef;
 use serde::Serialize;
 
@@ -140,10 +141,13 @@ async fn handle_request(state: &HttpState, endpoint: Endpoint, request: Request)
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
 
-    let body = match read_body(headers, body, state.body_limit).await {
+    let body = match read_body(headers, body, state.body_limit, state.body_timeout).await {
         Ok(body) => body,
         Err(BodyError::TooLarge { length }) => {
             return too_large(state.body_limit, length, started);
+        }
+        Err(BodyError::TimedOut { received }) => {
+            return body_timed_out(state.body_timeout, received, started);
         }
         Err(BodyError::Unreadable(message)) => {
             let log = RequestLog::new(None, None, &[], started);
@@ -190,8 +194,11 @@ async fn handle_request(state: &HttpState, endpoint: Endpoint, request: Request)
     abandoned.disarm();
 
     match result {
-        Ok(outcome) if outcome.is_final() => final_outcome(&log, &outcome),
-        Ok(outcome) => still_running(state, &log, &outcome),
+        Ok(outcome) => match outcome.disposition() {
+            Disposition::Acknowledge => final_outcome(&log, &outcome),
+            Disposition::RetryAfter(_) => still_running(state, &log, &outcome),
+            Disposition::Reject => rejected(&log, &outcome),
+        },
         Err(error) => transient(state, &log, &error),
     }
 }
@@ -247,12 +254,18 @@ fn detect<'b>(
 /// Why the body was not read.
 enum BodyError {
     TooLarge { length: Option<u64> },
+    TimedOut { received: usize },
     Unreadable(String),
 }
 
-/// Reads the whole body, at most `limit` bytes; a declared `Content-Length` over the limit is
-/// refused before anything is read. A body that arrives in one chunk is not copied.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+/// Reads the whole body, at most `limit` bytes within `timeout`; a declared `Content-Length`
+/// over the limit is refused before anything is read.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -264,16 +277,69 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
             });
         }
     }
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-        while let Some(e) = source {
-            if e.is::<http_body_util::LengthLimitError>() {
-                return BodyError::TooLarge { length: declared };
+    // Frame by frame, so that a timeout can say how much had arrived; a body that arrives in
+    // one frame is not copied.
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut received = Received::default();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    BodyError::TooLarge { length: declared }
+                } else {
+                    BodyError::Unreadable(error.to_string())
+                }
+            })?;
+            if let Ok(data) = frame.into_data() {
+                received.push(data);
             }
-            source = e.source();
         }
-        BodyError::Unreadable(error.to_string())
-    })
+        Ok::<(), BodyError>(())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(())) => Ok(received.into_bytes()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(BodyError::TimedOut {
+            received: received.len(),
+        }),
+    }
+}
+
+/// The frames of a body so far: the first one as it came, later ones appended to a copy.
+#[derive(Default)]
+struct Received {
+    first: Option<Bytes>,
+    joined: Vec<u8>,
+}
+
+impl Received {
+    fn push(&mut self, data: Bytes) {
+        match &self.first {
+            None => self.first = Some(data),
+            Some(first) => {
+                if self.joined.is_empty() {
+                    self.joined.extend_from_slice(first);
+                }
+                self.joined.extend_from_slice(&data);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        if self.joined.is_empty() {
+            self.first.as_ref().map_or(0, Bytes::len)
+        } else {
+            self.joined.len()
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        if self.joined.is_empty() {
+            self.first.unwrap_or_default()
+        } else {
+            Bytes::from(self.joined)
+        }
+    }
 }
 
 /// What every log line of a request says.
@@ -413,19 +479,10 @@ fn with_retry_after(mut response: Response, retry_after: Duration) -> Response {
     response
 }
 
-fn job_count(outcome: &Outcome) -> usize {
-    match outcome {
-        Outcome::Submitted { jobs } | Outcome::Running { jobs } | Outcome::Done { jobs, .. } => {
-            jobs.len()
-        }
-        Outcome::Ignored { .. } | Outcome::Queued { .. } | Outcome::Failed { .. } => 0,
-    }
-}
-
 /// 200 with the outcome.
 fn final_outcome(log: &RequestLog<'_>, outcome: &Outcome) -> Response {
     let (message_id, ce_id, event_id) = log.ids();
-    let jobs = job_count(outcome);
+    let jobs = outcome.jobs().len();
     match outcome {
         Outcome::Failed { error } => tracing::error!(
             form = log.form_name(),
@@ -476,10 +533,7 @@ fn still_running(state: &HttpState, log: &RequestLog<'_>, outcome: &Outcome) -> 
         retry: bool,
         reason: &'static str,
     }
-    let jobs: &[JobRef] = match outcome {
-        Outcome::Running { jobs } => jobs,
-        _ => &[],
-    };
+    let jobs: &[JobRef] = outcome.jobs();
     let (message_id, ce_id, event_id) = log.ids();
     tracing::warn!(
         form = log.form_name(),
@@ -503,6 +557,34 @@ fn still_running(state: &HttpState, log: &RequestLog<'_>, outcome: &Outcome) -> 
         json_response(StatusCode::SERVICE_UNAVAILABLE, &body),
         state.retry_after,
     )
+}
+
+/// 400: the notification names an object that cannot be a batch (an invalid destination);
+/// nothing was requested for it. A push subscription's dead-letter policy keeps it.
+fn rejected(log: &RequestLog<'_>, outcome: &Outcome) -> Response {
+    let text = match outcome {
+        Outcome::Rejected { error } => error.as_str(),
+        _ => "rejected",
+    };
+    let (message_id, ce_id, event_id) = log.ids();
+    tracing::error!(
+        form = log.form_name(),
+        object = log.object(),
+        message_id,
+        ce_id,
+        event_id,
+        outcome = outcome.name(),
+        jobs = 0u64,
+        latency_ms = log.latency_ms(),
+        error = %text,
+        "notification rejected, answering 400: {text}"
+    );
+    let body = ErrorBody {
+        outcome: outcome.name(),
+        error: text,
+        retry: false,
+    };
+    json_response(StatusCode::BAD_REQUEST, &body)
 }
 
 /// An error answer: `{"outcome": ..., "error": ..., "retry": ...}`.
@@ -566,6 +648,28 @@ fn malformed(log: &RequestLog<'_>, error: &Malformed) -> Response {
     json_response(StatusCode::BAD_REQUEST, &body)
 }
 
+/// 408: the body did not arrive within the body timeout.
+fn body_timed_out(timeout: Duration, received: usize, started: Instant) -> Response {
+    let text = format!(
+        "request body incomplete after {:.1} s ({received} bytes received): the client stalled",
+        timeout.as_secs_f64()
+    );
+    tracing::error!(
+        outcome = "body_timeout",
+        jobs = 0u64,
+        latency_ms = latency_ms(started),
+        received_bytes = received,
+        error = %text,
+        "request body timed out, answering 408: {text}"
+    );
+    let body = ErrorBody {
+        outcome: "body_timeout",
+        error: &text,
+        retry: true,
+    };
+    json_response(StatusCode::REQUEST_TIMEOUT, &body)
+}
+
 /// 413: the body is over the limit.
 fn too_large(limit: usize, length: Option<u64>, started: Instant) -> Response {
     let text = match length {
@@ -607,30 +711,6 @@ mod tests {
         cut.extend_from_slice("é".as_bytes());
         let text = BodyPrefix(&cut).to_string();
         assert!(text.ends_with("a\u{FFFD}…"), "{text}");
-    }
-
-    #[test]
-    fn job_count_counts_jobs_of_every_outcome() {
-        let job = JobRef {
-            project: "p".into(),
-            job_id: "j".into(),
-            location: None,
-        };
-        assert_eq!(
-            job_count(&Outcome::Running {
-                jobs: vec![job.clone(), job.clone()]
-            }),
-            2
-        );
-        assert_eq!(
-            job_count(&Outcome::Done {
-                jobs: vec![job],
-                rows: 1,
-                bytes: 1
-            }),
-            1
-        );
-        assert_eq!(job_count(&Outcome::Ignored { reason: "r".into() }), 0);
     }
 
     #[test]

@@ -26,6 +26,9 @@
 //! - A malformed payload → `400` with the parser's error (`"retry": false`): redelivery would
 //!   not help (a push subscription should have a dead-letter topic to catch them).
 //! - A body over [`HttpState::body_limit`] (1 MiB) → `413`.
+//! - A body that has not fully arrived after [`HttpState::body_timeout`] (10 s) → `408`.
+//! - A marker whose path gives an invalid destination → `400` (`"outcome": "rejected"`):
+//!   nothing was requested for it.
 //! - A request that outlives [`HttpState::request_timeout`] (the request deadline plus
 //!   [`TIMEOUT_MARGIN`]) → `503` from the timeout layer.
 //!
@@ -77,6 +80,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// The `Retry-After` of 503 answers by default.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 
+/// How long a request's body may take to arrive by default: a notification is a few KiB, so a
+/// body still incomplete after this is a stalled or hostile client.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How much longer than the request deadline a request may run before the timeout layer answers
 /// 503: time to record the outcome and answer after the last poll.
 pub const TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
@@ -109,6 +116,8 @@ pub struct HttpState {
     pub body_limit: usize,
     /// The `Retry-After` of 503 answers (sent in whole seconds, at least 1).
     pub retry_after: Duration,
+    /// How long the body may take to arrive; a body still incomplete then gets `408` (logged).
+    pub body_timeout: Duration,
 }
 
 impl HttpState {
@@ -120,7 +129,14 @@ impl HttpState {
             request_deadline: DEFAULT_REQUEST_DEADLINE,
             body_limit: DEFAULT_BODY_LIMIT,
             retry_after: DEFAULT_RETRY_AFTER,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
+    }
+
+    /// Sets [`HttpState::body_timeout`].
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
     }
 
     /// Sets [`HttpState::request_deadline`].

@@ -611,3 +611,87 @@ async fn the_timeout_layer_answers_503_a_little_after_the_deadline() {
     assert_eq!(timeout, Duration::from_secs(40));
     assert_eq!(warehouse.submitted().len(), 1);
 }
+
+/// A body that stops arriving mid-way gets 408 once the body timeout passes, long before the
+/// request deadline; it is logged, and nothing is handled.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_body_is_408_after_the_body_timeout() {
+    let fixture = Fixture::with(|state| state.with_body_timeout(Duration::from_secs(3)));
+    let (mut sender, body) = {
+        let (tx, rx) =
+            futures::channel::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+        (tx, Body::from_stream(rx))
+    };
+    // Half an envelope, then silence (the sender is kept open).
+    futures::SinkExt::send(
+        &mut sender,
+        Ok(axum::body::Bytes::from_static(b"{\"message\": {")),
+    )
+    .await
+    .unwrap();
+    let request = Request::post("/")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let (status, body, _) = fixture.send(request).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert_eq!(body["outcome"], "body_timeout");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("13 bytes received"),
+        "{body}"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
+    drop(sender);
+    assert!(fixture.warehouse.submitted().is_empty());
+}
+
+/// A marker whose path gives an invalid dataset id is rejected before any request: 400 with
+/// the reason, so that a push subscription's dead-letter policy keeps it.
+#[tokio::test]
+async fn a_marker_with_an_invalid_destination_is_400_rejected_without_any_request() {
+    let fixture = Fixture::new();
+    let marker = fixture
+        .store
+        .insert(BUCKET, "sales-eu/orders/_SUCCESS", Vec::new());
+    fixture.store.reset_stats();
+    let (status, body, _) = fixture
+        .send(post_json("/", push_body(&marker, "NONE", "m-bad")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["outcome"], "rejected");
+    assert_eq!(body["retry"], false);
+    assert!(
+        body["error"].as_str().unwrap().contains("dataset id"),
+        "{body}"
+    );
+    assert_eq!(fixture.store.stats().total(), 0);
+    assert_eq!(fixture.warehouse.stats().total(), 0);
+}
+
+/// What the Python function's `backfill.py` publishes, pushed: only `bucketId` and `objectId`,
+/// empty data. The marker's generation is looked up and the batch loads.
+#[tokio::test]
+async fn a_push_with_only_bucket_and_object_loads_the_batch() {
+    let fixture = Fixture::new();
+    let body = json!({
+        "message": {"data": "", "attributes": {"bucketId": BUCKET, "objectId": MARKER,
+            "_metaInfo": "this message was submitted with gcs_ocn_bq_ingest backfill.py utility"},
+            "messageId": "m-py"},
+        "subscription": "s"
+    })
+    .to_string();
+    let (status, body, _) = fixture.send(post_json("/", body)).await;
+    assert_done_once(&fixture, status, &body);
+    assert_eq!(
+        fixture.warehouse.records()[0].1.marker_generation,
+        fixture.marker.generation
+    );
+}

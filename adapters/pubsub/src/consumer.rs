@@ -12,7 +12,7 @@ use futures::FutureExt as _;
 use gcloud_pubsub::subscriber::ReceivedMessage;
 use gcloud_pubsub::subscription::Subscription;
 use ingest_core::event::{parse_pubsub_message, PubsubMessage};
-use ingest_core::ingest::{Ingestor, Outcome};
+use ingest_core::ingest::{Disposition, Ingestor, Outcome};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -114,8 +114,8 @@ pub struct RunStats {
     pub ignored: u64,
     /// Outcomes `queued`.
     pub queued: u64,
-    /// Outcomes `submitted`.
-    pub submitted: u64,
+    /// Outcomes `rejected`: a marker whose path gives no valid destination (acknowledged).
+    pub rejected: u64,
     /// Outcomes `failed` (recorded by the ingestor; acknowledged).
     pub failed: u64,
     /// Outcomes `running` at the deadline (nacked).
@@ -572,37 +572,50 @@ async fn handle_message(
             count(stats, |s| match &outcome {
                 Outcome::Ignored { .. } => s.ignored += 1,
                 Outcome::Queued { .. } => s.queued += 1,
-                Outcome::Submitted { .. } => s.submitted += 1,
                 Outcome::Running { .. } => s.running += 1,
                 Outcome::Done { .. } => s.done += 1,
                 Outcome::Failed { .. } => s.failed += 1,
+                Outcome::Rejected { .. } => s.rejected += 1,
             });
-            if outcome.is_final() {
-                match &outcome {
-                    Outcome::Failed { error } => tracing::warn!(
-                        message_id,
-                        object = %object,
-                        outcome = outcome.name(),
-                        jobs = %jobs,
-                        latency_ms,
-                        delivery_attempt,
-                        error = %error,
-                        "{object}: failed (recorded); acknowledged"
-                    ),
-                    _ => tracing::info!(
-                        message_id,
-                        object = %object,
-                        outcome = outcome.name(),
-                        jobs = %jobs,
-                        latency_ms,
-                        delivery_attempt,
-                        "{object}: {}; acknowledged",
-                        outcome.name()
-                    ),
-                }
-                ack(stats, &received).await;
-            } else {
-                tracing::warn!(
+            match (outcome.disposition(), &outcome) {
+                (Disposition::Acknowledge, Outcome::Failed { error }) => tracing::warn!(
+                    message_id,
+                    object = %object,
+                    outcome = outcome.name(),
+                    jobs = %jobs,
+                    latency_ms,
+                    delivery_attempt,
+                    error = %error,
+                    "{object}: failed (recorded); acknowledged"
+                ),
+                (Disposition::Acknowledge, _) => tracing::info!(
+                    message_id,
+                    object = %object,
+                    outcome = outcome.name(),
+                    jobs = %jobs,
+                    latency_ms,
+                    delivery_attempt,
+                    "{object}: {}; acknowledged",
+                    outcome.name()
+                ),
+                (Disposition::Reject, Outcome::Rejected { error }) => tracing::error!(
+                    message_id,
+                    object = %object,
+                    outcome = outcome.name(),
+                    latency_ms,
+                    delivery_attempt,
+                    error = %error,
+                    "{object}: rejected; acknowledged (redelivery would not help): {error}"
+                ),
+                (Disposition::Reject, _) => tracing::error!(
+                    message_id,
+                    object = %object,
+                    outcome = outcome.name(),
+                    latency_ms,
+                    delivery_attempt,
+                    "{object}: rejected; acknowledged (redelivery would not help)"
+                ),
+                (Disposition::RetryAfter(_), _) => tracing::warn!(
                     message_id,
                     object = %object,
                     outcome = outcome.name(),
@@ -611,8 +624,13 @@ async fn handle_message(
                     delivery_attempt,
                     "{object}: jobs still running at the handling deadline; nacked (the \
                      redelivery follows the same jobs)"
-                );
-                nack(stats, &received, shared.config.redelivery_delay).await;
+                ),
+            }
+            match outcome.disposition() {
+                Disposition::Acknowledge | Disposition::Reject => ack(stats, &received).await,
+                Disposition::RetryAfter(_) => {
+                    nack(stats, &received, shared.config.redelivery_delay).await
+                }
             }
         }
         Ok(Ok(Err(error))) => {
@@ -664,15 +682,12 @@ async fn handle_message(
 
 /// The job ids of an outcome, comma-separated (empty when it has none).
 fn job_ids(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Submitted { jobs } | Outcome::Running { jobs } | Outcome::Done { jobs, .. } => {
-            jobs.iter()
-                .map(|j| j.job_id.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        }
-        Outcome::Ignored { .. } | Outcome::Queued { .. } | Outcome::Failed { .. } => String::new(),
-    }
+    outcome
+        .jobs()
+        .iter()
+        .map(|j| j.job_id.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]

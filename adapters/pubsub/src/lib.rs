@@ -15,7 +15,7 @@
 //!
 //! | what happened | action |
 //! | --- | --- |
-//! | final outcome (`done`, `ignored`, `queued`, `submitted`, `failed` — a failure is recorded by the ingestor) | ack |
+//! | final outcome (`done`, `ignored`, `queued`, `failed` — a failure is recorded by the ingestor — and `rejected`) | ack |
 //! | malformed message (not a GCS notification bq-ingest can parse) | logged at ERROR with its id, attributes and the start of its data, then **ack**: redelivery would not help. With a dead-letter topic on the subscription, Pub/Sub does the rest for messages that keep failing. |
 //! | `Outcome::Running` (jobs still running at the handling deadline) | nack: the redelivery follows the same jobs (their ids are deterministic) |
 //! | `Err(IngestError)` (transient: throttling, server errors) | nack, so Pub/Sub redelivers (with the subscription's retry policy, if any) |

@@ -203,7 +203,9 @@ async fn local(ingestor: &ingest_core::ingest::Ingestor, event: &ObjectEvent) ->
     match ingestor.handle(event).await {
         Ok(Outcome::Done { .. }) => BatchResult::Ingested,
         Ok(Outcome::Ignored { reason }) => BatchResult::Skipped(event.uri(), reason),
-        Ok(Outcome::Failed { error }) => BatchResult::Failed(event.uri(), error),
+        Ok(Outcome::Failed { error } | Outcome::Rejected { error }) => {
+            BatchResult::Failed(event.uri(), error)
+        }
         Ok(Outcome::Running { jobs }) => BatchResult::Failed(
             event.uri(),
             format!(

@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// subscription's ack deadline and Cloud Run's request timeout).
     #[arg(long, env = "REQUEST_DEADLINE_SECONDS", default_value_t = 240)]
     request_deadline: u64,
+    /// How long a request's body may take to arrive, in seconds; a body still incomplete then
+    /// gets 408.
+    #[arg(long, env = "BODY_TIMEOUT_SECONDS", default_value_t = 10)]
+    body_timeout: u64,
 }
 
 /// Runs the service until SIGTERM, then finishes the requests in flight.
@@ -34,7 +38,8 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
     };
     let state = HttpState::new(runtime.ingestor.clone())
-        .with_request_deadline(Duration::from_secs(args.request_deadline));
+        .with_request_deadline(Duration::from_secs(args.request_deadline))
+        .with_body_timeout(Duration::from_secs(args.body_timeout.max(1)));
     let listener = match tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await {
         Ok(l) => l,
         Err(e) => {
