@@ -697,6 +697,75 @@ impl TestCase {
         Service::start(mode, args, env, self.next_log_path(what), port).await
     }
 
+    /// Starts `bq-ingest pull --subscription <subscription>` (another subscription than the
+    /// test's own, e.g. on a topic the test publishes to by hand) with the test's environment
+    /// plus `extra_env`.
+    pub async fn spawn_pull_on(&self, subscription: &str, extra_env: &[(&str, &str)]) -> Service {
+        let env = self.merged_env(extra_env);
+        let args = vec![
+            "pull".to_string(),
+            "--subscription".to_string(),
+            subscription.to_string(),
+        ];
+        Service::start(Mode::Pull, args, env, self.next_log_path("pull"), None).await
+    }
+
+    /// Creates a topic and a pull subscription on it (ids unique to the test), for messages
+    /// the test publishes by hand; returns (topic, subscription). Both are left to the
+    /// emulator's reset.
+    pub async fn create_side_topic(&self, name: &str) -> (String, String) {
+        let topic = format!("{name}-{}", self.dataset);
+        let subscription = format!("{name}-sub-{}", self.dataset);
+        let root = self.stack.pubsub_url();
+        for (url, body) in [
+            (format!("{root}/topics/{topic}"), json!({})),
+            (
+                format!("{root}/subscriptions/{subscription}"),
+                json!({"topic": format!("projects/{}/topics/{topic}", self.stack.project),
+                       "ackDeadlineSeconds": 60}),
+            ),
+        ] {
+            let response = self
+                .stack
+                .http
+                .put(&url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+            assert!(
+                response.status().is_success(),
+                "PUT {url}: {}",
+                response.status()
+            );
+        }
+        (topic, subscription)
+    }
+
+    /// Publishes a message with `attributes` and `data` (raw bytes) to `topic`; returns its id.
+    pub async fn publish_raw(&self, topic: &str, attributes: &Value, data: &[u8]) -> String {
+        let body = json!({"messages": [{
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "attributes": attributes,
+        }]});
+        let url = format!("{}/topics/{topic}:publish", self.stack.pubsub_url());
+        let response: Value = self
+            .stack
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("publish {url}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("publish {url}: not JSON: {e}"));
+        response["messageIds"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("publish {url}: no message id in {response}"))
+            .to_string()
+    }
+
     /// Runs a one-shot `bq-ingest` command (`backfill`, `explain`, …) with the test's service
     /// environment plus `extra_env`, and returns its output (not checked).
     pub async fn run_command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {

@@ -51,6 +51,15 @@ struct ProxyState {
     upstream: String,
     client: reqwest::Client,
     log: Arc<Mutex<Vec<RecordedRequest>>>,
+    hangs: Arc<Mutex<Vec<HangRule>>>,
+    hung: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Requests `METHOD …suffix` that the proxy never answers (nor forwards).
+#[derive(Debug, Clone)]
+struct HangRule {
+    method: String,
+    path_suffix: String,
 }
 
 /// A tiny reverse proxy on `127.0.0.1:<free port>` that forwards every request to an upstream
@@ -77,6 +86,8 @@ pub struct CountingProxy {
     addr: SocketAddr,
     upstream: String,
     log: Arc<Mutex<Vec<RecordedRequest>>>,
+    hangs: Arc<Mutex<Vec<HangRule>>>,
+    hung: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -90,10 +101,14 @@ impl CountingProxy {
             .build()
             .unwrap_or_else(|e| panic!("proxy HTTP client: {e}"));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let hangs = Arc::new(Mutex::new(Vec::new()));
+        let hung = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let state = ProxyState {
             upstream: upstream.clone(),
             client,
             log: log.clone(),
+            hangs: hangs.clone(),
+            hung: hung.clone(),
         };
         let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -114,8 +129,34 @@ impl CountingProxy {
             addr,
             upstream,
             log,
+            hangs,
+            hung,
             shutdown: Some(tx),
         }
+    }
+
+    /// From now on, requests `method` whose path ends with `path_suffix` are neither forwarded
+    /// nor answered: the client waits until it gives up or dies (a hung connection, or the
+    /// moment to kill a process "between two steps"). [`hung`](CountingProxy::hung) counts them.
+    pub fn hang(&self, method: &str, path_suffix: &str) {
+        if let Ok(mut hangs) = self.hangs.lock() {
+            hangs.push(HangRule {
+                method: method.to_string(),
+                path_suffix: path_suffix.to_string(),
+            });
+        }
+    }
+
+    /// Stops hanging new requests (those already hung stay so).
+    pub fn stop_hanging(&self) {
+        if let Ok(mut hangs) = self.hangs.lock() {
+            hangs.clear();
+        }
+    }
+
+    /// How many requests were hung so far.
+    pub fn hung(&self) -> usize {
+        self.hung.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:PORT` of the proxy.
@@ -210,6 +251,20 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             });
         }
     };
+    let hang = state
+        .hangs
+        .lock()
+        .map(|rules| {
+            rules
+                .iter()
+                .any(|r| r.method == method && path.ends_with(&r.path_suffix))
+        })
+        .unwrap_or(false);
+    if hang {
+        record(0);
+        state.hung.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        return std::future::pending().await;
+    }
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {

@@ -65,9 +65,15 @@ use axum::Router;
 use ingest_core::ingest::Ingestor;
 use tower_http::timeout::TimeoutLayer;
 
+mod auth;
 mod detect;
 mod handler;
+mod tls;
 
+pub use auth::{
+    AuthError, PushAuth, PushAuthConfig, PushAuthLayer, PushAuthService, PushClaims,
+    GOOGLE_CERTS_URL, GOOGLE_ISSUERS, MIN_REFETCH,
+};
 pub use detect::NotificationForm;
 
 /// How long one request may wait for its jobs by default: 240 s, under Cloud Run's default
@@ -118,6 +124,9 @@ pub struct HttpState {
     pub retry_after: Duration,
     /// How long the body may take to arrive; a body still incomplete then gets `408` (logged).
     pub body_timeout: Duration,
+    /// When set, every notification route requires a push token this accepts (401/403
+    /// otherwise); health stays open. See [`PushAuth`].
+    pub auth: Option<Arc<PushAuth>>,
 }
 
 impl HttpState {
@@ -130,7 +139,14 @@ impl HttpState {
             body_limit: DEFAULT_BODY_LIMIT,
             retry_after: DEFAULT_RETRY_AFTER,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            auth: None,
         }
+    }
+
+    /// Sets [`HttpState::auth`].
+    pub fn with_auth(mut self, auth: PushAuthConfig) -> Self {
+        self.auth = Some(Arc::new(PushAuth::new(auth)));
+        self
     }
 
     /// Sets [`HttpState::body_timeout`].
@@ -190,11 +206,15 @@ impl HttpState {
 /// ```
 pub fn router(state: HttpState) -> Router {
     let timeout = state.request_timeout();
-    Router::new()
+    let mut notifications = Router::new()
         .route("/", post(handler::auto))
         .route("/pubsub/push", post(handler::push))
         .route("/cloudevents", post(handler::cloud_events))
-        .route("/background", post(handler::background))
+        .route("/background", post(handler::background));
+    if let Some(auth) = &state.auth {
+        notifications = notifications.route_layer(PushAuthLayer::new(auth.clone()));
+    }
+    notifications
         .route("/healthz", get(handler::healthz))
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(

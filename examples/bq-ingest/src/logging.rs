@@ -183,24 +183,40 @@ where
             meta.line(),
             fields.0,
         );
-        if let Ok(mut line) = serde_json::to_vec(&Value::Object(entry)) {
-            line.push(b'\n');
-            let _ = std::io::stdout().lock().write_all(&line);
+        if let Ok(line) = serde_json::to_string(&Value::Object(entry)) {
+            let mut line = crate::redact::redact(&line).into_owned();
+            line.push('\n');
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
         }
     }
 }
 
+/// The level filter: `RUST_LOG` (default `info`), then the [`DEPENDENCY_CAPS`] of the crates
+/// that see credentials, which replace any directive of the user's for the same crate.
+///
+/// [`DEPENDENCY_CAPS`]: crate::redact::DEPENDENCY_CAPS
+pub fn filter() -> EnvFilter {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for cap in crate::redact::DEPENDENCY_CAPS {
+        if let Ok(directive) = cap.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 /// Installs the global subscriber: Cloud Logging JSON when `json`, else human-readable lines
-/// on stderr. The level filter comes from `RUST_LOG` (default `info`).
+/// on stderr. The level filter is [`filter`]; every line is redacted
+/// ([`crate::redact::redact`]).
 pub fn init(json: bool, project: Option<String>, service: String) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter());
     if json {
         let layer = CloudLoggingLayer::new(project, service, env!("CARGO_PKG_VERSION").to_string());
         let _ = registry.with(layer).try_init();
     } else {
+        let writer = || crate::redact::RedactingWriter(std::io::stderr());
         let _ = registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
             .try_init();
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ingest_http::{router, serve, HttpState};
+use ingest_http::{router, serve, HttpState, PushAuthConfig};
 
 use super::runtime::{build, shutdown_signal};
 
@@ -25,6 +25,30 @@ pub struct ServeArgs {
     /// gets 408.
     #[arg(long, env = "BODY_TIMEOUT_SECONDS", default_value_t = 10)]
     body_timeout: u64,
+    /// Verify push tokens: the expected audience (`aud`) of the OIDC tokens that the push
+    /// subscription or Eventarc trigger sends. Needs `--push-auth-service-accounts`.
+    #[arg(long, env = "PUSH_AUTH_AUDIENCE")]
+    push_auth_audience: Option<String>,
+    /// The service accounts allowed to push (comma-separated `email`s of the tokens).
+    #[arg(long, env = "PUSH_AUTH_SERVICE_ACCOUNTS")]
+    push_auth_service_accounts: Option<String>,
+    /// Where Google's token-signing keys are fetched (a JWK set).
+    #[arg(long, env = "PUSH_AUTH_KEYS_URL", default_value = ingest_http::GOOGLE_CERTS_URL)]
+    push_auth_keys_url: String,
+}
+
+impl ServeArgs {
+    /// The push authentication asked for: none when neither setting is given.
+    fn push_auth(&self) -> Result<Option<PushAuthConfig>, String> {
+        match (&self.push_auth_audience, &self.push_auth_service_accounts) {
+            (None, None) => Ok(None),
+            (audience, accounts) => PushAuthConfig::new(
+                audience.as_deref().unwrap_or_default(),
+                accounts.as_deref().unwrap_or_default(),
+            )
+            .map(|c| Some(c.with_keys_url(self.push_auth_keys_url.clone()))),
+        }
+    }
 }
 
 /// Runs the service until SIGTERM, then finishes the requests in flight.
@@ -37,9 +61,33 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let state = HttpState::new(runtime.ingestor.clone())
+    let auth = match args.push_auth() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut state = HttpState::new(runtime.ingestor.clone())
         .with_request_deadline(Duration::from_secs(args.request_deadline))
         .with_body_timeout(Duration::from_secs(args.body_timeout.max(1)));
+    match auth {
+        Some(auth) => {
+            tracing::info!(
+                audience = %auth.audience,
+                accounts = auth.service_accounts.len(),
+                "push authentication on: only OIDC tokens for {} from the {} allowed account(s) are accepted",
+                auth.audience,
+                auth.service_accounts.len()
+            );
+            state = state.with_auth(auth);
+        }
+        None => tracing::warn!(
+            "push authentication off: every request is accepted; set PUSH_AUTH_AUDIENCE and \
+             PUSH_AUTH_SERVICE_ACCOUNTS unless only an authenticating front (Cloud Run IAM) can \
+             reach this service"
+        ),
+    }
     let listener = match tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await {
         Ok(l) => l,
         Err(e) => {
