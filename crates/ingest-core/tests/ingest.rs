@@ -5,6 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
+use ingest_core::decorators::{
+    CountingStore, CountingWarehouse, Fault, FaultyWarehouse, WarehouseMethod,
+};
 use ingest_core::event::ObjectEvent;
 use ingest_core::ingest::{IngestError, Ingestor, Outcome};
 use ingest_core::ports::{JobError, JobKind, TableRef, WarehouseError};
@@ -16,6 +19,11 @@ const B: &str = "bucket";
 struct Env {
     store: Arc<MemoryStore>,
     warehouse: Arc<MemoryWarehouse>,
+    /// The store as the ingestor sees it, counting its calls.
+    gcs: Arc<CountingStore<Arc<MemoryStore>>>,
+    /// The warehouse as the ingestor sees it: failures injected here, calls counted.
+    faults: Arc<FaultyWarehouse<Arc<MemoryWarehouse>>>,
+    bq: Arc<CountingWarehouse<Arc<FaultyWarehouse<Arc<MemoryWarehouse>>>>>,
     clock: MemoryClock,
     ingestor: Ingestor,
 }
@@ -30,10 +38,16 @@ fn env_with(settings: impl FnOnce(&mut Settings)) -> Env {
         ..Settings::default()
     };
     settings(&mut s);
-    let ingestor = Ingestor::new(s, store.clone(), warehouse.clone(), Arc::new(clock.clone()));
+    let gcs = Arc::new(CountingStore::new(store.clone()));
+    let faults = Arc::new(FaultyWarehouse::new(warehouse.clone()));
+    let bq = Arc::new(CountingWarehouse::new(faults.clone()));
+    let ingestor = Ingestor::new(s, gcs.clone(), bq.clone(), Arc::new(clock.clone()));
     Env {
         store,
         warehouse,
+        gcs,
+        faults,
+        bq,
         clock,
         ingestor,
     }
@@ -118,11 +132,11 @@ fn first_batch_costs_few_requests_and_the_next_one_fewer() {
     e.store
         .put_str(B, "_config/load.json", r#"{"fieldDelimiter": "|"}"#);
     let first = e.batch("ds/t/$2020010100", &[("a.csv", "1|x\n")]);
-    e.store.reset_stats();
-    e.warehouse.reset_stats();
+    e.gcs.reset();
+    e.bq.reset();
     assert!(matches!(e.handle(&first).unwrap(), Outcome::Done { .. }));
-    let gcs = e.store.stats();
-    let bq = e.warehouse.stats();
+    let gcs = e.gcs.calls();
+    let bq = e.bq.calls();
     // _config/, ds/_config/, ds/t/_config/ listed; the batch listing brings its own _config/;
     // one read of _config/load.json.
     assert_eq!(
@@ -138,9 +152,9 @@ fn first_batch_costs_few_requests_and_the_next_one_fewer() {
     );
 
     let second = e.batch("ds/t/$2020010101", &[("a.csv", "2|y\n")]);
-    e.store.reset_stats();
+    e.gcs.reset();
     assert!(matches!(e.handle(&second).unwrap(), Outcome::Done { .. }));
-    let gcs = e.store.stats();
+    let gcs = e.gcs.calls();
     assert_eq!(
         (gcs.list, gcs.read),
         (4, 0),
@@ -159,16 +173,16 @@ fn a_duplicate_delivery_costs_one_job_lookup_and_one_idempotent_row() {
         e.handle(&event).unwrap(),
         Outcome::Done { rows: 2, .. }
     ));
-    e.store.reset_stats();
-    e.warehouse.reset_stats();
+    e.gcs.reset();
+    e.bq.reset();
     for _ in 0..5 {
         assert!(matches!(
             e.handle(&event).unwrap(),
             Outcome::Done { rows: 2, .. }
         ));
     }
-    assert_eq!(e.store.stats().total(), 0, "a duplicate touches no object");
-    let bq = e.warehouse.stats();
+    assert_eq!(e.gcs.calls().total(), 0, "a duplicate touches no object");
+    let bq = e.bq.calls();
     assert_eq!(bq.submit, 0);
     assert_eq!(bq.job_status, 5, "one jobs.get per delivery");
     assert_eq!(e.warehouse.submitted().len(), 1);
@@ -283,13 +297,13 @@ fn ten_thousand_and_one_files_make_two_jobs_that_are_all_followed() {
     assert_eq!(jobs.len(), 2);
     assert!(jobs.iter().all(|j| j.labels["bq-ingest-parts"] == "2"));
     // A duplicate follows both parts.
-    e.warehouse.reset_stats();
+    e.bq.reset();
     assert!(matches!(
         e.handle(&event).unwrap(),
         Outcome::Done { rows: 10_001, .. }
     ));
-    assert_eq!(e.warehouse.stats().job_status, 2);
-    assert_eq!(e.warehouse.stats().submit, 0);
+    assert_eq!(e.bq.calls().job_status, 2);
+    assert_eq!(e.bq.calls().submit, 0);
 }
 
 #[test]
@@ -342,15 +356,15 @@ fn a_bad_path_is_a_recorded_failure_naming_the_object() {
 fn an_invalid_destination_is_rejected_before_any_request() {
     let e = env();
     let event = e.batch("my-ds/t", &[("a.csv", "1\n")]);
-    e.store.reset_stats();
+    e.gcs.reset();
     let outcome = e.handle(&event).unwrap();
     let Outcome::Rejected { error } = &outcome else {
         panic!("{outcome:?}")
     };
     assert!(error.contains("gs://bucket/my-ds/t/_SUCCESS"), "{error}");
     assert!(error.contains("dataset id"), "{error}");
-    assert_eq!(e.store.stats().total(), 0, "no GCS request");
-    assert_eq!(e.warehouse.stats().total(), 0, "no BigQuery request");
+    assert_eq!(e.gcs.calls().total(), 0, "no GCS request");
+    assert_eq!(e.bq.calls().total(), 0, "no BigQuery request");
     assert_eq!(
         outcome.disposition(),
         ingest_core::ingest::Disposition::Reject
@@ -422,10 +436,13 @@ fn invalid_load_json_fails_naming_the_config_object() {
 fn transient_errors_ask_for_redelivery_and_the_redelivery_succeeds() {
     let e = env();
     let event = e.batch("ds/t", &[("a.csv", "1\n")]);
-    e.warehouse.fail_next_submit(WarehouseError::Transient {
-        what: "jobs.insert".into(),
-        message: "429 rateLimitExceeded".into(),
-    });
+    e.faults.inject(
+        WarehouseMethod::Submit,
+        Fault::Fail(WarehouseError::Transient {
+            what: "jobs.insert".into(),
+            message: "429 rateLimitExceeded".into(),
+        }),
+    );
     assert!(matches!(
         e.handle(&event),
         Err(IngestError::Warehouse { .. })
@@ -475,8 +492,8 @@ fn data_files_and_config_objects_are_ignored_with_a_reason() {
         let o = e.handle(&ObjectEvent::finalized(B, name, 1)).unwrap();
         assert!(matches!(o, Outcome::Ignored { .. }), "{name}: {o:?}");
     }
-    assert_eq!(e.store.stats().total(), 0);
-    assert_eq!(e.warehouse.stats().total(), 0);
+    assert_eq!(e.gcs.calls().total(), 0);
+    assert_eq!(e.bq.calls().total(), 0);
 }
 
 #[test]
@@ -601,12 +618,12 @@ fn a_dml_with_no_row_is_accepted_when_the_check_is_off() {
 #[test]
 fn a_failed_state_table_write_does_not_change_the_outcome() {
     let e = env();
-    e.warehouse.fail_next(
-        ingest_memory::WarehouseOp::RecordOutcome,
-        WarehouseError::Rejected {
+    e.faults.inject(
+        WarehouseMethod::RecordOutcome,
+        Fault::Fail(WarehouseError::Rejected {
             what: "bigquery_loads.serverless_bq_loads".into(),
             message: "403".into(),
-        },
+        }),
     );
     let event = e.batch("ds/t", &[("a.csv", "1\n")]);
     assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
@@ -647,10 +664,10 @@ fn retriable_job_errors_are_retried_under_new_ids_up_to_the_limit() {
         .collect();
     assert_eq!(states, ["retried", "retried", "failed"]);
     // A redelivery follows the last attempt and submits nothing.
-    e.warehouse.reset_stats();
+    e.bq.reset();
     assert!(matches!(e.handle(&event).unwrap(), Outcome::Failed { .. }));
-    assert_eq!(e.warehouse.stats().submit, 0);
-    assert_eq!(e.warehouse.stats().job_status, 3);
+    assert_eq!(e.bq.calls().submit, 0);
+    assert_eq!(e.bq.calls().job_status, 3);
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use ingest_core::decorators::{Fault, FaultyWarehouse, WarehouseMethod};
 use ingest_core::ingest::Ingestor;
 use ingest_core::ports::WarehouseError;
 use ingest_core::settings::Settings;
@@ -69,7 +70,9 @@ fn every_outcome_is_logged_with_its_fields() {
     store.create_bucket("b");
     store.insert("b", "ds/t/part-0.csv", b"1\n".to_vec());
     let marker = store.insert("b", "ds/t/_SUCCESS", Vec::new());
-    let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()).with_clock(clock.clone()));
+    let warehouse = Arc::new(FaultyWarehouse::new(
+        MemoryWarehouse::with_store(store.clone()).with_clock(clock.clone()),
+    ));
     let settings = Settings {
         bq_project: Some("my-project".into()),
         ..Settings::default()
@@ -100,10 +103,13 @@ fn every_outcome_is_logged_with_its_fields() {
             .await;
         assert_eq!(status(r.unwrap()), StatusCode::OK);
         // A transient failure.
-        warehouse.fail_next_submit(WarehouseError::Transient {
-            what: "job x".into(),
-            message: "503 backendError".into(),
-        });
+        warehouse.inject(
+            WarehouseMethod::Submit,
+            Fault::Fail(WarehouseError::Transient {
+                what: "job x".into(),
+                message: "503 backendError".into(),
+            }),
+        );
         let marker_push = push("b", "ds/t/_SUCCESS", "m-2")
             .replace("\"7\"", &format!("\"{}\"", marker.generation));
         let r = app.clone().oneshot(post("/", marker_push.clone())).await;

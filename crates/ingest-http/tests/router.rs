@@ -11,11 +11,15 @@ use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, TimeZone, Utc};
+use ingest_core::decorators::{
+    CountingStore, CountingWarehouse, Fault, FaultyStore, FaultyWarehouse, StoreMethod,
+    WarehouseMethod,
+};
 use ingest_core::ingest::Ingestor;
 use ingest_core::ports::{Clock, ObjectMeta, WarehouseError};
 use ingest_core::settings::Settings;
 use ingest_http::{router, HttpState, DEFAULT_BODY_LIMIT};
-use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse, StoreOp};
+use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -28,6 +32,11 @@ const MARKER: &str = "sales/orders/_SUCCESS";
 struct Fixture {
     store: Arc<MemoryStore>,
     warehouse: Arc<MemoryWarehouse>,
+    /// What the ingestor sees: the doubles behind fault injection and call counting.
+    store_faults: Arc<FaultyStore<Arc<MemoryStore>>>,
+    gcs: Arc<CountingStore<Arc<FaultyStore<Arc<MemoryStore>>>>>,
+    warehouse_faults: Arc<FaultyWarehouse<Arc<MemoryWarehouse>>>,
+    bq: Arc<CountingWarehouse<Arc<FaultyWarehouse<Arc<MemoryWarehouse>>>>>,
     data: ObjectMeta,
     marker: ObjectMeta,
     router: Router,
@@ -46,16 +55,19 @@ impl Fixture {
         let marker = store.insert(BUCKET, MARKER, Vec::new());
         let warehouse =
             Arc::new(MemoryWarehouse::with_store(store.clone()).with_clock(clock.clone()));
-        let ingestor = Ingestor::new(
-            settings(),
-            store.clone(),
-            warehouse.clone(),
-            Arc::new(clock),
-        );
+        let store_faults = Arc::new(FaultyStore::new(store.clone()));
+        let gcs = Arc::new(CountingStore::new(store_faults.clone()));
+        let warehouse_faults = Arc::new(FaultyWarehouse::new(warehouse.clone()));
+        let bq = Arc::new(CountingWarehouse::new(warehouse_faults.clone()));
+        let ingestor = Ingestor::new(settings(), gcs.clone(), bq.clone(), Arc::new(clock));
         let router = router(configure(HttpState::new(Arc::new(ingestor))));
         Fixture {
             store,
             warehouse,
+            store_faults,
+            gcs,
+            warehouse_faults,
+            bq,
             data,
             marker,
             router,
@@ -306,7 +318,7 @@ async fn data_file_notifications_are_ignored_in_every_form() {
     }
     assert!(fixture.warehouse.submitted().is_empty());
     assert_eq!(
-        fixture.store.stats().total(),
+        fixture.gcs.calls().total(),
         0,
         "a data file costs no request"
     );
@@ -448,12 +460,13 @@ async fn a_job_still_running_at_the_deadline_is_503_and_redelivery_follows_it() 
 #[tokio::test]
 async fn a_transient_warehouse_error_is_503() {
     let fixture = Fixture::with(|s| s.with_retry_after(Duration::from_secs(30)));
-    fixture
-        .warehouse
-        .fail_next_submit(WarehouseError::Transient {
+    fixture.warehouse_faults.inject(
+        WarehouseMethod::Submit,
+        Fault::Fail(WarehouseError::Transient {
             what: "job load-1".into(),
             message: "429 rateLimitExceeded".into(),
-        });
+        }),
+    );
     let push = push_body(&fixture.marker, "NONE", "m-10");
     let (status, body, response) = fixture.send(post_json("/", push.clone())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -536,8 +549,8 @@ async fn five_concurrent_duplicate_pushes_submit_one_job() {
     {
         let gate = gate.clone();
         let listings = listings.clone();
-        fixture.store.set_before_op(Box::new(move |op, _| {
-            if op == StoreOp::List && listings.fetch_add(1, Ordering::SeqCst) < DELIVERIES {
+        fixture.store_faults.set_rule(Box::new(move |method, _| {
+            if method == StoreMethod::List && listings.fetch_add(1, Ordering::SeqCst) < DELIVERIES {
                 let (arrived, all_there) = &*gate;
                 let mut arrived = arrived.lock().unwrap();
                 *arrived += 1;
@@ -661,7 +674,7 @@ async fn a_marker_with_an_invalid_destination_is_400_rejected_without_any_reques
     let marker = fixture
         .store
         .insert(BUCKET, "sales-eu/orders/_SUCCESS", Vec::new());
-    fixture.store.reset_stats();
+    fixture.gcs.reset();
     let (status, body, _) = fixture
         .send(post_json("/", push_body(&marker, "NONE", "m-bad")))
         .await;
@@ -672,8 +685,8 @@ async fn a_marker_with_an_invalid_destination_is_400_rejected_without_any_reques
         body["error"].as_str().unwrap().contains("dataset id"),
         "{body}"
     );
-    assert_eq!(fixture.store.stats().total(), 0);
-    assert_eq!(fixture.warehouse.stats().total(), 0);
+    assert_eq!(fixture.gcs.calls().total(), 0);
+    assert_eq!(fixture.bq.calls().total(), 0);
 }
 
 /// What the Python function's `backfill.py` publishes, pushed: only `bucketId` and `objectId`,

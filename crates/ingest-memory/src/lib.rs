@@ -2,8 +2,10 @@
 //! a clock, for tests and for embedding bq-ingest without Google Cloud.
 //!
 //! Every double passes the conformance suites of `ingest_core::testing` and adds what tests of
-//! the core need: request counters, fault injection, a hook before each store operation,
-//! adjustable job durations and virtual time.
+//! the core need: job failures, adjustable job durations, query outcomes and virtual time.
+//! Counting calls and failing calls are not theirs: wrap them (or any other port) in the core's
+//! decorators, `ingest_core::decorators::{CountingStore, FaultyStore, CountingWarehouse,
+//! FaultyWarehouse}`.
 //!
 //! - [`MemoryStore`]: an [`ObjectStore`](ingest_core::ports::ObjectStore) with generations and
 //!   every precondition enforced.
@@ -30,5 +32,5 @@ mod store;
 mod warehouse;
 
 pub use clock::{MemoryClock, DEFAULT_START_SECONDS};
-pub use store::{BeforeOpFn, BeforeOpHook, MemoryStore, StoreOp, StoreStats, FIRST_GENERATION};
-pub use warehouse::{MemoryWarehouse, QueryOutcome, QueryResponder, WarehouseOp, WarehouseStats};
+pub use store::{MemoryStore, FIRST_GENERATION};
+pub use warehouse::{MemoryWarehouse, QueryOutcome, QueryResponder};

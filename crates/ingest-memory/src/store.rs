@@ -1,7 +1,7 @@
-//! [`MemoryStore`]: an [`ObjectStore`] held in memory, with request counters, fault injection
-//! and a hook that runs before every operation.
+//! [`MemoryStore`]: an [`ObjectStore`] held in memory. Counting and fault injection are the
+//! core's decorators (`ingest_core::decorators`), which wrap it like any other store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,62 +15,6 @@ use crate::clock::MemoryClock;
 /// The generation of the first object a [`MemoryStore`] writes; later writes count up from it.
 /// Real GCS generations are microsecond timestamps of this magnitude.
 pub const FIRST_GENERATION: i64 = 1_600_000_000_000_000;
-
-/// One method of [`ObjectStore`], to name it in fault injection, hooks and counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StoreOp {
-    /// [`ObjectStore::list`].
-    List,
-    /// [`ObjectStore::read`].
-    Read,
-    /// [`ObjectStore::stat`].
-    Stat,
-    /// [`ObjectStore::put`].
-    Put,
-    /// [`ObjectStore::delete`].
-    Delete,
-}
-
-/// How many times each [`ObjectStore`] method of a [`MemoryStore`] was called, failed calls
-/// included (the test helpers such as [`MemoryStore::insert`] are not counted).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Calls of [`ObjectStore::list`] (one per page).
-    pub list: u64,
-    /// Calls of [`ObjectStore::read`].
-    pub read: u64,
-    /// Calls of [`ObjectStore::stat`].
-    pub stat: u64,
-    /// Calls of [`ObjectStore::put`].
-    pub put: u64,
-    /// Calls of [`ObjectStore::delete`].
-    pub delete: u64,
-}
-
-impl StoreStats {
-    /// The sum of every counter.
-    pub fn total(&self) -> u64 {
-        self.list + self.read + self.stat + self.put + self.delete
-    }
-
-    fn count(&mut self, op: StoreOp) {
-        let counter = match op {
-            StoreOp::List => &mut self.list,
-            StoreOp::Read => &mut self.read,
-            StoreOp::Stat => &mut self.stat,
-            StoreOp::Put => &mut self.put,
-            StoreOp::Delete => &mut self.delete,
-        };
-        *counter += 1;
-    }
-}
-
-/// A hook run before every [`ObjectStore`] call of a [`MemoryStore`], with the operation and the
-/// object name (the prefix for [`StoreOp::List`]); returning an error fails the call with it.
-pub type BeforeOpHook = Box<BeforeOpFn>;
-
-/// The function behind a [`BeforeOpHook`].
-pub type BeforeOpFn = dyn Fn(StoreOp, &str) -> Option<StoreError> + Send + Sync;
 
 #[derive(Debug, Clone)]
 struct StoredObject {
@@ -94,9 +38,6 @@ struct StoreState {
     buckets: BTreeSet<String>,
     objects: BTreeMap<(String, String), StoredObject>,
     next_generation: i64,
-    stats: StoreStats,
-    injected: HashMap<StoreOp, VecDeque<StoreError>>,
-    before_op: Option<Arc<BeforeOpFn>>,
     clock: MemoryClock,
 }
 
@@ -110,13 +51,12 @@ struct StoreState {
 /// - `updated` is the time of the store's [`MemoryClock`] ([`MemoryStore::with_clock`]).
 /// - Page tokens are opaque; `max_results` of `Some(0)` means no limit.
 ///
-/// For tests it counts calls per method ([`MemoryStore::stats`]), fails chosen calls
-/// ([`MemoryStore::fail_next`]) and runs a hook before each call
-/// ([`MemoryStore::set_before_op`]). Clones share the same objects.
+/// Clones share the same objects. To count its calls or make some of them fail, wrap it in
+/// `ingest_core::decorators::{CountingStore, FaultyStore}`.
 ///
 /// ```
 /// use ingest_core::ports::{ObjectStore, PutMode, StoreError};
-/// use ingest_memory::{MemoryStore, StoreOp};
+/// use ingest_memory::MemoryStore;
 ///
 /// # futures::executor::block_on(async {
 /// let store = MemoryStore::new();
@@ -126,13 +66,7 @@ struct StoreState {
 ///
 /// let err = store.put("b", "ds/t/_SUCCESS", vec![], PutMode::Create).await.unwrap_err();
 /// assert!(matches!(err, StoreError::AlreadyExists { .. }));
-///
-/// store.fail_next(StoreOp::Read, StoreError::Transient {
-///     bucket: "b".into(), name: "ds/t/_SUCCESS".into(), message: "503".into(),
-/// });
-/// assert!(store.read("b", "ds/t/_SUCCESS").await.unwrap_err().is_transient());
 /// assert!(store.read("b", "ds/t/_SUCCESS").await.is_ok());
-/// assert_eq!(store.stats().read, 2);
 /// # });
 /// ```
 #[derive(Clone)]
@@ -147,8 +81,6 @@ impl fmt::Debug for MemoryStore {
             .field("buckets", &state.buckets)
             .field("objects", &state.objects.len())
             .field("next_generation", &state.next_generation)
-            .field("stats", &state.stats)
-            .field("before_op", &state.before_op.is_some())
             .finish()
     }
 }
@@ -167,9 +99,6 @@ impl MemoryStore {
                 buckets: BTreeSet::new(),
                 objects: BTreeMap::new(),
                 next_generation: FIRST_GENERATION,
-                stats: StoreStats::default(),
-                injected: HashMap::new(),
-                before_op: None,
                 clock: MemoryClock::new(),
             })),
         }
@@ -201,7 +130,7 @@ impl MemoryStore {
     }
 
     /// Writes an object unconditionally, creating the bucket when missing, and returns the new
-    /// generation's metadata. A test helper: not counted, not hooked, never fails.
+    /// generation's metadata. A test helper that never fails.
     ///
     /// ```
     /// use ingest_memory::MemoryStore;
@@ -223,8 +152,7 @@ impl MemoryStore {
         self.insert(bucket, name, content.as_bytes().to_vec())
     }
 
-    /// Removes an object if it exists; returns whether it did. A test helper: not counted, not
-    /// hooked.
+    /// Removes an object if it exists; returns whether it did. A test helper.
     pub fn remove(&self, bucket: &str, name: &str) -> bool {
         self.lock()
             .objects
@@ -257,61 +185,8 @@ impl MemoryStore {
             .map(|object| object.meta(name))
     }
 
-    /// The number of calls of each [`ObjectStore`] method so far.
-    pub fn stats(&self) -> StoreStats {
-        self.lock().stats
-    }
-
-    /// Sets every counter of [`MemoryStore::stats`] back to 0.
-    pub fn reset_stats(&self) {
-        self.lock().stats = StoreStats::default();
-    }
-
-    /// Makes the next call of `op` fail with `error` (after it is counted and the
-    /// before-op hook ran), without touching the store. Several calls queue up, one per call
-    /// of `op`, in order.
-    pub fn fail_next(&self, op: StoreOp, error: StoreError) {
-        self.lock().injected.entry(op).or_default().push_back(error);
-    }
-
-    /// Drops every failure queued by [`MemoryStore::fail_next`].
-    pub fn clear_failures(&self) {
-        self.lock().injected.clear();
-    }
-
-    /// Runs `hook` before each [`ObjectStore`] call (after it is counted), with the operation
-    /// and the object name, or the prefix for [`StoreOp::List`]. When the hook returns an
-    /// error, the call fails with it and does nothing. The hook runs without any lock held, so
-    /// it may itself use the store (for instance to simulate a concurrent writer).
-    ///
-    /// ```
-    /// use ingest_core::ports::{ObjectStore, PutMode, StoreError};
-    /// use ingest_memory::{MemoryStore, StoreOp};
-    ///
-    /// # futures::executor::block_on(async {
-    /// let store = MemoryStore::new();
-    /// store.create_bucket("b");
-    /// store.set_before_op(Box::new(|op, name| {
-    ///     (op == StoreOp::Put && name.ends_with(".lock")).then(|| StoreError::Other {
-    ///         bucket: "b".into(), name: name.into(), message: "crash before write".into(),
-    ///     })
-    /// }));
-    /// assert!(store.put("b", "t/.lock", vec![], PutMode::Create).await.is_err());
-    /// assert!(store.put("b", "t/data", vec![], PutMode::Create).await.is_ok());
-    /// assert_eq!(store.names("b"), vec!["t/data".to_string()]);
-    /// # });
-    /// ```
-    pub fn set_before_op(&self, hook: BeforeOpHook) {
-        self.lock().before_op = Some(Arc::from(hook));
-    }
-
-    /// Removes the hook set by [`MemoryStore::set_before_op`].
-    pub fn clear_before_op(&self) {
-        self.lock().before_op = None;
-    }
-
     /// The objects of `bucket` under `prefix` with their contents, for the warehouse's loads:
-    /// `None` when the bucket does not exist. Not counted, not hooked.
+    /// `None` when the bucket does not exist.
     pub(crate) fn snapshot(
         &self,
         bucket: &str,
@@ -339,27 +214,6 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, StoreState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Counts the call, runs the hook, then pops an injected failure.
-    fn begin(&self, op: StoreOp, name: &str) -> Result<(), StoreError> {
-        let hook = {
-            let mut state = self.lock();
-            state.stats.count(op);
-            state.before_op.clone()
-        };
-        if let Some(error) = hook.and_then(|hook| hook(op, name)) {
-            return Err(error);
-        }
-        match self
-            .lock()
-            .injected
-            .get_mut(&op)
-            .and_then(VecDeque::pop_front)
-        {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
     }
 }
 
@@ -427,7 +281,6 @@ impl ObjectStore for MemoryStore {
         page_token: Option<&str>,
         max_results: Option<usize>,
     ) -> Result<ListPage, StoreError> {
-        self.begin(StoreOp::List, prefix)?;
         let state = self.lock();
         state.require_bucket(bucket, prefix)?;
         let limit = max_results.filter(|&n| n > 0).unwrap_or(usize::MAX);
@@ -455,14 +308,12 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn read(&self, bucket: &str, name: &str) -> Result<(ObjectMeta, Vec<u8>), StoreError> {
-        self.begin(StoreOp::Read, name)?;
         let state = self.lock();
         let object = state.live(bucket, name)?;
         Ok((object.meta(name), object.content.as_ref().clone()))
     }
 
     async fn stat(&self, bucket: &str, name: &str) -> Result<ObjectMeta, StoreError> {
-        self.begin(StoreOp::Stat, name)?;
         let state = self.lock();
         Ok(state.live(bucket, name)?.meta(name))
     }
@@ -474,7 +325,6 @@ impl ObjectStore for MemoryStore {
         content: Vec<u8>,
         mode: PutMode,
     ) -> Result<ObjectMeta, StoreError> {
-        self.begin(StoreOp::Put, name)?;
         let mut state = self.lock();
         state.require_bucket(bucket, name)?;
         let live = state
@@ -501,7 +351,6 @@ impl ObjectStore for MemoryStore {
         name: &str,
         if_generation: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.begin(StoreOp::Delete, name)?;
         let mut state = self.lock();
         let generation = state.live(bucket, name)?.generation;
         if if_generation.is_some_and(|expected| expected != generation) {

@@ -1,7 +1,8 @@
 //! [`MemoryWarehouse`]: a [`Warehouse`] held in memory that runs load jobs against a
-//! [`MemoryStore`], with fault injection, request counters and inspection helpers.
+//! [`MemoryStore`], with job-level failures and inspection helpers. Call counting and call
+//! failures are the core's decorators (`ingest_core::decorators`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,50 +15,6 @@ use serde_json::{Map, Value};
 
 use crate::clock::MemoryClock;
 use crate::store::MemoryStore;
-
-/// One method of [`Warehouse`], to name it in fault injection and counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WarehouseOp {
-    /// [`Warehouse::submit`].
-    Submit,
-    /// [`Warehouse::job_status`].
-    JobStatus,
-    /// [`Warehouse::child_jobs`].
-    ChildJobs,
-    /// [`Warehouse::record_outcome`].
-    RecordOutcome,
-}
-
-/// How many times each [`Warehouse`] method of a [`MemoryWarehouse`] was called, failed calls
-/// included.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WarehouseStats {
-    /// Calls of [`Warehouse::submit`].
-    pub submit: u64,
-    /// Calls of [`Warehouse::job_status`].
-    pub job_status: u64,
-    /// Calls of [`Warehouse::child_jobs`].
-    pub child_jobs: u64,
-    /// Calls of [`Warehouse::record_outcome`].
-    pub record_outcome: u64,
-}
-
-impl WarehouseStats {
-    /// The sum of every counter.
-    pub fn total(&self) -> u64 {
-        self.submit + self.job_status + self.child_jobs + self.record_outcome
-    }
-
-    fn count(&mut self, op: WarehouseOp) {
-        let counter = match op {
-            WarehouseOp::Submit => &mut self.submit,
-            WarehouseOp::JobStatus => &mut self.job_status,
-            WarehouseOp::ChildJobs => &mut self.child_jobs,
-            WarehouseOp::RecordOutcome => &mut self.record_outcome,
-        };
-        *counter += 1;
-    }
-}
 
 /// What a query job reports when it is done, as a query responder decides
 /// ([`MemoryWarehouse::set_query_responder`]).
@@ -132,8 +89,6 @@ struct WarehouseState {
     submitted: Vec<JobRequest>,
     tables: BTreeMap<TableKey, u64>,
     records: Vec<(TableRef, LoadRecord)>,
-    stats: WarehouseStats,
-    injected: HashMap<WarehouseOp, VecDeque<WarehouseError>>,
     job_failures: Vec<(String, JobError)>,
     job_duration: u32,
     query_responder: Option<Arc<QueryResponder>>,
@@ -208,7 +163,6 @@ impl fmt::Debug for MemoryWarehouse {
             .field("jobs", &state.jobs.len())
             .field("tables", &state.tables)
             .field("records", &state.records.len())
-            .field("stats", &state.stats)
             .field("job_duration", &state.job_duration)
             .finish()
     }
@@ -232,8 +186,6 @@ impl MemoryWarehouse {
                 submitted: Vec::new(),
                 tables: BTreeMap::new(),
                 records: Vec::new(),
-                stats: WarehouseStats::default(),
-                injected: HashMap::new(),
                 job_failures: Vec::new(),
                 job_duration: 0,
                 query_responder: None,
@@ -243,7 +195,7 @@ impl MemoryWarehouse {
     }
 
     /// A warehouse whose load jobs read their `gs://bucket/name` source URIs from `store`
-    /// (directly: the store's counters, faults and hook do not see these reads).
+    /// (directly, not through any decorator around the store).
     ///
     /// - A `*` in the object name is a wildcard (any run of characters, `/` included); a
     ///   pattern or a URI matching no object, or a missing bucket, fails the job with reason
@@ -306,40 +258,6 @@ impl MemoryWarehouse {
         self.lock().job_failures.clear();
     }
 
-    /// Makes the next call of `op` fail with `error` (after it is counted), doing nothing else.
-    /// Several calls queue up, one per call of `op`, in order.
-    pub fn fail_next(&self, op: WarehouseOp, error: WarehouseError) {
-        self.lock().injected.entry(op).or_default().push_back(error);
-    }
-
-    /// Makes the next [`Warehouse::submit`] fail with `error` (no job is created).
-    ///
-    /// ```
-    /// use ingest_core::ports::WarehouseError;
-    /// use ingest_memory::MemoryWarehouse;
-    ///
-    /// let warehouse = MemoryWarehouse::new();
-    /// warehouse.fail_next_submit(WarehouseError::Transient {
-    ///     what: "job load-1".into(),
-    ///     message: "429 rateLimitExceeded".into(),
-    /// });
-    /// ```
-    pub fn fail_next_submit(&self, error: WarehouseError) {
-        self.fail_next(WarehouseOp::Submit, error);
-    }
-
-    /// Makes the next `times` calls of [`Warehouse::submit`] fail with `error`.
-    pub fn fail_submit_times(&self, times: usize, error: WarehouseError) {
-        let mut state = self.lock();
-        let queue = state.injected.entry(WarehouseOp::Submit).or_default();
-        queue.extend(std::iter::repeat_n(error, times));
-    }
-
-    /// Drops every failure queued by [`MemoryWarehouse::fail_next`] and friends.
-    pub fn clear_failures(&self) {
-        self.lock().injected.clear();
-    }
-
     /// Sets what [`Warehouse::child_jobs`] returns for the job `parent_job_id` (in any project).
     pub fn set_child_jobs(&self, parent_job_id: &str, children: Vec<JobStatus>) {
         self.lock()
@@ -348,7 +266,7 @@ impl MemoryWarehouse {
     }
 
     /// Every job created so far, in submission order (rejected and failed submissions are not
-    /// included; see [`MemoryWarehouse::stats`] for attempts).
+    /// included).
     pub fn submitted(&self) -> Vec<JobRequest> {
         self.lock().submitted.clone()
     }
@@ -388,28 +306,8 @@ impl MemoryWarehouse {
         self.lock().tables.insert(table_key(table), rows);
     }
 
-    /// The number of calls of each [`Warehouse`] method so far.
-    pub fn stats(&self) -> WarehouseStats {
-        self.lock().stats
-    }
-
-    /// Sets every counter of [`MemoryWarehouse::stats`] back to 0.
-    pub fn reset_stats(&self) {
-        self.lock().stats = WarehouseStats::default();
-    }
-
     fn lock(&self) -> MutexGuard<'_, WarehouseState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Counts the call and pops an injected failure.
-    fn begin(&self, op: WarehouseOp) -> Result<MutexGuard<'_, WarehouseState>, WarehouseError> {
-        let mut state = self.lock();
-        state.stats.count(op);
-        match state.injected.get_mut(&op).and_then(VecDeque::pop_front) {
-            Some(error) => Err(error),
-            None => Ok(state),
-        }
     }
 
     /// Stores the final status of a job and returns what submission reports.
@@ -668,7 +566,7 @@ impl Warehouse for MemoryWarehouse {
         };
         // Phase 1, locked: admission, then a pending placeholder that reserves the id.
         let (store, responder, failure, created, dispositions) = {
-            let mut state = self.begin(WarehouseOp::Submit)?;
+            let mut state = self.lock();
             validate_job_id(&request.job_id)?;
             let dispositions = match &request.kind {
                 JobKind::Load { config, .. } => parse_dispositions(config, &request.job_id)?,
@@ -762,7 +660,7 @@ impl Warehouse for MemoryWarehouse {
     }
 
     async fn job_status(&self, job: &JobRef) -> Result<Option<JobStatus>, WarehouseError> {
-        let mut state = self.begin(WarehouseOp::JobStatus)?;
+        let mut state = self.lock();
         let key = (job.project.clone(), job.job_id.clone());
         let now = state.clock.now();
         Ok(state.jobs.get_mut(&key).map(|entry| {
@@ -779,7 +677,7 @@ impl Warehouse for MemoryWarehouse {
     }
 
     async fn child_jobs(&self, parent: &JobRef) -> Result<Vec<JobStatus>, WarehouseError> {
-        let state = self.begin(WarehouseOp::ChildJobs)?;
+        let state = self.lock();
         Ok(state
             .child_jobs
             .get(&parent.job_id)
@@ -792,7 +690,7 @@ impl Warehouse for MemoryWarehouse {
         table: &TableRef,
         record: &LoadRecord,
     ) -> Result<(), WarehouseError> {
-        let mut state = self.begin(WarehouseOp::RecordOutcome)?;
+        let mut state = self.lock();
         state.records.push((table.clone(), record.clone()));
         *state.tables.entry(table_key(table)).or_insert(0) += 1;
         Ok(())

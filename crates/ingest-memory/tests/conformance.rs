@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::executor::block_on;
+use ingest_core::decorators::{CountingStore, CountingWarehouse};
 use ingest_core::ports::{
     JobKind, JobRef, JobRequest, JobStatus, ListPage, LoadRecord, ObjectMeta, ObjectStore, PutMode,
     StoreError, TableRef, Warehouse, WarehouseError,
@@ -72,9 +73,10 @@ fn panic_message(f: impl FnOnce()) -> Option<String> {
 
 #[test]
 fn memory_store_passes_the_object_store_suite() {
-    let store = MemoryStore::new();
-    store.create_bucket("conformance");
-    store.put_str("conformance", "other/object", "not ours");
+    let memory = MemoryStore::new();
+    memory.create_bucket("conformance");
+    memory.put_str("conformance", "other/object", "not ours");
+    let store = CountingStore::new(memory.clone());
     block_on(object_store::run(
         &store,
         "conformance",
@@ -82,8 +84,11 @@ fn memory_store_passes_the_object_store_suite() {
         StoreCapabilities::default(),
     ));
     // The suite cleans up after itself and never touches objects outside its scratch prefix.
-    assert_eq!(store.names("conformance"), vec!["other/object".to_string()]);
-    assert!(store.stats().put >= 15, "stats: {:?}", store.stats());
+    assert_eq!(
+        memory.names("conformance"),
+        vec!["other/object".to_string()]
+    );
+    assert!(store.calls().put >= 15, "calls: {:?}", store.calls());
 }
 
 #[test]
@@ -129,8 +134,9 @@ fn memory_warehouse_passes_the_warehouse_suite_with_slow_jobs() {
     let (store, fixture) = warehouse_fixture("run-slow");
     let memory = MemoryWarehouse::with_store(store);
     memory.set_job_duration(5);
-    block_on(warehouse::run(&memory, &fixture));
-    assert!(memory.stats().job_status >= 10, "{:?}", memory.stats());
+    let counted = CountingWarehouse::new(memory);
+    block_on(warehouse::run(&counted, &fixture));
+    assert!(counted.calls().job_status >= 10, "{:?}", counted.calls());
 }
 
 /// A store that forgets the delete precondition, like fake-gcs-server.

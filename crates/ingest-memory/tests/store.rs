@@ -1,20 +1,10 @@
-//! Behaviour of `MemoryStore` beyond the conformance suite: buckets, generations, helpers,
-//! counters, fault injection and the before-op hook.
-
-use std::sync::{Arc, Mutex};
+//! Behaviour of `MemoryStore` beyond the conformance suite: buckets, generations and helpers.
+//! (Counting and fault injection are the core's decorators: `ingest-core/tests/decorators.rs`.)
 
 use chrono::Duration as ChronoDuration;
 use futures::executor::block_on;
 use ingest_core::ports::{Clock, ObjectStore, PutMode, StoreError};
-use ingest_memory::{MemoryClock, MemoryStore, StoreOp, StoreStats, FIRST_GENERATION};
-
-fn transient(name: &str) -> StoreError {
-    StoreError::Transient {
-        bucket: "b".into(),
-        name: name.into(),
-        message: "503 backendError".into(),
-    }
-}
+use ingest_memory::{MemoryClock, MemoryStore, FIRST_GENERATION};
 
 #[test]
 fn a_missing_bucket_is_not_found_for_every_operation() {
@@ -101,7 +91,6 @@ fn helpers_insert_read_and_remove_without_being_counted() {
     );
     assert!(store.remove("b", "ds/t/_SUCCESS"));
     assert!(!store.remove("b", "ds/t/_SUCCESS"));
-    assert_eq!(store.stats(), StoreStats::default());
 }
 
 #[test]
@@ -125,174 +114,6 @@ fn updated_comes_from_the_clock() {
         Some(clock.now() - ChronoDuration::seconds(90))
     );
     assert_eq!(second.updated, Some(clock.now()));
-}
-
-#[test]
-fn stats_count_every_call_including_failed_ones() {
-    let store = MemoryStore::new();
-    store.create_bucket("b");
-    block_on(async {
-        let _ = store.list("b", "", None, None).await;
-        let _ = store.list("b", "", None, None).await;
-        let _ = store.read("b", "missing").await;
-        let _ = store.stat("b", "missing").await;
-        let _ = store.put("b", "x", vec![], PutMode::Create).await;
-        let _ = store.put("b", "x", vec![], PutMode::Create).await;
-        let _ = store.put("b", "x", vec![], PutMode::Create).await;
-        let _ = store.delete("b", "x", None).await;
-    });
-    assert_eq!(
-        store.stats(),
-        StoreStats {
-            list: 2,
-            read: 1,
-            stat: 1,
-            put: 3,
-            delete: 1
-        }
-    );
-    assert_eq!(store.stats().total(), 8);
-    store.reset_stats();
-    assert_eq!(store.stats().total(), 0);
-}
-
-#[test]
-fn fail_next_fails_only_the_named_operation_in_queue_order() {
-    let store = MemoryStore::new();
-    store.put_str("b", "x", "content");
-    store.fail_next(StoreOp::Put, transient("first"));
-    store.fail_next(
-        StoreOp::Put,
-        StoreError::Other {
-            bucket: "b".into(),
-            name: "second".into(),
-            message: "403 forbidden".into(),
-        },
-    );
-    block_on(async {
-        // Other operations are not affected.
-        assert!(store.read("b", "x").await.is_ok());
-        let first = store
-            .put("b", "x", b"new".to_vec(), PutMode::Overwrite)
-            .await;
-        assert_eq!(first, Err(transient("first")));
-        let second = store
-            .put("b", "x", b"new".to_vec(), PutMode::Overwrite)
-            .await;
-        assert!(matches!(second, Err(StoreError::Other { ref name, .. }) if name == "second"));
-        // The failed puts did not write.
-        assert_eq!(store.content("b", "x"), Some(b"content".to_vec()));
-        assert!(store
-            .put("b", "x", b"new".to_vec(), PutMode::Overwrite)
-            .await
-            .is_ok());
-    });
-    assert_eq!(store.content("b", "x"), Some(b"new".to_vec()));
-    assert_eq!(store.stats().put, 3);
-}
-
-#[test]
-fn clear_failures_drops_queued_faults() {
-    let store = MemoryStore::new();
-    store.put_str("b", "x", "content");
-    store.fail_next(StoreOp::Stat, transient("x"));
-    store.clear_failures();
-    assert!(block_on(store.stat("b", "x")).is_ok());
-}
-
-#[test]
-fn a_failed_delete_leaves_the_object() {
-    let store = MemoryStore::new();
-    let meta = store.put_str("b", "lock", "owner");
-    store.fail_next(StoreOp::Delete, transient("lock"));
-    block_on(async {
-        assert!(store
-            .delete("b", "lock", Some(meta.generation))
-            .await
-            .is_err());
-        assert_eq!(
-            store.delete("b", "lock", Some(meta.generation + 1)).await,
-            Err(StoreError::PreconditionFailed {
-                bucket: "b".into(),
-                name: "lock".into()
-            })
-        );
-        assert!(store.meta("b", "lock").is_some());
-        assert_eq!(
-            store.delete("b", "lock", Some(meta.generation)).await,
-            Ok(())
-        );
-    });
-    assert!(store.names("b").is_empty());
-}
-
-#[test]
-fn before_op_hook_sees_every_call_and_can_fail_it() {
-    let store = MemoryStore::new();
-    store.create_bucket("b");
-    let seen: Arc<Mutex<Vec<(StoreOp, String)>>> = Arc::default();
-    let log = seen.clone();
-    store.set_before_op(Box::new(move |op, name| {
-        log.lock().expect("log").push((op, name.to_string()));
-        (op == StoreOp::Delete).then(|| StoreError::Other {
-            bucket: "b".into(),
-            name: name.into(),
-            message: "crash".into(),
-        })
-    }));
-    block_on(async {
-        store
-            .put("b", "t/x", b"1".to_vec(), PutMode::Create)
-            .await
-            .expect("put");
-        let _ = store.list("b", "t/", None, None).await;
-        let _ = store.read("b", "t/x").await;
-        let _ = store.stat("b", "t/x").await;
-        let deleted = store.delete("b", "t/x", None).await;
-        assert!(
-            matches!(deleted, Err(StoreError::Other { ref message, .. }) if message == "crash")
-        );
-    });
-    assert_eq!(
-        store.names("b"),
-        vec!["t/x".to_string()],
-        "the delete did nothing"
-    );
-    assert_eq!(
-        *seen.lock().expect("log"),
-        vec![
-            (StoreOp::Put, "t/x".to_string()),
-            (StoreOp::List, "t/".to_string()),
-            (StoreOp::Read, "t/x".to_string()),
-            (StoreOp::Stat, "t/x".to_string()),
-            (StoreOp::Delete, "t/x".to_string()),
-        ]
-    );
-    store.clear_before_op();
-    assert_eq!(block_on(store.delete("b", "t/x", None)), Ok(()));
-    assert_eq!(seen.lock().expect("log").len(), 5);
-}
-
-#[test]
-fn before_op_hook_may_use_the_store_to_simulate_a_concurrent_writer() {
-    let store = MemoryStore::new();
-    store.create_bucket("b");
-    let writer = store.clone();
-    store.set_before_op(Box::new(move |op, name| {
-        if op == StoreOp::Put && name == "t/_lock" {
-            writer.put_str("b", "t/_lock", "someone else");
-        }
-        None
-    }));
-    let result = block_on(store.put("b", "t/_lock", b"me".to_vec(), PutMode::Create));
-    assert!(
-        matches!(result, Err(StoreError::AlreadyExists { .. })),
-        "{result:?}"
-    );
-    assert_eq!(
-        store.content("b", "t/_lock"),
-        Some(b"someone else".to_vec())
-    );
 }
 
 #[test]

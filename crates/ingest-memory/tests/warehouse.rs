@@ -1,18 +1,18 @@
 //! Behaviour of `MemoryWarehouse`: loads against a `MemoryStore`, write and create
-//! dispositions, query responders, job durations, fault injection, counters and inspection.
+//! dispositions, query responders, job durations and inspection. (Call counting and call
+//! failures are the core's decorators: `ingest-core/tests/decorators.rs`.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
+use ingest_core::decorators::CountingWarehouse;
 use ingest_core::ports::{
     Clock, JobError, JobKind, JobRef, JobRequest, JobState, JobStatus, LoadRecord, TableRef,
     Warehouse, WarehouseError,
 };
-use ingest_memory::{
-    MemoryClock, MemoryStore, MemoryWarehouse, QueryOutcome, WarehouseOp, WarehouseStats,
-};
+use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse, QueryOutcome};
 use serde_json::{json, Map, Value};
 
 fn table(name: &str, partition: Option<&str>) -> TableRef {
@@ -203,6 +203,7 @@ fn create_never_needs_an_existing_table() {
 #[test]
 fn invalid_dispositions_and_job_ids_are_rejected_without_creating_a_job() {
     let (_, warehouse) = setup();
+    let counted = CountingWarehouse::new(warehouse.clone());
     let t = table("t", None);
     for (job_id, cfg) in [
         (
@@ -218,7 +219,7 @@ fn invalid_dispositions_and_job_ids_are_rejected_without_creating_a_job() {
         ("", Map::new()),
     ] {
         let result =
-            block_on(warehouse.submit(&load(job_id, t.clone(), &["gs://b/ds/t/a.csv"], cfg)));
+            block_on(counted.submit(&load(job_id, t.clone(), &["gs://b/ds/t/a.csv"], cfg)));
         assert!(
             matches!(result, Err(WarehouseError::Rejected { .. })),
             "{job_id}: {result:?}"
@@ -227,7 +228,7 @@ fn invalid_dispositions_and_job_ids_are_rejected_without_creating_a_job() {
     }
     assert!(warehouse.submitted().is_empty());
     assert_eq!(warehouse.table_rows(&t), 0);
-    assert_eq!(warehouse.stats().submit, 5);
+    assert_eq!(counted.calls().submit, 5);
 }
 
 #[test]
@@ -445,86 +446,9 @@ fn fail_job_ends_matching_jobs_with_the_error_and_no_effect() {
 }
 
 #[test]
-fn injected_submit_failures_create_no_job() {
-    let (_, warehouse) = setup();
-    let t = table("t", None);
-    let throttled = WarehouseError::Transient {
-        what: "job j1".into(),
-        message: "429 rateLimitExceeded".into(),
-    };
-    warehouse.fail_next_submit(throttled.clone());
-    let request = load("j1", t.clone(), &["gs://b/ds/t/a.csv"], Map::new());
-    assert_eq!(block_on(warehouse.submit(&request)), Err(throttled.clone()));
-    assert_eq!(block_on(warehouse.job_status(&job_ref("j1"))), Ok(None));
-    assert!(submit(&warehouse, &request).succeeded());
-
-    warehouse.fail_submit_times(2, throttled.clone());
-    let request = load("j2", t.clone(), &["gs://b/ds/t/a.csv"], Map::new());
-    assert_eq!(block_on(warehouse.submit(&request)), Err(throttled.clone()));
-    assert_eq!(block_on(warehouse.submit(&request)), Err(throttled));
-    assert!(submit(&warehouse, &request).succeeded());
-    assert_eq!(warehouse.stats().submit, 5);
-    assert_eq!(warehouse.submitted().len(), 2);
-    assert_eq!(warehouse.table_rows(&t), 4);
-
-    warehouse.fail_submit_times(
-        3,
-        WarehouseError::Rejected {
-            what: "x".into(),
-            message: "403".into(),
-        },
-    );
-    warehouse.clear_failures();
-    assert!(submit(
-        &warehouse,
-        &load("j3", t, &["gs://b/ds/t/a.csv"], Map::new())
-    )
-    .succeeded());
-}
-
-#[test]
-fn fail_next_applies_to_the_other_operations() {
-    let warehouse = MemoryWarehouse::new();
-    let error = WarehouseError::Transient {
-        what: "x".into(),
-        message: "503".into(),
-    };
-    warehouse.fail_next(WarehouseOp::JobStatus, error.clone());
-    warehouse.fail_next(WarehouseOp::ChildJobs, error.clone());
-    warehouse.fail_next(WarehouseOp::RecordOutcome, error.clone());
-    let record = record();
-    block_on(async {
-        assert_eq!(
-            warehouse.job_status(&job_ref("j")).await,
-            Err(error.clone())
-        );
-        assert_eq!(warehouse.job_status(&job_ref("j")).await, Ok(None));
-        assert_eq!(
-            warehouse.child_jobs(&job_ref("j")).await,
-            Err(error.clone())
-        );
-        assert_eq!(warehouse.child_jobs(&job_ref("j")).await, Ok(vec![]));
-        let state = table("load_state", None);
-        assert_eq!(warehouse.record_outcome(&state, &record).await, Err(error));
-        assert_eq!(warehouse.record_outcome(&state, &record).await, Ok(()));
-    });
-    assert_eq!(warehouse.records().len(), 1);
-    assert_eq!(
-        warehouse.stats(),
-        WarehouseStats {
-            submit: 0,
-            job_status: 2,
-            child_jobs: 2,
-            record_outcome: 2
-        }
-    );
-    warehouse.reset_stats();
-    assert_eq!(warehouse.stats().total(), 0);
-}
-
-#[test]
 fn job_duration_reports_running_for_that_many_polls() {
     let (_, warehouse) = setup();
+    let counted = CountingWarehouse::new(warehouse.clone());
     warehouse.set_job_duration(2);
     let t = table("t", None);
     let submitted = submit(
@@ -539,7 +463,7 @@ fn job_duration_reports_running_for_that_many_polls() {
     );
     let states: Vec<JobState> = (0..4)
         .map(|_| {
-            block_on(warehouse.job_status(&job_ref("slow")))
+            block_on(counted.job_status(&job_ref("slow")))
                 .expect("status")
                 .expect("known job")
                 .state
@@ -554,11 +478,11 @@ fn job_duration_reports_running_for_that_many_polls() {
             JobState::Done
         ]
     );
-    let done = block_on(warehouse.job_status(&job_ref("slow")))
+    let done = block_on(counted.job_status(&job_ref("slow")))
         .expect("status")
         .expect("known job");
     assert_eq!(done.output_rows, Some(2));
-    assert_eq!(warehouse.stats().job_status, 5);
+    assert_eq!(counted.calls().job_status, 5);
 
     warehouse.set_job_duration(0);
     assert!(submit(

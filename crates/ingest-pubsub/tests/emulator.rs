@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use gcloud_pubsub::client::{Client, ClientConfig};
 use gcloud_pubsub::subscription::SeekTo;
+use ingest_core::decorators::{Fault, FaultyWarehouse, WarehouseMethod};
 use ingest_core::event::{parse_pubsub_message, ObjectEvent, PubsubMessage};
 use ingest_core::ingest::Ingestor;
-use ingest_core::ports::{Clock, WarehouseError};
+use ingest_core::ports::{Clock, Warehouse, WarehouseError};
 use ingest_core::settings::Settings;
 use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse};
 use ingest_pubsub::{
@@ -191,6 +192,11 @@ impl Fixture {
 
 /// An ingestor over the memory doubles with virtual time.
 fn ingestor(store: &Arc<MemoryStore>, warehouse: &Arc<MemoryWarehouse>) -> Arc<Ingestor> {
+    ingestor_over(store, warehouse.clone())
+}
+
+/// An ingestor over the memory store and any warehouse, with virtual time.
+fn ingestor_over(store: &Arc<MemoryStore>, warehouse: Arc<dyn Warehouse>) -> Arc<Ingestor> {
     let settings = Settings {
         bq_project: Some("test-project".to_string()),
         ..Settings::default()
@@ -198,7 +204,7 @@ fn ingestor(store: &Arc<MemoryStore>, warehouse: &Arc<MemoryWarehouse>) -> Arc<I
     Arc::new(Ingestor::new(
         settings,
         store.clone(),
-        warehouse.clone(),
+        warehouse,
         Arc::new(MemoryClock::new()),
     ))
 }
@@ -360,11 +366,15 @@ async fn a_transient_warehouse_error_is_nacked_redelivered_then_done() {
     let fixture = Fixture::new("transient").await;
     let (store, events) = batch_store();
     let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()));
-    warehouse.fail_next_submit(WarehouseError::Transient {
-        what: "job load-1".to_string(),
-        message: "503 backendError".to_string(),
-    });
-    let consumer = fixture.consumer(ingestor(&store, &warehouse));
+    let faulty = Arc::new(FaultyWarehouse::new(warehouse.clone()));
+    faulty.inject(
+        WarehouseMethod::Submit,
+        Fault::Fail(WarehouseError::Transient {
+            what: "job load-1".to_string(),
+            message: "503 backendError".to_string(),
+        }),
+    );
+    let consumer = fixture.consumer(ingestor_over(&store, faulty));
     let publisher = fixture.publisher();
     publish_all(&publisher, &events[2..]).await;
 

@@ -56,17 +56,34 @@ pub enum WarehouseMethod {
     RecordOutcome,
 }
 
-/// Faults queued per method, taken one per call in order.
-#[derive(Debug)]
-struct Plan<M, E>(Mutex<HashMap<M, VecDeque<Fault<E>>>>);
+/// A rule asked before every call, with the method and what the call is about (the object
+/// name, the listing's prefix, the job id, the table); `Some(fault)` applies it to that call.
+/// It runs without any lock held, so it may block or use the wrapped port itself (to play a
+/// concurrent writer).
+pub type FaultRule<M, E> = Box<dyn Fn(M, &str) -> Option<Fault<E>> + Send + Sync>;
 
-impl<M: std::hash::Hash + Eq, E> Plan<M, E> {
+/// Faults queued per method, taken one per call in order, and an optional rule.
+struct Plan<M, E> {
+    queued: Mutex<HashMap<M, VecDeque<Fault<E>>>>,
+    rule: Mutex<Option<std::sync::Arc<dyn Fn(M, &str) -> Option<Fault<E>> + Send + Sync>>>,
+}
+
+impl<M, E> std::fmt::Debug for Plan<M, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan").finish_non_exhaustive()
+    }
+}
+
+impl<M: std::hash::Hash + Eq + Copy, E> Plan<M, E> {
     fn new() -> Self {
-        Plan(Mutex::new(HashMap::new()))
+        Plan {
+            queued: Mutex::new(HashMap::new()),
+            rule: Mutex::new(None),
+        }
     }
 
     fn push(&self, method: M, fault: Fault<E>) {
-        self.0
+        self.queued
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(method)
@@ -74,20 +91,35 @@ impl<M: std::hash::Hash + Eq, E> Plan<M, E> {
             .push_back(fault);
     }
 
-    fn take(&self, method: M) -> Option<Fault<E>> {
-        self.0
+    /// The fault for this call: a queued one first, else the rule's answer.
+    fn take(&self, method: M, about: &str) -> Option<Fault<E>> {
+        let queued = self
+            .queued
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(&method)
-            .and_then(VecDeque::pop_front)
+            .and_then(VecDeque::pop_front);
+        if queued.is_some() {
+            return queued;
+        }
+        let rule = self.rule.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        rule.and_then(|rule| rule(method, about))
+    }
+
+    fn set_rule(&self, rule: FaultRule<M, E>) {
+        *self.rule.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::from(rule));
     }
 
     fn clear(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *self.rule.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
-/// Applies the next fault of `method`, if any, around `call`.
+/// Applies `fault`, if any, around `call`.
 async fn apply<T, E, F>(fault: Option<Fault<E>>, call: F) -> Result<T, E>
 where
     F: std::future::Future<Output = Result<T, E>>,
@@ -140,7 +172,12 @@ impl<S> FaultyStore<S> {
         self.plan.push(method, fault);
     }
 
-    /// Drops every queued fault.
+    /// Asks `rule` before every call (after the queued faults are used up); see [`FaultRule`].
+    pub fn set_rule(&self, rule: FaultRule<StoreMethod, StoreError>) {
+        self.plan.set_rule(rule);
+    }
+
+    /// Drops every queued fault and the rule.
     pub fn clear(&self) {
         self.plan.clear();
     }
@@ -161,7 +198,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         page_token: Option<&str>,
         max_results: Option<usize>,
     ) -> Result<ListPage, StoreError> {
-        let fault = self.plan.take(StoreMethod::List);
+        let fault = self.plan.take(StoreMethod::List, prefix);
         apply(
             fault,
             self.inner.list(bucket, prefix, page_token, max_results),
@@ -170,12 +207,12 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     }
 
     async fn read(&self, bucket: &str, name: &str) -> Result<(ObjectMeta, Vec<u8>), StoreError> {
-        let fault = self.plan.take(StoreMethod::Read);
+        let fault = self.plan.take(StoreMethod::Read, name);
         apply(fault, self.inner.read(bucket, name)).await
     }
 
     async fn stat(&self, bucket: &str, name: &str) -> Result<ObjectMeta, StoreError> {
-        let fault = self.plan.take(StoreMethod::Stat);
+        let fault = self.plan.take(StoreMethod::Stat, name);
         apply(fault, self.inner.stat(bucket, name)).await
     }
 
@@ -186,7 +223,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         content: Vec<u8>,
         mode: PutMode,
     ) -> Result<ObjectMeta, StoreError> {
-        let fault = self.plan.take(StoreMethod::Put);
+        let fault = self.plan.take(StoreMethod::Put, name);
         apply(fault, self.inner.put(bucket, name, content, mode)).await
     }
 
@@ -196,7 +233,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         name: &str,
         if_generation: Option<i64>,
     ) -> Result<(), StoreError> {
-        let fault = self.plan.take(StoreMethod::Delete);
+        let fault = self.plan.take(StoreMethod::Delete, name);
         apply(fault, self.inner.delete(bucket, name, if_generation)).await
     }
 }
@@ -236,7 +273,12 @@ impl<W> FaultyWarehouse<W> {
         self.plan.push(method, fault);
     }
 
-    /// Drops every queued fault.
+    /// Asks `rule` before every call (after the queued faults are used up); see [`FaultRule`].
+    pub fn set_rule(&self, rule: FaultRule<WarehouseMethod, WarehouseError>) {
+        self.plan.set_rule(rule);
+    }
+
+    /// Drops every queued fault and the rule.
     pub fn clear(&self) {
         self.plan.clear();
     }
@@ -251,17 +293,17 @@ impl<W> FaultyWarehouse<W> {
 #[async_trait]
 impl<W: Warehouse> Warehouse for FaultyWarehouse<W> {
     async fn submit(&self, request: &JobRequest) -> Result<JobStatus, WarehouseError> {
-        let fault = self.plan.take(WarehouseMethod::Submit);
+        let fault = self.plan.take(WarehouseMethod::Submit, &request.job_id);
         apply(fault, self.inner.submit(request)).await
     }
 
     async fn job_status(&self, job: &JobRef) -> Result<Option<JobStatus>, WarehouseError> {
-        let fault = self.plan.take(WarehouseMethod::JobStatus);
+        let fault = self.plan.take(WarehouseMethod::JobStatus, &job.job_id);
         apply(fault, self.inner.job_status(job)).await
     }
 
     async fn child_jobs(&self, parent: &JobRef) -> Result<Vec<JobStatus>, WarehouseError> {
-        let fault = self.plan.take(WarehouseMethod::ChildJobs);
+        let fault = self.plan.take(WarehouseMethod::ChildJobs, &parent.job_id);
         apply(fault, self.inner.child_jobs(parent)).await
     }
 
@@ -270,7 +312,8 @@ impl<W: Warehouse> Warehouse for FaultyWarehouse<W> {
         table: &TableRef,
         record: &LoadRecord,
     ) -> Result<(), WarehouseError> {
-        let fault = self.plan.take(WarehouseMethod::RecordOutcome);
+        let about = table.to_string();
+        let fault = self.plan.take(WarehouseMethod::RecordOutcome, &about);
         apply(fault, self.inner.record_outcome(table, record)).await
     }
 }
