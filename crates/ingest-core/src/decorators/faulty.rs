@@ -62,10 +62,13 @@ pub enum WarehouseMethod {
 /// concurrent writer).
 pub type FaultRule<M, E> = Box<dyn Fn(M, &str) -> Option<Fault<E>> + Send + Sync>;
 
+/// A [`FaultRule`], shared so that it runs without the plan's lock held.
+type SharedRule<M, E> = std::sync::Arc<dyn Fn(M, &str) -> Option<Fault<E>> + Send + Sync>;
+
 /// Faults queued per method, taken one per call in order, and an optional rule.
 struct Plan<M, E> {
     queued: Mutex<HashMap<M, VecDeque<Fault<E>>>>,
-    rule: Mutex<Option<std::sync::Arc<dyn Fn(M, &str) -> Option<Fault<E>> + Send + Sync>>>,
+    rule: Mutex<Option<SharedRule<M, E>>>,
 }
 
 impl<M, E> std::fmt::Debug for Plan<M, E> {
