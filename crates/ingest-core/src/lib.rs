@@ -29,12 +29,15 @@ pub mod ident;
 pub mod ingest;
 mod notification;
 pub mod ordering;
+mod outcome;
+pub mod pipeline;
 pub mod plan;
 pub mod ports;
 pub mod settings;
 pub mod sql;
 pub mod transform;
 pub mod trigger;
+mod unordered;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,0 +1,325 @@
+//! Jobs: their attempts and ids, which errors are worth another attempt, submitting them
+//! (a duplicate id is the same job), and following them to the end.
+//!
+//! A part of a batch has attempt 0 under the id [`crate::plan::job_id`] gives it, and attempt
+//! *n* under `<id>-r<n>` ([`retry_id`]); [`attempt_of`] reads *n* back from an id.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Ports;
+use crate::event::ObjectEvent;
+use crate::plan::{job_id, LoadPlan, PARTS_LABEL};
+use crate::ports::{
+    Clock, JobError, JobRef, JobRequest, JobState, JobStatus, Warehouse, WarehouseError,
+};
+use crate::settings::Settings;
+
+/// How long to wait between two polls of a running job: 50 ms, doubling, at most 5 s.
+///
+/// ```
+/// use std::time::Duration;
+/// use ingest_core::ingest::poll_delay;
+/// assert_eq!(poll_delay(0), Duration::from_millis(50));
+/// assert_eq!(poll_delay(1), Duration::from_millis(100));
+/// assert_eq!(poll_delay(20), Duration::from_secs(5));
+/// ```
+pub fn poll_delay(attempt: u32) -> Duration {
+    let ms = 50u64.saturating_mul(1u64 << attempt.min(16));
+    Duration::from_millis(ms.min(5_000))
+}
+
+/// Whether a failed job is worth retrying under a new id: BigQuery's transient reasons
+/// (`backendError`, `internalError`, `rateLimitExceeded`, `jobBackendError`,
+/// `jobInternalError`) and `quotaExceeded` on concurrency; any other error fails the batch.
+///
+/// ```
+/// use ingest_core::ingest::is_retriable_job_error;
+/// use ingest_core::ports::JobError;
+/// let e = |reason: &str, message: &str| JobError { reason: reason.into(), message: message.into() };
+/// assert!(is_retriable_job_error(&e("backendError", "")));
+/// assert!(is_retriable_job_error(&e("quotaExceeded", "Too many concurrent queries")));
+/// assert!(!is_retriable_job_error(&e("quotaExceeded", "Quota exceeded: table imports per day")));
+/// assert!(!is_retriable_job_error(&e("invalid", "Provided Schema does not match Table")));
+/// ```
+pub fn is_retriable_job_error(error: &JobError) -> bool {
+    match error.reason.as_str() {
+        "backendError" | "internalError" | "rateLimitExceeded" | "jobBackendError"
+        | "jobInternalError" => true,
+        "quotaExceeded" => error.message.to_ascii_lowercase().contains("concurren"),
+        _ => false,
+    }
+}
+
+/// The id of attempt `attempt` of a job: the plain id for attempt 0, `<id>-r<attempt>` after.
+///
+/// ```
+/// use ingest_core::ordering::retry_id;
+/// assert_eq!(retry_id("gcf-ingest-x_0", 0), "gcf-ingest-x_0");
+/// assert_eq!(retry_id("gcf-ingest-x_0", 2), "gcf-ingest-x_0-r2");
+/// ```
+pub fn retry_id(job_id: &str, attempt: u32) -> String {
+    if attempt == 0 {
+        job_id.to_string()
+    } else {
+        format!("{job_id}-r{attempt}")
+    }
+}
+
+/// The attempt number in a job id (`…-r2` → 2; 0 without suffix): the inverse of [`retry_id`].
+pub(crate) fn attempt_of(job_id: &str) -> u32 {
+    job_id
+        .rsplit_once("-r")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The parts whose job failed with a retriable error and that have attempts left
+/// (`MAX_RETRIES_ON_BIGQUERY_ERROR`).
+pub(crate) fn retriable_parts(settings: &Settings, statuses: &[JobStatus]) -> Vec<usize> {
+    let max = settings.max_retries_on_bigquery_error;
+    (0..statuses.len())
+        .filter(|&i| {
+            attempt_of(&statuses[i].job.job_id) < max
+                && statuses[i]
+                    .error
+                    .as_ref()
+                    .is_some_and(is_retriable_job_error)
+        })
+        .collect()
+}
+
+/// The reference of a job to submit.
+pub(crate) fn job_ref(job: &JobRequest) -> JobRef {
+    JobRef {
+        project: job.project.clone(),
+        job_id: job.job_id.clone(),
+        location: job.location.clone(),
+    }
+}
+
+/// Why submitting failed.
+#[derive(Debug)]
+pub(crate) enum SubmitError {
+    /// Retry later.
+    Transient(WarehouseError),
+    /// The warehouse refused the job: the batch fails (the message names the job).
+    Rejected(String),
+}
+
+/// Submits one job; an id that exists already is the same batch and is followed.
+pub(crate) async fn submit_one(
+    warehouse: &dyn Warehouse,
+    event: &ObjectEvent,
+    job: &JobRequest,
+) -> Result<JobStatus, SubmitError> {
+    let job_ref = job_ref(job);
+    match warehouse.submit(job).await {
+        Ok(s) => Ok(s),
+        Err(WarehouseError::AlreadyExists { .. }) => match warehouse.job_status(&job_ref).await {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Ok(JobStatus::new(job_ref, JobState::Pending)),
+            Err(e) if e.is_transient() => Err(SubmitError::Transient(e)),
+            Err(e) => Err(SubmitError::Rejected(format!("{}: {e}", event.uri()))),
+        },
+        Err(e) if e.is_transient() => Err(SubmitError::Transient(e)),
+        Err(e) => {
+            // A rejected insert of an id that exists is a duplicate all the same (some
+            // emulators answer a concurrent duplicate with 400 instead of 409).
+            if let Ok(Some(existing)) = warehouse.job_status(&job_ref).await {
+                return Ok(existing);
+            }
+            Err(SubmitError::Rejected(format!(
+                "{}: job {} rejected: {e}",
+                event.uri(),
+                job.job_id
+            )))
+        }
+    }
+}
+
+/// Submits every job of a plan, in order.
+pub(crate) async fn submit_all(
+    warehouse: &dyn Warehouse,
+    event: &ObjectEvent,
+    plan: &LoadPlan,
+) -> Result<Vec<JobStatus>, SubmitError> {
+    let mut statuses = Vec::with_capacity(plan.jobs.len());
+    for job in &plan.jobs {
+        statuses.push(submit_one(warehouse, event, job).await?);
+    }
+    Ok(statuses)
+}
+
+/// Polls the jobs (from [`poll_delay`]) until all are done or the deadline passes.
+pub(crate) async fn follow(
+    ports: &Ports,
+    mut statuses: Vec<JobStatus>,
+    deadline: DateTime<Utc>,
+) -> Result<Vec<JobStatus>, WarehouseError> {
+    let mut attempt = 0;
+    loop {
+        if statuses.iter().all(|s| s.state == JobState::Done) {
+            return Ok(statuses);
+        }
+        let now = ports.clock.now();
+        if now >= deadline {
+            return Ok(statuses);
+        }
+        let left = (deadline - now).to_std().unwrap_or_default();
+        ports.clock.sleep(poll_delay(attempt).min(left)).await;
+        attempt += 1;
+        for s in statuses.iter_mut() {
+            if s.state != JobState::Done {
+                if let Some(new) = ports.warehouse.job_status(&s.job).await? {
+                    *s = new;
+                }
+            }
+        }
+    }
+}
+
+/// The latest attempt of a job: the job itself, or its retries `-r1`, `-r2`, … as long as each
+/// one failed with a retriable error and a later one exists.
+pub(crate) async fn latest_attempt(
+    warehouse: &dyn Warehouse,
+    settings: &Settings,
+    job: &JobRef,
+) -> Result<Option<(u32, JobStatus)>, WarehouseError> {
+    let Some(mut status) = warehouse.job_status(job).await? else {
+        return Ok(None);
+    };
+    let mut attempt = 0;
+    while attempt < settings.max_retries_on_bigquery_error
+        && status.error.as_ref().is_some_and(is_retriable_job_error)
+    {
+        let next = JobRef {
+            job_id: retry_id(&job.job_id, attempt + 1),
+            ..job.clone()
+        };
+        match warehouse.job_status(&next).await? {
+            Some(s) => {
+                status = s;
+                attempt += 1;
+            }
+            None => break,
+        }
+    }
+    Ok(Some((attempt, status)))
+}
+
+/// The batch of a marker as far as the warehouse knows it, from the ids alone.
+#[derive(Debug, Clone)]
+pub(crate) struct MarkerJobs<'a> {
+    pub(crate) event: &'a ObjectEvent,
+    pub(crate) generation: i64,
+    pub(crate) hint: &'a str,
+    /// Part 0's reference (project, location).
+    pub(crate) first: JobRef,
+}
+
+impl MarkerJobs<'_> {
+    /// The reference of part `part` (attempt 0).
+    pub(crate) fn part(&self, settings: &Settings, part: usize) -> JobRef {
+        JobRef {
+            job_id: job_id(
+                &settings.job_prefix,
+                self.hint,
+                &self.event.bucket,
+                &self.event.name,
+                self.generation,
+                part,
+            ),
+            ..self.first.clone()
+        }
+    }
+
+    /// When part 0 exists: the latest attempt of every part, or `None` when some part is
+    /// missing (a crash between two submissions) so the batch must be planned again.
+    pub(crate) async fn existing(
+        &self,
+        warehouse: &dyn Warehouse,
+        settings: &Settings,
+    ) -> Result<Option<Vec<(u32, JobStatus)>>, WarehouseError> {
+        let Some(status) = latest_attempt(warehouse, settings, &self.first).await? else {
+            return Ok(None);
+        };
+        let parts: usize = status
+            .1
+            .labels
+            .get(PARTS_LABEL)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let mut statuses = vec![status];
+        for part in 1..parts {
+            match latest_attempt(warehouse, settings, &self.part(settings, part)).await? {
+                Some(s) => statuses.push(s),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(statuses))
+    }
+}
+
+/// The job ids whose submission is under way in this process.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+/// A turn taken with [`InFlight::take_turn`]; released when dropped (also when the future
+/// holding it is cancelled).
+#[derive(Debug)]
+pub(crate) struct Turn {
+    set: Arc<Mutex<HashSet<String>>>,
+    key: Option<String>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.set
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
+    }
+}
+
+impl InFlight {
+    /// Waits (polling the clock from 10 ms) until no other handler of this process holds
+    /// `key`, then holds it. At `deadline` it goes ahead without the turn: deterministic job ids
+    /// keep that safe, the turn only saves requests and emulator quirks.
+    pub(crate) async fn take_turn(
+        &self,
+        key: &str,
+        clock: &dyn Clock,
+        deadline: DateTime<Utc>,
+    ) -> Turn {
+        let mut attempt = 0u32;
+        loop {
+            if self
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.to_string())
+            {
+                return Turn {
+                    set: self.0.clone(),
+                    key: Some(key.to_string()),
+                };
+            }
+            if clock.now() >= deadline {
+                return Turn {
+                    set: self.0.clone(),
+                    key: None,
+                };
+            }
+            clock
+                .sleep(Duration::from_millis(10u64 << attempt.min(5)))
+                .await;
+            attempt += 1;
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! From a success marker to a planned batch: the `_config/` folders on the way read (through a
+//! cache keyed by generation) and merged, the destination resolved, the batch listed, its jobs
+//! planned.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{Context, Fatal, Step};
+use crate::config::{config_prefixes, files_to_read, BatchConfig, ConfigDir, ConfigFile};
+use crate::destination::{resolve_batch, Batch, DestinationError};
+use crate::event::ObjectEvent;
+use crate::outcome::IngestError;
+use crate::plan::{job_id_hint, plan_load, select_data_files, LoadPlan, PARTS_LABEL};
+use crate::ports::{ObjectMeta, ObjectStore, StoreError};
+use crate::settings::Settings;
+
+/// Config file contents already read, keyed by (bucket, name, generation): a generation never
+/// changes content, so entries never go stale; the cache is bounded and cleared when full.
+#[derive(Debug, Default)]
+pub(crate) struct ConfigCache {
+    entries: Mutex<HashMap<CacheKey, Arc<Vec<u8>>>>,
+}
+
+/// (bucket, object name, generation).
+type CacheKey = (String, String, i64);
+
+const CONFIG_CACHE_CAPACITY: usize = 4096;
+
+impl ConfigCache {
+    fn get(&self, bucket: &str, name: &str, generation: i64) -> Option<Arc<Vec<u8>>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&(bucket.to_string(), name.to_string(), generation))
+            .cloned()
+    }
+
+    fn put(&self, bucket: &str, name: &str, generation: i64, content: Arc<Vec<u8>>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CONFIG_CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert((bucket.to_string(), name.to_string(), generation), content);
+    }
+}
+
+/// Everything known about a batch once its configuration is read.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedBatch {
+    pub(crate) batch: Batch,
+    pub(crate) config: BatchConfig,
+    pub(crate) listing: Vec<ObjectMeta>,
+}
+
+/// The project that runs jobs.
+pub(crate) fn job_project(settings: &Settings, event: &ObjectEvent) -> Result<String, Fatal> {
+    settings.job_project().map(str::to_string).ok_or_else(|| {
+        Fatal(format!(
+            "{}: no project to run jobs in: set BQ_PROJECT or GOOGLE_CLOUD_PROJECT",
+            event.uri()
+        ))
+    })
+}
+
+/// The destination read from the path with `DESTINATION_REGEX` alone (no config), with a
+/// placeholder project when none is configured.
+fn path_destination(
+    settings: &Settings,
+    bucket: &str,
+    marker: &str,
+    with_timestamp: bool,
+) -> Result<Batch, DestinationError> {
+    resolve_batch(
+        &settings.destination_regex,
+        None,
+        settings.storage_project().or(Some("placeholder-project")),
+        if with_timestamp {
+            settings.timestamp_regex.as_ref()
+        } else {
+            None
+        },
+        bucket,
+        marker,
+    )
+}
+
+/// Why a marker can never be a batch, when its path, read with `DESTINATION_REGEX`, names an
+/// invalid project, dataset, table or partition: no config, listing, job or row can make that
+/// path a valid destination. (A path the regex does not match, or matches without a dataset or
+/// table, is not judged here: a `_config/load.json` `destinationTable` may supply them.)
+pub(crate) fn invalid_destination(settings: &Settings, event: &ObjectEvent) -> Option<String> {
+    match path_destination(settings, &event.bucket, &event.name, true) {
+        Err(e @ DestinationError::Invalid { .. }) => Some(format!(
+            "{e}; rejected before any request (nothing was read or recorded)"
+        )),
+        _ => None,
+    }
+}
+
+/// The readable part of the batch's job ids: from the path with `DESTINATION_REGEX` (no
+/// config needed, so a duplicate can be recognised before anything is listed), else the
+/// marker's directory.
+pub(crate) fn job_hint(settings: &Settings, bucket: &str, marker: &str) -> String {
+    match path_destination(settings, bucket, marker, false) {
+        Ok(b) => job_id_hint(
+            &b.destination.dataset,
+            &b.destination.table,
+            b.destination.partition.as_deref(),
+        ),
+        Err(_) => marker
+            .rsplit_once('/')
+            .map(|(dir, _)| dir.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// Lists and merges the `_config/` folders on the way to the batch, derives the destination
+/// and lists the batch.
+pub(crate) async fn prepare_batch(
+    ctx: Context<'_>,
+    event: &ObjectEvent,
+) -> Result<Step<PreparedBatch>, IngestError> {
+    let batch_prefix = match event.name.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/"),
+        None => String::new(),
+    };
+    let own_config = format!("{batch_prefix}_config/");
+    let mut dirs = Vec::new();
+    for prefix in config_prefixes(&batch_prefix) {
+        if prefix == own_config {
+            continue;
+        }
+        let objects = match list_all(ctx.ports.store.as_ref(), &event.bucket, &prefix).await {
+            Ok(o) => o,
+            Err(e) => return store_failure(event, e),
+        };
+        match config_dir(ctx, event, &prefix, &objects).await? {
+            Step::Ok(d) => dirs.push(d),
+            Step::Fatal(f) => return Ok(Step::Fatal(f)),
+        }
+    }
+    let listing = match list_all(ctx.ports.store.as_ref(), &event.bucket, &batch_prefix).await {
+        Ok(o) => o,
+        Err(e) => return store_failure(event, e),
+    };
+    // The batch's own `_config/` comes from the batch listing: no listing of its own.
+    let own: Vec<ObjectMeta> = listing
+        .iter()
+        .filter(|o| o.name.starts_with(&own_config))
+        .cloned()
+        .collect();
+    match config_dir(ctx, event, &own_config, &own).await? {
+        Step::Ok(d) => dirs.push(d),
+        Step::Fatal(f) => return Ok(Step::Fatal(f)),
+    }
+    Ok(resolve(ctx.settings, event, &dirs, listing))
+}
+
+/// Merges the config folders and resolves the batch's destination.
+fn resolve(
+    settings: &Settings,
+    event: &ObjectEvent,
+    dirs: &[ConfigDir],
+    listing: Vec<ObjectMeta>,
+) -> Step<PreparedBatch> {
+    let config = match BatchConfig::merge(&event.bucket, dirs) {
+        Ok(c) => c,
+        Err(e) => return Step::Fatal(Fatal(e.to_string())),
+    };
+    let regex = config
+        .destination_regex
+        .as_ref()
+        .unwrap_or(&settings.destination_regex);
+    match resolve_batch(
+        regex,
+        config.destination_table.as_ref(),
+        settings.storage_project(),
+        settings.timestamp_regex.as_ref(),
+        &event.bucket,
+        &event.name,
+    ) {
+        Ok(batch) => Step::Ok(PreparedBatch {
+            batch,
+            config,
+            listing,
+        }),
+        Err(e) => Step::Fatal(Fatal(e.to_string())),
+    }
+}
+
+/// One `_config/` folder: the files that matter, read from the cache or the store.
+async fn config_dir(
+    ctx: Context<'_>,
+    event: &ObjectEvent,
+    prefix: &str,
+    objects: &[ObjectMeta],
+) -> Result<Step<ConfigDir>, IngestError> {
+    let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+    let (to_read, orderme) = files_to_read(prefix, &names);
+    let mut dir = ConfigDir {
+        prefix: prefix.to_string(),
+        orderme,
+        ..ConfigDir::default()
+    };
+    for name in to_read {
+        let Some(meta) = objects.iter().find(|o| o.name == name) else {
+            continue;
+        };
+        let content = match ctx.cache.get(&event.bucket, &name, meta.generation) {
+            Some(c) => c,
+            None => match ctx.ports.store.read(&event.bucket, &name).await {
+                Ok((m, bytes)) => {
+                    let bytes = Arc::new(bytes);
+                    ctx.cache
+                        .put(&event.bucket, &name, m.generation, bytes.clone());
+                    bytes
+                }
+                // Deleted between the listing and the read: as if it were not there.
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return store_failure(event, e),
+            },
+        };
+        let file = ConfigFile {
+            name: name.clone(),
+            generation: meta.generation,
+            content: content.as_ref().clone(),
+        };
+        let base = name.rsplit('/').next().unwrap_or("");
+        if base == "load.json" {
+            dir.load_json = Some(file);
+        } else if base == "external.json" {
+            dir.external_json = Some(file);
+        } else if base.ends_with(".sql") {
+            dir.sql.push(file);
+        }
+    }
+    Ok(Step::Ok(dir))
+}
+
+/// Every object under `prefix`, following pages.
+pub(crate) async fn list_all(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<ObjectMeta>, StoreError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store.list(bucket, prefix, token.as_deref(), None).await?;
+        out.extend(page.objects);
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// A store error met while reading a batch: transient errors are handed back for redelivery;
+/// anything else is final for this notification — a missing bucket or a permission problem
+/// does not go away by redelivering, so it is recorded (with how to replay it once fixed)
+/// instead of answering "retry" until the subscription dead-letters it.
+fn store_failure<T>(event: &ObjectEvent, e: StoreError) -> Result<Step<T>, IngestError> {
+    match e {
+        e if e.is_transient() => Err(super::store_error(event, e)),
+        StoreError::NotFound { bucket, .. } => Ok(Step::Fatal(Fatal(format!(
+            "{}: bucket gs://{bucket} does not exist, or this service's account may not list \
+             it (it needs roles/storage.objectViewer on the bucket)",
+            event.uri()
+        )))),
+        e => Ok(Step::Fatal(Fatal(format!(
+            "{}: cannot read the batch: {e} (is the bucket readable by this service's \
+             account?)",
+            event.uri()
+        )))),
+    }
+}
+
+/// Plans the jobs of a prepared batch (load or transform); every job carries the number of
+/// parts ([`PARTS_LABEL`]), so that a duplicate can find them all from part 0.
+pub(crate) fn plan_batch(
+    settings: &Settings,
+    prepared: &PreparedBatch,
+    project: &str,
+    hint: &str,
+    generation: i64,
+) -> Result<LoadPlan, Fatal> {
+    let files = select_data_files(
+        &prepared.batch,
+        &settings.success_filename,
+        &prepared.listing,
+    );
+    let planned = if prepared.config.transform_sql.is_some() {
+        crate::transform::plan_transform(
+            settings,
+            &prepared.batch,
+            &prepared.config,
+            &files,
+            project,
+            hint,
+            generation,
+        )
+    } else {
+        plan_load(
+            settings,
+            &prepared.batch,
+            &prepared.config,
+            &files,
+            &prepared.listing,
+            project,
+            hint,
+            generation,
+        )
+    };
+    let mut plan = planned.map_err(|e| Fatal(e.to_string()))?;
+    let parts = plan.jobs.len().to_string();
+    for job in &mut plan.jobs {
+        job.labels.insert(PARTS_LABEL.to_string(), parts.clone());
+    }
+    Ok(plan)
+}

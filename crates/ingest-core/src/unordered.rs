@@ -1,0 +1,268 @@
+//! The unordered path: a batch's jobs submitted at once, followed to the end, parts that
+//! failed with a retriable error resubmitted under their next attempt's id, the outcome
+//! recorded.
+
+use chrono::{DateTime, Utc};
+
+use crate::destination::Batch;
+use crate::event::ObjectEvent;
+use crate::outcome::{IngestError, Outcome};
+use crate::pipeline::jobs::{
+    attempt_of, follow, retriable_parts, retry_id, submit_all, submit_one, SubmitError, Turn,
+};
+use crate::pipeline::prepare::{plan_batch, prepare_batch, PreparedBatch};
+use crate::pipeline::record::{self, first_job_error, with_batch};
+use crate::pipeline::{warehouse_error, Context, Fatal, Step};
+use crate::plan::{LoadPlan, PlanMode};
+use crate::ports::{JobRef, JobState, JobStatus};
+
+/// One batch being applied: what it needs to plan (again) and until when it waits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchRun<'a> {
+    pub(crate) event: &'a ObjectEvent,
+    pub(crate) project: &'a str,
+    pub(crate) hint: &'a str,
+    pub(crate) generation: i64,
+    pub(crate) deadline: DateTime<Utc>,
+}
+
+/// A batch seen for the first time: plans it, submits every part (then gives `turn` back, so
+/// that concurrent deliveries of the marker find the jobs and follow them too) and follows
+/// them.
+pub(crate) async fn apply_new(
+    ctx: Context<'_>,
+    run: BatchRun<'_>,
+    prepared: PreparedBatch,
+    turn: Turn,
+) -> Result<Outcome, IngestError> {
+    let event = run.event;
+    let plan = match plan_batch(
+        ctx.settings,
+        &prepared,
+        run.project,
+        run.hint,
+        run.generation,
+    ) {
+        Ok(p) => p,
+        Err(f) => {
+            return record::fail(ctx, event, Some(&prepared.batch), Some(run.generation), f).await
+        }
+    };
+    let submitted_at = ctx.ports.clock.now();
+    let submitted = submit_all(ctx.ports.warehouse.as_ref(), event, &plan).await;
+    drop(turn);
+    let statuses = match submitted {
+        Ok(s) => s,
+        Err(SubmitError::Transient(e)) => return Err(warehouse_error(event, e)),
+        Err(SubmitError::Rejected(e)) => {
+            let batch = Some(&prepared.batch);
+            return record::fail(ctx, event, batch, Some(run.generation), Fatal(e)).await;
+        }
+    };
+    follow_batch(
+        ctx,
+        run,
+        Some((prepared, plan)),
+        statuses,
+        Some(submitted_at),
+    )
+    .await
+}
+
+/// Follows a batch's jobs to the end, resubmitting a part whose job failed with a retriable
+/// error under a new id (`<id>-r<n>`), at most `MAX_RETRIES_ON_BIGQUERY_ERROR` times; then
+/// records the outcome. `planned` is `None` for a duplicate delivery: the batch is planned
+/// again only when a part needs another attempt.
+pub(crate) async fn follow_batch(
+    ctx: Context<'_>,
+    run: BatchRun<'_>,
+    mut planned: Option<(PreparedBatch, LoadPlan)>,
+    mut statuses: Vec<JobStatus>,
+    submitted_at: Option<DateTime<Utc>>,
+) -> Result<Outcome, IngestError> {
+    let event = run.event;
+    loop {
+        statuses = follow(ctx.ports, statuses, run.deadline)
+            .await
+            .map_err(|e| warehouse_error(event, e))?;
+        if statuses.iter().any(|s| s.state != JobState::Done) {
+            let jobs = statuses.iter().map(|s| s.job.clone()).collect();
+            return Ok(Outcome::Running { jobs });
+        }
+        let retry = retriable_parts(ctx.settings, &statuses);
+        if retry.is_empty() {
+            let batch = planned.as_ref().map(|(p, plan)| (&p.batch, plan.mode));
+            return finish(ctx, event, batch, statuses, submitted_at).await;
+        }
+        if planned.is_none() {
+            planned = match plan_again(ctx, run).await? {
+                Ok(p) => Some(p),
+                Err(outcome) => return Ok(outcome),
+            };
+        }
+        let Some((prepared, plan)) = planned.as_ref() else {
+            continue;
+        };
+        for i in retry {
+            match resubmit(ctx, run, prepared, plan, &statuses[i], i, submitted_at).await? {
+                Ok(status) => statuses[i] = status,
+                Err(outcome) => return Ok(outcome),
+            }
+        }
+    }
+}
+
+/// The plan of a batch that a duplicate delivery must resubmit a part of, or the recorded
+/// failure when it cannot be planned any more.
+async fn plan_again(
+    ctx: Context<'_>,
+    run: BatchRun<'_>,
+) -> Result<Result<(PreparedBatch, LoadPlan), Outcome>, IngestError> {
+    let prepared = match prepare_batch(ctx, run.event).await? {
+        Step::Ok(p) => p,
+        Step::Fatal(f) => {
+            return record::fail(ctx, run.event, None, Some(run.generation), f)
+                .await
+                .map(Err)
+        }
+    };
+    match plan_batch(
+        ctx.settings,
+        &prepared,
+        run.project,
+        run.hint,
+        run.generation,
+    ) {
+        Ok(plan) => Ok(Ok((prepared, plan))),
+        Err(f) => record::fail(
+            ctx,
+            run.event,
+            Some(&prepared.batch),
+            Some(run.generation),
+            f,
+        )
+        .await
+        .map(Err),
+    }
+}
+
+/// Records the `retried` row of part `part` and submits its next attempt: the new status, or
+/// the recorded failure when the warehouse refuses it.
+async fn resubmit(
+    ctx: Context<'_>,
+    run: BatchRun<'_>,
+    prepared: &PreparedBatch,
+    plan: &LoadPlan,
+    failed: &JobStatus,
+    part: usize,
+    submitted_at: Option<DateTime<Utc>>,
+) -> Result<Result<JobStatus, Outcome>, IngestError> {
+    let event = run.event;
+    let Some(base) = plan.jobs.get(part) else {
+        return Ok(Ok(failed.clone()));
+    };
+    let mut job = base.clone();
+    job.job_id = retry_id(&base.job_id, attempt_of(&failed.job.job_id) + 1);
+    tracing::warn!(
+        object = %event.uri(),
+        job = %failed.job.job_id,
+        retry = %job.job_id,
+        "job {} failed with a retriable error; retrying as {}",
+        failed.job.job_id,
+        job.job_id
+    );
+    let mut row = batch_row(
+        ctx,
+        event,
+        Some((&prepared.batch, plan.mode)),
+        std::slice::from_ref(failed),
+        submitted_at,
+    );
+    row.state = "retried".to_string();
+    record::write(ctx.settings, ctx.ports, &row)
+        .await
+        .map_err(|e| warehouse_error(event, e))?;
+    match submit_one(ctx.ports.warehouse.as_ref(), event, &job).await {
+        Ok(s) => Ok(Ok(s)),
+        Err(SubmitError::Transient(e)) => Err(warehouse_error(event, e)),
+        Err(SubmitError::Rejected(e)) => {
+            let batch = Some(&prepared.batch);
+            record::fail(ctx, event, batch, Some(run.generation), Fatal(e))
+                .await
+                .map(Err)
+        }
+    }
+}
+
+/// The state-table row of a batch's jobs: `done`, or `failed` with the first job error.
+fn batch_row(
+    ctx: Context<'_>,
+    event: &ObjectEvent,
+    batch: Option<(&Batch, PlanMode)>,
+    statuses: &[JobStatus],
+    submitted_at: Option<DateTime<Utc>>,
+) -> crate::ports::LoadRecord {
+    let error = first_job_error(statuses);
+    let state = if error.is_some() { "failed" } else { "done" };
+    let mut row = record::row(
+        event.uri(),
+        event.generation.unwrap_or_default(),
+        statuses,
+        state,
+        error,
+        ctx.ports.clock.now(),
+    );
+    if let Some((batch, mode)) = batch {
+        row = with_batch(row, batch);
+        row.mode = mode.as_str().to_string();
+    }
+    if submitted_at.is_some() {
+        row.submitted_at = submitted_at;
+    }
+    row
+}
+
+/// Every job is done: checks DML row counts in transform mode, records the outcome.
+///
+/// Every delivery that sees the end writes the row, a duplicate too: the row's `insertId`
+/// is deterministic (marker, generation, outcome), so BigQuery drops a repeat within its
+/// deduplication window, and `docs/operations.md` gives the query that deduplicates beyond
+/// it. Otherwise a delivery that died between the jobs' end and the row would leave the
+/// batch loaded with no row, and the redelivery could not tell.
+async fn finish(
+    ctx: Context<'_>,
+    event: &ObjectEvent,
+    batch: Option<(&Batch, PlanMode)>,
+    statuses: Vec<JobStatus>,
+    submitted_at: Option<DateTime<Utc>>,
+) -> Result<Outcome, IngestError> {
+    let jobs: Vec<JobRef> = statuses.iter().map(|s| s.job.clone()).collect();
+    let mut row = batch_row(ctx, event, batch, &statuses, submitted_at);
+    if row.error.is_none()
+        && row.mode == PlanMode::Transform.as_str()
+        && ctx.settings.fail_on_zero_dml_rows_affected
+    {
+        let checked = crate::transform::check_dml_rows(ctx.ports.warehouse.as_ref(), &statuses)
+            .await
+            .map_err(|e| warehouse_error(event, e))?;
+        if let Some(msg) = checked {
+            row.error = Some(msg);
+            row.state = "failed".to_string();
+        }
+    }
+    if let Some(error) = &mut row.error {
+        *error = format!("{}: {error}", event.uri());
+        tracing::error!(object = %event.uri(), jobs = ?row.job_ids, error = %error, "batch failed: {error}");
+    }
+    record::write(ctx.settings, ctx.ports, &row)
+        .await
+        .map_err(|e| warehouse_error(event, e))?;
+    Ok(match row.error {
+        Some(error) => Outcome::Failed { error },
+        None => Outcome::Done {
+            jobs,
+            rows: row.rows.unwrap_or_default(),
+            bytes: row.bytes.unwrap_or_default(),
+        },
+    })
+}
