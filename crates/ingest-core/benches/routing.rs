@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use ingest_core::destination::resolve_batch;
-use ingest_core::event::{parse_push_envelope, parse_push_envelope_routed};
+use ingest_core::notification::{parse_push_envelope, parse_push_envelope_routed};
 use ingest_core::settings::Settings;
 use ingest_core::trigger::{IgnoreReason, Trigger};
 
@@ -340,4 +340,29 @@ fn routing(c: &mut Criterion) {
 }
 
 criterion_group!(benches, routing);
-criterion_main!(benches);
+
+/// Routes one body; true when it routed as intended.
+type Route = fn(&Settings, &[u8]) -> bool;
+
+/// `ROUTING_ONCE=noop|success` routes each body of that corpus once and exits, without
+/// criterion: run it under `valgrind --tool=callgrind` for an instruction count that does not
+/// depend on what else the machine runs (`scripts/bench-routing-instructions.sh`).
+fn main() {
+    if let Ok(which) = std::env::var("ROUTING_ONCE") {
+        let settings = Settings::default();
+        let (noop, markers) = corpus();
+        let (bodies, route): (&Bodies, Route) = match which.as_str() {
+            "noop" => (&noop, route_noop),
+            "success" => (&markers, route_marker),
+            // The baseline: the corpus is built, nothing is routed.
+            _ => return,
+        };
+        // Warm the regex and the decode buffer, then route every body once.
+        route(&settings, bodies.get(0));
+        let routed = bodies.iter().filter(|b| route(&settings, b)).count();
+        println!("{which}: routed {routed} of {}", bodies.len());
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -112,9 +112,3 @@ pub struct PubsubMessage {
     /// The message id, when known.
     pub message_id: Option<String>,
 }
-
-pub use crate::notification::{
-    parse_background_event, parse_cloud_event_binary, parse_cloud_event_structured,
-    parse_pubsub_message, parse_push_envelope, parse_push_envelope_message,
-    parse_push_envelope_routed,
-};

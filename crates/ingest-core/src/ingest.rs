@@ -148,9 +148,20 @@ impl Ingestor {
         event: &ObjectEvent,
         deadline: DateTime<Utc>,
     ) -> Result<Outcome, IngestError> {
+        let trigger = classify(&self.settings, event);
+        self.handle_trigger_until(event, trigger, deadline).await
+    }
+
+    /// [`Ingestor::handle_until`] of an event whose trigger the caller classified already (the
+    /// HTTP reader routes no-ops while it parses: `ingest_core::notification`).
+    pub async fn handle_trigger_until(
+        &self,
+        event: &ObjectEvent,
+        trigger: Trigger,
+        deadline: DateTime<Utc>,
+    ) -> Result<Outcome, IngestError> {
         let own = self.ports.clock.now() + chrono_duration(self.settings.wait_for_job);
         let job_deadline = deadline.min(own);
-        let trigger = classify(&self.settings, event);
         let event = match trigger {
             Trigger::Success | Trigger::Backfill | Trigger::StartBackfill
                 if event.generation.is_none() =>

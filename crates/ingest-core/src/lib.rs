@@ -27,7 +27,7 @@ pub mod event;
 pub mod explain;
 pub mod ident;
 pub mod ingest;
-mod notification;
+pub mod notification;
 pub mod ordering;
 mod outcome;
 pub mod pipeline;

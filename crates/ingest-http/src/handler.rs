@@ -10,18 +10,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
-use ingest_core::event::{
-    parse_background_event, parse_cloud_event_binary, parse_cloud_event_structured,
-    parse_push_envelope_routed, NotificationError, ObjectEvent,
-};
+use ingest_core::event::ObjectEvent;
 use ingest_core::ingest::{Disposition, IngestError, Outcome};
+use ingest_core::notification::{
+    read_http_notification, Accept, Headers, HttpNotificationError, NotificationForm,
+};
 use ingest_core::ports::JobRef;
 use serde::Serialize;
 
-use crate::detect::{
-    ce_id_header, has_ce_type, is_cloud_event_batch, is_structured_cloud_event, NotificationForm,
-    Probe,
-};
 use crate::HttpState;
 
 /// How many bytes of a body an error log keeps.
@@ -29,71 +25,50 @@ pub(crate) const LOGGED_BODY_PREFIX: usize = 512;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// Which endpoint received the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// `POST /`: the form is detected.
-    Auto,
-    /// `POST /pubsub/push`.
-    Push,
-    /// `POST /cloudevents`: binary mode when `ce-type` is present, structured otherwise.
-    CloudEvents,
-    /// `POST /background`.
-    Background,
-}
-
 /// Why a request carries no notification that can be handled. Redelivery would not help.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Malformed {
-    /// A parser rejected the notification.
+    /// The notification could not be read (see [`HttpNotificationError`]).
     #[error(transparent)]
-    Notification(#[from] NotificationError),
-    /// The body is not JSON (auto-detection only; the explicit endpoints report their parser's
-    /// error).
-    #[error("request body is not JSON: {0}")]
-    NotJson(serde_json::Error),
-    /// No body and no `ce-type` header.
-    #[error(
-        "empty request body and no ce-type header: expected a GCS notification \
-         (Pub/Sub push envelope, CloudEvent or background event)"
-    )]
-    Empty,
-    /// JSON whose keys match no known form.
-    #[error(
-        "unrecognised notification: expected a Pub/Sub push envelope (\"message\"), a CloudEvent \
-         (\"ce-type\" header, content type application/cloudevents+json, or \"specversion\") or \
-         a Cloud Functions background event (\"bucket\" and \"name\", or \"data\" and \"context\")"
-    )]
-    Unrecognised,
-    /// `application/cloudevents-batch+json`.
-    #[error(
-        "batched CloudEvents (application/cloudevents-batch+json) are not supported: send one \
-         event per request"
-    )]
-    Batch,
+    Notification(#[from] HttpNotificationError),
     /// The body could not be read (the client went away, or sent a broken chunked body).
     #[error("could not read the request body: {0}")]
     Unreadable(String),
 }
 
+/// The request's headers, as the core's notification reader asks for them.
+struct RequestHeaders<'h>(&'h HeaderMap);
+
+impl Headers for RequestHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn pairs(&self) -> Vec<(&str, &str)> {
+        self.0
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+            .collect()
+    }
+}
+
 /// `POST /`.
 pub(crate) async fn auto(State(state): State<HttpState>, request: Request) -> Response {
-    handle(&state, Endpoint::Auto, request).await
+    handle(&state, Accept::Any, request).await
 }
 
 /// `POST /pubsub/push`.
 pub(crate) async fn push(State(state): State<HttpState>, request: Request) -> Response {
-    handle(&state, Endpoint::Push, request).await
+    handle(&state, Accept::PushEnvelope, request).await
 }
 
 /// `POST /cloudevents`.
 pub(crate) async fn cloud_events(State(state): State<HttpState>, request: Request) -> Response {
-    handle(&state, Endpoint::CloudEvents, request).await
+    handle(&state, Accept::CloudEvent, request).await
 }
 
 /// `POST /background`.
 pub(crate) async fn background(State(state): State<HttpState>, request: Request) -> Response {
-    handle(&state, Endpoint::Background, request).await
+    handle(&state, Accept::BackgroundEvent, request).await
 }
 
 /// `GET /healthz`.
@@ -103,16 +78,16 @@ pub(crate) async fn healthz() -> &'static str {
 
 /// One request, inside a span that carries its trace id when the platform sent one, so every
 /// log line of the request joins the trace in Cloud Logging.
-async fn handle(state: &HttpState, endpoint: Endpoint, request: Request) -> Response {
+async fn handle(state: &HttpState, accept: Accept, request: Request) -> Response {
     use tracing::Instrument;
     match trace_id(request.headers()) {
         Some(trace) => {
             let span = tracing::info_span!("request", trace = %trace);
-            handle_request(state, endpoint, request)
+            handle_request(state, accept, request)
                 .instrument(span)
                 .await
         }
-        None => handle_request(state, endpoint, request).await,
+        None => handle_request(state, accept, request).await,
     }
 }
 
@@ -136,7 +111,7 @@ pub(crate) fn trace_id(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The whole life of one notification request.
-async fn handle_request(state: &HttpState, endpoint: Endpoint, request: Request) -> Response {
+async fn handle_request(state: &HttpState, accept: Accept, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
@@ -155,42 +130,35 @@ async fn handle_request(state: &HttpState, endpoint: Endpoint, request: Request)
         }
     };
 
-    // Which form, and the delivery id to log. `probe` borrows from `body`.
-    let (form, probe) = match detect(endpoint, headers, &body) {
-        Ok(found) => found,
+    // The notification, read in one pass over the body, with its form and delivery id.
+    let read = read_http_notification(
+        state.ingestor.settings(),
+        accept,
+        &RequestHeaders(headers),
+        &body,
+    );
+    let notification = match read {
+        Ok(n) => n,
         Err(error) => {
             let log = RequestLog::new(None, None, &body, started);
-            return malformed(&log, &error);
+            return malformed(&log, &Malformed::Notification(error));
         }
     };
-    let delivery_id = match form {
-        NotificationForm::CloudEventBinary => ce_id_header(headers),
-        _ => probe.as_ref().and_then(|p| p.delivery_id(form)),
-    };
-    let mut log = RequestLog::new(Some(form), delivery_id, &body, started);
-
-    let parsed = match form {
-        NotificationForm::PushEnvelope => {
-            parse_push_envelope_routed(state.ingestor.settings(), &body).map(|(event, _)| event)
-        }
-        NotificationForm::CloudEventBinary => parse_cloud_event_binary(
-            headers
-                .iter()
-                .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
-            &body,
-        ),
-        NotificationForm::CloudEventStructured => parse_cloud_event_structured(&body),
-        NotificationForm::BackgroundEvent => parse_background_event(&body),
-    };
-    let event = match parsed {
-        Ok(event) => event,
-        Err(error) => return malformed(&log, &Malformed::Notification(error)),
-    };
-    log.event = Some(&event);
+    let mut log = RequestLog::new(
+        Some(notification.form),
+        notification.delivery_id.as_deref(),
+        &body,
+        started,
+    );
+    let event = &notification.event;
+    log.event = Some(event);
 
     let deadline = deadline_after(state, state.request_deadline);
     let abandoned = AbandonGuard { log: &log };
-    let result = state.ingestor.handle_until(&event, deadline).await;
+    let result = state
+        .ingestor
+        .handle_trigger_until(event, notification.trigger.clone(), deadline)
+        .await;
     abandoned.disarm();
 
     match result {
@@ -210,45 +178,6 @@ fn deadline_after(state: &HttpState, wait: Duration) -> DateTime<Utc> {
         .ok()
         .and_then(|delta| now.checked_add_signed(delta))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// Tells the form of a request; `Some(probe)` when the body was probed (JSON forms).
-fn detect<'b>(
-    endpoint: Endpoint,
-    headers: &HeaderMap,
-    body: &'b [u8],
-) -> Result<(NotificationForm, Option<Probe<'b>>), Malformed> {
-    // The explicit endpoints probe only for the delivery id: a body that is not JSON is
-    // reported by the form's own parser, which names the form.
-    let probe_for_id = |form| Ok((form, Probe::read(body).ok()));
-    match endpoint {
-        Endpoint::Push => probe_for_id(NotificationForm::PushEnvelope),
-        Endpoint::Background => probe_for_id(NotificationForm::BackgroundEvent),
-        Endpoint::CloudEvents if has_ce_type(headers) => {
-            Ok((NotificationForm::CloudEventBinary, None))
-        }
-        Endpoint::CloudEvents if is_cloud_event_batch(headers) => Err(Malformed::Batch),
-        Endpoint::CloudEvents => probe_for_id(NotificationForm::CloudEventStructured),
-        Endpoint::Auto => {
-            if has_ce_type(headers) {
-                return Ok((NotificationForm::CloudEventBinary, None));
-            }
-            if is_structured_cloud_event(headers) {
-                return probe_for_id(NotificationForm::CloudEventStructured);
-            }
-            if is_cloud_event_batch(headers) {
-                return Err(Malformed::Batch);
-            }
-            if body.iter().all(u8::is_ascii_whitespace) {
-                return Err(Malformed::Empty);
-            }
-            let probe = Probe::read(body).map_err(Malformed::NotJson)?;
-            match probe.form() {
-                Some(form) => Ok((form, Some(probe))),
-                None => Err(Malformed::Unrecognised),
-            }
-        }
-    }
 }
 
 /// Why the body was not read.

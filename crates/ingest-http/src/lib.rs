@@ -66,7 +66,6 @@ use ingest_core::ingest::Ingestor;
 use tower_http::timeout::TimeoutLayer;
 
 mod auth;
-mod detect;
 mod handler;
 mod tls;
 
@@ -74,7 +73,7 @@ pub use auth::{
     AuthError, PushAuth, PushAuthConfig, PushAuthLayer, PushAuthService, PushClaims,
     GOOGLE_CERTS_URL, GOOGLE_ISSUERS, MIN_REFETCH,
 };
-pub use detect::NotificationForm;
+pub use ingest_core::notification::NotificationForm;
 
 /// How long one request may wait for its jobs by default: 240 s, under Cloud Run's default
 /// request timeout of 300 s.

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use futures::FutureExt as _;
 use gcloud_pubsub::subscriber::ReceivedMessage;
 use gcloud_pubsub::subscription::Subscription;
-use ingest_core::event::{parse_pubsub_message, PubsubMessage};
+use ingest_core::event::PubsubMessage;
 use ingest_core::ingest::{Disposition, Ingestor, Outcome};
+use ingest_core::notification::parse_pubsub_message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 

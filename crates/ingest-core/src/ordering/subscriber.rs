@@ -292,10 +292,12 @@ impl Subscriber<'_> {
             Some(e) => e.generation,
             None => match store.stat(self.bucket, &marker).await {
                 Ok(meta) => meta.generation,
-                Err(StoreError::NotFound { .. }) => return Ok(Step::Fatal(Fatal(format!(
+                Err(StoreError::NotFound { .. }) => {
+                    return Ok(Step::Fatal(Fatal(format!(
                     "gs://{}/{marker}: the success marker of backlog item {item} no longer exists",
                     self.bucket
-                )))),
+                ))))
+                }
                 Err(e) => return Err(transient(self.event, e)),
             },
         };

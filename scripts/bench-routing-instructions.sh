@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Routing cost in CPU instructions per event, counted by callgrind: repeatable whatever else
+# the machine runs (criterion's wall times on a shared 2-core machine vary by ±20 %).
+# Prints instructions per no-op event and per success marker. Needs valgrind (Debian).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+cargo bench -p ingest-core --bench routing --no-run 2>&1 | tail -n 1
+bin=$(cargo bench -p ingest-core --bench routing --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="routing" and m.get("executable"): print(m["executable"])')
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+count() { # which -> total instructions
+  ROUTING_ONCE=$1 valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" "$bin" >"$work/$1.log" 2>&1
+  grep -m1 '^summary:' "$work/$1.out" | awk '{print $2}'
+}
+# The corpus build is the same in every run: subtract a run that routes nothing.
+base=$(ROUTING_ONCE=none valgrind --tool=callgrind --callgrind-out-file="$work/none.out" "$bin" >/dev/null 2>&1; grep -m1 '^summary:' "$work/none.out" | awk '{print $2}')
+for which in noop success; do
+  total=$(count "$which")
+  events=$(sed -n "s/^$which: routed [0-9]* of \([0-9]*\)$/\1/p" "$work/$which.log")
+  echo "$which: $(( (total - base) / events )) instructions per event ($events events)"
+done
