@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
     let service_name = std::env::var("K_SERVICE").unwrap_or_else(|_| "bq-ingest".to_string());
-    bq_ingest::logging::init(json, project, service_name);
+    ingest_service::logging::init(json, project, service_name);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

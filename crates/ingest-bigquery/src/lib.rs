@@ -5,18 +5,16 @@
 //! `jobs.insert` (load and query jobs with caller-chosen ids), `jobs.get`, `jobs.list` (child
 //! jobs of scripts) and `tabledata.insertAll` (the load-state table).
 //!
-//! It is built on the HTTP stack of [`gcp_bigquery_client`] (`=0.28.0`, rustls + ring, no
-//! default features): its `reqwest` client, its [`Authenticator`](gcp_bigquery_client::auth::Authenticator)
-//! trait and the `yup-oauth2` it re-exports for Application Default Credentials. Requests are
-//! issued by this crate rather than through the crate's typed APIs, because those lose the HTTP
-//! status of non-JSON error bodies and do not retry (see `rest.rs`), and request bodies are
-//! built as JSON because the crate's `JobConfigurationLoad` would drop load options it does
-//! not model.
+//! It speaks REST v2 over the shared client layer (`ingest-google`: one `reqwest` client with
+//! rustls, Application Default Credentials, one retry policy). Request bodies are built as
+//! JSON, so that every option of a user's `load.json` reaches BigQuery untouched, and answers
+//! are read by HTTP status, so that a duplicate job (409) or a retryable 503 is told from a
+//! permanent 400 whatever the body looks like.
 //!
 //! - [`BigQueryWarehouse::from_env`]: the emulator named by `BIGQUERY_EMULATOR_HOST`, else
 //!   BigQuery with Application Default Credentials.
 //! - Errors map by HTTP status: 409 on insert → `AlreadyExists`; 429/5xx/timeouts → retried
-//!   ([`RetryPolicy`], [`backoff_delay`]) then `Transient`; other 4xx → `Rejected`.
+//!   ([`RetryPolicy`]) then `Transient`; other 4xx → `Rejected`.
 //! - [`BigQueryWarehouse::stats`] counts requests per operation.
 //! - Helpers for the service, tests and the demo:
 //!   [`create_dataset_if_missing`](BigQueryWarehouse::create_dataset_if_missing),
@@ -57,16 +55,13 @@
 //! ```
 #![warn(missing_docs)]
 
-mod auth;
 mod jobs;
 mod rest;
-mod retry;
 mod state_table;
 mod stats;
 mod warehouse;
 
-pub use auth::{AdcAuthenticator, AuthSetupError, NoAuth, BIGQUERY_SCOPE};
-pub use retry::{backoff_delay, is_retryable_status, RetryPolicy};
+pub use ingest_google::{Credentials, RetryPolicy};
 pub use state_table::{
     load_record_insert_id, load_record_row, LOAD_STATE_PARTITION_FIELD, LOAD_STATE_SCHEMA_JSON,
 };
@@ -74,6 +69,3 @@ pub use stats::{Operation, RequestStats};
 pub use warehouse::{
     BigQueryWarehouse, SchemaFill, SetupError, BIGQUERY_V2_URL, EMULATOR_HOST_ENV,
 };
-
-/// The `gcp-bigquery-client` crate this adapter is built on (for its `Authenticator` trait).
-pub use gcp_bigquery_client;

@@ -115,7 +115,6 @@ pub fn load_record_row(record: &LoadRecord) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gcp_bigquery_client::model::table_schema::TableSchema;
 
     fn record() -> LoadRecord {
         LoadRecord {
@@ -137,16 +136,26 @@ mod tests {
 
     #[test]
     fn schema_const_is_a_valid_table_schema() {
-        // The crate's model of BigQuery's TableSchema reads it: names, types and modes.
-        let fields: Value = serde_json::from_str(LOAD_STATE_SCHEMA_JSON).expect("json");
-        let schema: TableSchema =
-            serde_json::from_value(json!({ "fields": fields })).expect("TableSchema");
-        let fields = schema.fields.unwrap_or_default();
+        // BigQuery's TableFieldSchema: a name, a legacy type name and a mode for each field.
+        let fields: Vec<Value> = serde_json::from_str(LOAD_STATE_SCHEMA_JSON).expect("json");
         assert_eq!(fields.len(), 13);
-        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        for field in &fields {
+            assert!(
+                field["name"].as_str().is_some_and(|n| !n.is_empty()),
+                "{field}"
+            );
+            let kind = field["type"].as_str().unwrap_or_default();
+            assert!(["STRING", "INT64", "TIMESTAMP"].contains(&kind), "{field}");
+            let mode = field["mode"].as_str().unwrap_or_default();
+            assert!(
+                ["NULLABLE", "REQUIRED", "REPEATED"].contains(&mode),
+                "{field}"
+            );
+        }
+        let names: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
         assert_eq!(names[0], "marker_uri");
         assert_eq!(names[12], LOAD_STATE_PARTITION_FIELD);
-        let modes: Vec<Option<&str>> = fields.iter().map(|f| f.mode.as_deref()).collect();
+        let modes: Vec<Option<&str>> = fields.iter().map(|f| f["mode"].as_str()).collect();
         assert_eq!(modes[4], Some("REPEATED"));
         assert_eq!(modes[12], Some("REQUIRED"));
     }

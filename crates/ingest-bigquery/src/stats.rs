@@ -1,7 +1,5 @@
 //! Counting API requests per operation.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 /// A BigQuery REST operation, as counted by [`RequestStats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -47,7 +45,8 @@ impl Operation {
 }
 
 /// How many HTTP requests a [`BigQueryWarehouse`](crate::BigQueryWarehouse) sent, per
-/// operation. Every attempt counts, retries included (they are also counted in `retries`).
+/// operation: a view of the client layer's counters. Every attempt counts, retries included
+/// (they are also counted in `retries`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestStats {
     /// `jobs.insert` requests.
@@ -122,39 +121,11 @@ impl RequestStats {
     }
 }
 
-/// The live counters behind [`RequestStats`].
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    counts: [AtomicU64; 10],
-    retries: AtomicU64,
-}
-
-impl Counters {
-    fn slot(op: Operation) -> usize {
-        match op {
-            Operation::JobsInsert => 0,
-            Operation::JobsGet => 1,
-            Operation::JobsList => 2,
-            Operation::JobsQuery => 3,
-            Operation::JobsGetQueryResults => 4,
-            Operation::TablesGet => 5,
-            Operation::TablesGetSchemaFill => 6,
-            Operation::TablesInsert => 7,
-            Operation::DatasetsInsert => 8,
-            Operation::TabledataInsertAll => 9,
-        }
-    }
-
-    /// Counts one request; `retry` when it repeats a failed attempt.
-    pub(crate) fn record(&self, op: Operation, retry: bool) {
-        self.counts[Self::slot(op)].fetch_add(1, Ordering::Relaxed);
-        if retry {
-            self.retries.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn snapshot(&self) -> RequestStats {
-        let get = |op| self.counts[Self::slot(op)].load(Ordering::Relaxed);
+impl RequestStats {
+    /// The view of the client layer's counts for the BigQuery service.
+    pub(crate) fn of(counts: &ingest_google::RequestCounts) -> RequestStats {
+        let counts = counts.of_service("bigquery");
+        let get = |op: Operation| counts.calls(op.method_name());
         RequestStats {
             jobs_insert: get(Operation::JobsInsert),
             jobs_get: get(Operation::JobsGet),
@@ -166,7 +137,7 @@ impl Counters {
             tables_insert: get(Operation::TablesInsert),
             datasets_insert: get(Operation::DatasetsInsert),
             tabledata_insert_all: get(Operation::TabledataInsertAll),
-            retries: self.retries.load(Ordering::Relaxed),
+            retries: counts.total_retries(),
         }
     }
 }
@@ -174,14 +145,19 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ingest_google::{RequestCounters, StatusClass};
 
     #[test]
-    fn counters_snapshot_per_operation() {
-        let counters = Counters::default();
-        counters.record(Operation::JobsInsert, false);
-        counters.record(Operation::JobsInsert, true);
-        counters.record(Operation::TablesGetSchemaFill, false);
-        let stats = counters.snapshot();
+    fn stats_are_a_view_of_the_layer_counts_per_operation() {
+        let counters = RequestCounters::default();
+        let record = |op: Operation, retry| {
+            counters.record("bigquery", op.method_name(), StatusClass::Success, retry)
+        };
+        record(Operation::JobsInsert, false);
+        record(Operation::JobsInsert, true);
+        record(Operation::TablesGetSchemaFill, false);
+        counters.record("storage", "objects.list", StatusClass::Success, true);
+        let stats = RequestStats::of(&counters.snapshot());
         assert_eq!(stats.jobs_insert, 2);
         assert_eq!(stats.tables_get_schema_fill, 1);
         assert_eq!(stats.tables_get, 0);

@@ -1,24 +1,22 @@
 //! [`BigQueryWarehouse`]: the [`Warehouse`] port over BigQuery's REST API v2.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use gcp_bigquery_client::auth::Authenticator;
 use ingest_core::ports::{
     JobKind, JobRef, JobRequest, JobStatus, LoadRecord, TableRef, Warehouse, WarehouseError,
 };
 use serde_json::{json, Map, Value};
 
-use crate::auth::{AdcAuthenticator, AuthSetupError, NoAuth, BIGQUERY_SCOPE};
 use crate::jobs::{job_resource, load_needs_table_schema, parse_job, sort_in_execution_order};
 use crate::rest::{CallError, Method, Rest};
-use crate::retry::{Jitter, RetryPolicy};
 use crate::state_table::{
     load_record_insert_id, load_record_row, LOAD_STATE_PARTITION_FIELD, LOAD_STATE_SCHEMA_JSON,
 };
-use crate::stats::{Counters, Operation, RequestStats};
+use crate::stats::{Operation, RequestStats};
+use ingest_google::{ClientLayer, Credentials, Endpoint, GoogleClient, RetryPolicy, Service};
 
 /// BigQuery's production REST endpoint.
 pub const BIGQUERY_V2_URL: &str = "https://bigquery.googleapis.com/bigquery/v2";
@@ -61,28 +59,11 @@ pub enum SchemaFill {
     FromTable,
 }
 
-/// Errors while building a [`BigQueryWarehouse`].
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// Application Default Credentials could not be found or used.
-    #[error(transparent)]
-    Credentials(#[from] AuthSetupError),
-    /// The HTTP client could not be built.
-    #[error("building the HTTP client: {0}")]
-    HttpClient(String),
-    /// The base URL (or `BIGQUERY_EMULATOR_HOST`) is not a usable URL.
-    #[error("invalid BigQuery URL {url:?}: {message}")]
-    InvalidUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        message: String,
-    },
-}
+/// Errors while building a [`BigQueryWarehouse`] (credentials, HTTP client).
+pub type SetupError = ingest_google::SetupError;
 
-/// The [`Warehouse`] port over BigQuery's REST API v2, on the HTTP stack of
-/// `gcp-bigquery-client` (its `reqwest` client with rustls, its `Authenticator` trait and
-/// `yup-oauth2` for tokens).
+/// The [`Warehouse`] port over BigQuery's REST API v2, on the shared client layer
+/// (`ingest-google`: one `reqwest` client with rustls, Application Default Credentials).
 ///
 /// Every request is retried on 429, 5xx, 403 `rateLimitExceeded`, timeouts and connection
 /// errors with capped exponential back-off and full jitter ([`RetryPolicy`]); what outlives
@@ -121,38 +102,6 @@ pub struct BigQueryWarehouse {
     schema_ttl: Duration,
     schema_cache: Mutex<HashMap<String, (Instant, Value)>>,
     dataset_location: Option<String>,
-}
-
-/// The HTTP client; `direct` skips any proxy from the environment (for a local emulator).
-fn http_client(direct: bool) -> Result<reqwest::Client, SetupError> {
-    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
-    if direct {
-        builder = builder.no_proxy();
-    }
-    builder
-        .build()
-        .map_err(|e| SetupError::HttpClient(e.to_string()))
-}
-
-/// `host` (`127.0.0.1:9050`, `http://127.0.0.1:9050/`) as a v2 base URL.
-fn emulator_base_url(host: &str) -> Result<String, SetupError> {
-    let trimmed = host.trim();
-    let with_scheme = if trimmed.contains("://") {
-        trimmed.to_string()
-    } else {
-        format!("http://{trimmed}")
-    };
-    let url = reqwest::Url::parse(&with_scheme).map_err(|e| SetupError::InvalidUrl {
-        url: host.to_string(),
-        message: e.to_string(),
-    })?;
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(SetupError::InvalidUrl {
-            url: host.to_string(),
-            message: "no host".into(),
-        });
-    }
-    Ok(format!("{}{V2_PATH}", with_scheme.trim_end_matches('/')))
 }
 
 /// Quotes `project.dataset.table` for Standard SQL, refusing names that could break out of
@@ -313,13 +262,14 @@ fn insert_errors(response: &Value) -> Option<(bool, String)> {
 
 impl BigQueryWarehouse {
     /// A warehouse for `project` (the project that runs helper queries and is the default for
-    /// [`query_rows`](Self::query_rows)):
+    /// [`query_rows`](Self::query_rows)), its endpoint from the environment
+    /// ([`Endpoint::from_env`]):
     /// - `BIGQUERY_EMULATOR_HOST` set (e.g. `http://127.0.0.1:9050`, scheme optional) → that
     ///   emulator at `{host}/bigquery/v2`, no credentials, [`SchemaFill::FromTable`];
-    /// - otherwise BigQuery with Application Default Credentials ([`AdcAuthenticator`]) and
-    ///   [`SchemaFill::Never`].
+    /// - otherwise BigQuery (or `BQ_INGEST_BIGQUERY_ENDPOINT`) with Application Default
+    ///   Credentials and [`SchemaFill::Never`].
     ///
-    /// Errors: [`SetupError`] when no credentials are found or the emulator URL is invalid.
+    /// Errors: [`SetupError`] when no credentials are found.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), ingest_bigquery::SetupError> {
@@ -327,13 +277,30 @@ impl BigQueryWarehouse {
     /// # Ok(()) }
     /// ```
     pub async fn from_env(project: impl Into<String>) -> Result<Self, SetupError> {
-        match std::env::var(EMULATOR_HOST_ENV) {
-            Ok(host) if !host.trim().is_empty() => Self::for_emulator(project, &host),
-            _ => {
-                let auth = AdcAuthenticator::new(&[BIGQUERY_SCOPE]).await?;
-                Self::new(project, BIGQUERY_V2_URL, Arc::new(auth))
-            }
-        }
+        let layer = ClientLayer::new()?;
+        Self::from_layer(&layer, project, RetryPolicy::default()).await
+    }
+
+    /// A warehouse on a shared client layer, its endpoint from the environment (as
+    /// [`from_env`](Self::from_env)).
+    pub async fn from_layer(
+        layer: &ClientLayer,
+        project: impl Into<String>,
+        retry: RetryPolicy,
+    ) -> Result<Self, SetupError> {
+        let root = Endpoint::from_env(Service::BigQuery);
+        let emulator = root.emulator;
+        let endpoint = Endpoint {
+            url: format!("{}{V2_PATH}", root.url),
+            emulator,
+        };
+        let client = layer.client(Service::BigQuery, endpoint, retry).await?;
+        let warehouse = Self::new(project, client);
+        Ok(if emulator {
+            warehouse.with_schema_fill(SchemaFill::FromTable)
+        } else {
+            warehouse
+        })
     }
 
     /// A warehouse talking to an emulator at `host` (`http://127.0.0.1:9050` or
@@ -346,62 +313,64 @@ impl BigQueryWarehouse {
     /// # Ok::<(), ingest_bigquery::SetupError>(())
     /// ```
     pub fn for_emulator(project: impl Into<String>, host: &str) -> Result<Self, SetupError> {
-        let base_url = emulator_base_url(host)?;
-        let mut warehouse = Self::new(project, &base_url, Arc::new(NoAuth))?
-            .with_schema_fill(SchemaFill::FromTable);
-        // A local emulator is never reached through a proxy from the environment.
-        warehouse.rest.http = http_client(true)?;
-        Ok(warehouse)
+        let root = Endpoint::emulator(host).validated()?;
+        let endpoint = Endpoint {
+            url: format!("{}{V2_PATH}", root.url),
+            emulator: true,
+        };
+        let client = ClientLayer::new()?.client_with(
+            Service::BigQuery,
+            endpoint,
+            Credentials::Anonymous,
+            RetryPolicy::default(),
+        );
+        Ok(Self::new(project, client).with_schema_fill(SchemaFill::FromTable))
     }
 
     /// A warehouse for `project` at `base_url` (the REST v2 root, e.g. [`BIGQUERY_V2_URL`])
-    /// with the given authenticator, [`SchemaFill::Never`] and the default [`RetryPolicy`].
+    /// with the given credentials, [`SchemaFill::Never`] and the default [`RetryPolicy`].
     ///
     /// ```
-    /// use std::sync::Arc;
-    /// use ingest_bigquery::{BigQueryWarehouse, NoAuth, RetryPolicy};
-    /// let warehouse = BigQueryWarehouse::new("p", "http://127.0.0.1:1/bigquery/v2", Arc::new(NoAuth))?
+    /// use ingest_bigquery::{BigQueryWarehouse, RetryPolicy};
+    /// use ingest_google::Credentials;
+    /// let warehouse = BigQueryWarehouse::at("p", "http://127.0.0.1:1/bigquery/v2", Credentials::Anonymous)?
     ///     .with_retry_policy(RetryPolicy::fast(2));
     /// assert_eq!(warehouse.project(), "p");
     /// # Ok::<(), ingest_bigquery::SetupError>(())
     /// ```
-    pub fn new(
+    pub fn at(
         project: impl Into<String>,
         base_url: &str,
-        auth: Arc<dyn Authenticator>,
+        credentials: Credentials,
     ) -> Result<Self, SetupError> {
-        let trimmed = base_url.trim_end_matches('/').to_string();
-        reqwest::Url::parse(&trimmed).map_err(|e| SetupError::InvalidUrl {
-            url: base_url.to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(BigQueryWarehouse {
-            rest: Rest {
-                http: http_client(false)?,
-                auth,
-                base_url: trimmed,
-                retry: RetryPolicy::default(),
-                counters: Arc::new(Counters::default()),
-                jitter: Jitter::default(),
-            },
+        let client = ClientLayer::new()?.client_with(
+            Service::BigQuery,
+            Endpoint::google(base_url).validated()?,
+            credentials,
+            RetryPolicy::default(),
+        );
+        Ok(Self::new(project, client))
+    }
+
+    /// A warehouse for `project` over a client whose endpoint is the REST v2 root.
+    pub fn new(project: impl Into<String>, client: GoogleClient) -> Self {
+        BigQueryWarehouse {
+            rest: Rest { client },
             project: project.into(),
             schema_fill: SchemaFill::Never,
             schema_ttl: DEFAULT_SCHEMA_TTL,
             schema_cache: Mutex::new(HashMap::new()),
             dataset_location: None,
-        })
+        }
     }
 
     /// Replaces the retry policy.
-    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.rest.retry = policy;
-        self
-    }
-
-    /// Replaces the authenticator (e.g. one sharing the GCS client's credentials).
-    pub fn with_authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
-        self.rest.auth = auth;
-        self
+    pub fn with_retry_policy(self, policy: RetryPolicy) -> Self {
+        let client = self.rest.client.with_retry_policy(policy);
+        BigQueryWarehouse {
+            rest: Rest { client },
+            ..self
+        }
     }
 
     /// Sets whether loads without a schema get the destination table's (see [`SchemaFill`]).
@@ -429,7 +398,12 @@ impl BigQueryWarehouse {
 
     /// The REST v2 root URL requests go to.
     pub fn base_url(&self) -> &str {
-        &self.rest.base_url
+        self.rest.client.endpoint()
+    }
+
+    /// The client.
+    pub fn client(&self) -> &GoogleClient {
+        &self.rest.client
     }
 
     /// The schema-fill mode (see [`SchemaFill`]).
@@ -439,12 +413,12 @@ impl BigQueryWarehouse {
 
     /// The retry policy.
     pub fn retry_policy(&self) -> RetryPolicy {
-        self.rest.retry
+        *self.rest.client.retry_policy()
     }
 
     /// Requests sent so far, per operation (see [`RequestStats::since`] to count a batch's).
     pub fn stats(&self) -> RequestStats {
-        self.rest.counters.snapshot()
+        RequestStats::of(&self.rest.client.counters().snapshot())
     }
 
     /// The destination schema to put in a load without one, per [`SchemaFill`].
@@ -964,15 +938,18 @@ mod tests {
 
     #[test]
     fn emulator_urls() {
+        let base = |host: &str| {
+            BigQueryWarehouse::for_emulator("p", host).map(|w| w.base_url().to_string())
+        };
         assert_eq!(
-            emulator_base_url("http://127.0.0.1:9050/").ok().as_deref(),
+            base("http://127.0.0.1:9050/").ok().as_deref(),
             Some("http://127.0.0.1:9050/bigquery/v2")
         );
         assert_eq!(
-            emulator_base_url("localhost:9050").ok().as_deref(),
+            base("localhost:9050").ok().as_deref(),
             Some("http://localhost:9050/bigquery/v2")
         );
-        assert!(emulator_base_url("http://").is_err());
+        assert!(base("http://").is_err());
     }
 
     #[test]

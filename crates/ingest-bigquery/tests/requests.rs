@@ -32,9 +32,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ingest_bigquery::gcp_bigquery_client::auth::Authenticator;
-use ingest_bigquery::gcp_bigquery_client::error::BQError;
-use ingest_bigquery::{BigQueryWarehouse, NoAuth, RetryPolicy, SchemaFill, LOAD_STATE_SCHEMA_JSON};
+use ingest_bigquery::{
+    BigQueryWarehouse, Credentials, RetryPolicy, SchemaFill, LOAD_STATE_SCHEMA_JSON,
+};
 use ingest_core::ports::{
     JobKind, JobRef, JobRequest, JobState, LoadRecord, QueryParameter, TableRef, Warehouse,
     WarehouseError,
@@ -49,7 +49,11 @@ fn responder(f: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> R
 }
 
 fn warehouse(server: &Recorder) -> BigQueryWarehouse {
-    BigQueryWarehouse::new(PROJECT, &server.base_url(), Arc::new(NoAuth))
+    warehouse_with(server, Credentials::Anonymous)
+}
+
+fn warehouse_with(server: &Recorder, credentials: Credentials) -> BigQueryWarehouse {
+    BigQueryWarehouse::at(PROJECT, &server.base_url(), credentials)
         .expect("warehouse")
         .with_retry_policy(RetryPolicy::fast(3))
 }
@@ -256,20 +260,21 @@ async fn query_with_external_table_and_named_parameters() {
     assert!(body["configuration"].get("load").is_none());
 }
 
-#[derive(Clone)]
+/// A token source that always gives the same token (as `Authorization` values).
+#[derive(Debug, Clone)]
 struct FixedToken;
 
 #[async_trait]
-impl Authenticator for FixedToken {
-    async fn access_token(&self) -> Result<String, BQError> {
-        Ok("ya29.test-token".into())
+impl token_source::TokenSource for FixedToken {
+    async fn token(&self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        Ok("Bearer ya29.test-token".into())
     }
 }
 
 #[tokio::test]
 async fn tokens_are_sent_as_bearer() {
     let server = inserting_server().await;
-    let wh = warehouse(&server).with_authenticator(Arc::new(FixedToken));
+    let wh = warehouse_with(&server, Credentials::Token(Arc::new(FixedToken)));
     wh.submit(&query_request("q-token")).await.expect("submit");
     assert_eq!(
         server.requests()[0].headers["authorization"],
@@ -277,20 +282,21 @@ async fn tokens_are_sent_as_bearer() {
     );
 }
 
-#[derive(Clone)]
+/// A token source that cannot give a token.
+#[derive(Debug, Clone)]
 struct BrokenToken;
 
 #[async_trait]
-impl Authenticator for BrokenToken {
-    async fn access_token(&self) -> Result<String, BQError> {
-        Err(BQError::NoToken)
+impl token_source::TokenSource for BrokenToken {
+    async fn token(&self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        Err("no token".into())
     }
 }
 
 #[tokio::test]
 async fn a_token_failure_is_transient_and_sends_nothing() {
     let server = inserting_server().await;
-    let wh = warehouse(&server).with_authenticator(Arc::new(BrokenToken));
+    let wh = warehouse_with(&server, Credentials::Token(Arc::new(BrokenToken)));
     let error = wh
         .submit(&query_request("q-no-token"))
         .await
@@ -429,7 +435,7 @@ async fn a_timeout_is_retried_then_transient() {
     }))
     .await;
     let wh = warehouse(&server).with_retry_policy(RetryPolicy {
-        request_timeout: Duration::from_millis(150),
+        attempt_timeout: Duration::from_millis(150),
         ..RetryPolicy::fast(2)
     });
     let job = JobRef {
@@ -450,10 +456,10 @@ async fn a_refused_connection_is_transient() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
-    let wh = BigQueryWarehouse::new(
+    let wh = BigQueryWarehouse::at(
         PROJECT,
         &format!("http://{addr}/bigquery/v2"),
-        Arc::new(NoAuth),
+        Credentials::Anonymous,
     )
     .expect("warehouse")
     .with_retry_policy(RetryPolicy::fast(2));

@@ -1,9 +1,10 @@
 //! bq-ingest adapter: Google Cloud Storage behind ingest-core's
 //! [`ObjectStore`](ingest_core::ports::ObjectStore) port.
 //!
-//! [`GcsStore`] speaks the GCS JSON API through the `gcloud-storage` crate (plus one direct
-//! media download for [`read`](ingest_core::ports::ObjectStore::read)), to Google or to an
-//! emulator (fake-gcs-server) named by `STORAGE_EMULATOR_HOST`.
+//! [`GcsStore`] speaks the GCS JSON API (list, media download, metadata, multipart upload with
+//! generation preconditions, delete) over the shared client layer (`ingest-google`: one HTTP
+//! client, Application Default Credentials, one retry policy), to Google or to an emulator
+//! (fake-gcs-server) named by `STORAGE_EMULATOR_HOST`.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,16 +19,10 @@
 //! ```
 #![warn(missing_docs)]
 
-mod classify;
-mod retry;
 mod store;
 
-pub use retry::RetryPolicy;
-pub use store::{
-    install_default_tls_provider, GcsSetupError, GcsStore, RequestStats, STORAGE_EMULATOR_HOST,
-    WRITE_ID_METADATA_KEY,
-};
+pub use ingest_google::{install_default_tls_provider, RetryPolicy};
+pub use store::{operations, GcsStore, RequestStats, STORAGE_EMULATOR_HOST, WRITE_ID_METADATA_KEY};
 
-/// The `gcloud-storage` crate this adapter is built on, for building a
-/// [`ClientConfig`](gcloud_storage::client::ClientConfig) to pass to [`GcsStore::new`].
-pub use gcloud_storage;
+/// Building a [`GcsStore`] failed (credentials, HTTP client).
+pub type GcsSetupError = ingest_google::SetupError;

@@ -1,14 +1,10 @@
 //! Idempotent creation of topics and subscriptions, for tests and the dev stack.
 
-use gcloud_gax::grpc::Code;
-use gcloud_googleapis::pubsub::v1::PushConfig;
-use gcloud_pubsub::subscription::SubscriptionConfig;
-
 use crate::client::{PubsubClient, PubsubError};
 
 /// The ack deadline of subscriptions created by [`ensure_subscription`]: long enough for the
 /// consumer's first lease extension (see [`LeaseExtension`](crate::LeaseExtension)).
-pub const SUBSCRIPTION_ACK_DEADLINE_SECONDS: i32 = 60;
+pub const SUBSCRIPTION_ACK_DEADLINE_SECONDS: u32 = 60;
 
 /// Creates `topic` (a short id in the client's project, or `projects/P/topics/T`) unless it
 /// exists. Returns whether it was created.
@@ -22,12 +18,7 @@ pub const SUBSCRIPTION_ACK_DEADLINE_SECONDS: i32 = 60;
 /// # }
 /// ```
 pub async fn ensure_topic(client: &PubsubClient, topic: &str) -> Result<bool, PubsubError> {
-    let name = client.topic_name(topic);
-    match client.inner.create_topic(&name, None, None).await {
-        Ok(_) => Ok(true),
-        Err(status) if status.code() == Code::AlreadyExists => Ok(false),
-        Err(status) => Err(PubsubError::rpc("create topic", &name, &status)),
-    }
+    created(client.create_topic(topic).await)
 }
 
 /// Creates `subscription` on `topic` unless it exists, and returns whether it was created.
@@ -72,25 +63,20 @@ pub async fn ensure_subscription_with_deadline(
     subscription: &str,
     topic: &str,
     push_endpoint: Option<&str>,
-    ack_deadline_seconds: i32,
+    ack_deadline_seconds: u32,
 ) -> Result<bool, PubsubError> {
-    let name = client.subscription_name(subscription);
-    let config = SubscriptionConfig {
-        push_config: push_endpoint.map(|endpoint| PushConfig {
-            push_endpoint: endpoint.to_string(),
-            ..PushConfig::default()
-        }),
-        ack_deadline_seconds: ack_deadline_seconds.clamp(10, 600),
-        ..SubscriptionConfig::default()
-    };
-    let topic_name = client.topic_name(topic);
-    match client
-        .inner
-        .create_subscription(&name, &topic_name, config, None)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(status) if status.code() == Code::AlreadyExists => Ok(false),
-        Err(status) => Err(PubsubError::rpc("create subscription", &name, &status)),
+    created(
+        client
+            .create_subscription(subscription, topic, push_endpoint, ack_deadline_seconds)
+            .await,
+    )
+}
+
+/// `Ok(true)` for created, `Ok(false)` for "already exists".
+fn created(result: Result<(), PubsubError>) -> Result<bool, PubsubError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(error) if error.is_already_exists() => Ok(false),
+        Err(error) => Err(error),
     }
 }

@@ -1,4 +1,6 @@
-//! bq-ingest adapter for Google Cloud Pub/Sub, over the `gcloud-pubsub` crate.
+//! bq-ingest adapter for Google Cloud Pub/Sub, over Pub/Sub's REST API on the shared client
+//! layer (`ingest-google`: one HTTP client, Application Default Credentials, one retry policy,
+//! one set of request counters).
 //!
 //! - [`PullConsumer`]: pulls GCS notifications from a subscription, hands each to
 //!   [`Ingestor::handle_until`](ingest_core::ingest::Ingestor::handle_until) with bounded
@@ -8,8 +10,12 @@
 //!   (used by backfills), or any JSON document (used for the failure topic).
 //! - [`ensure_topic`] / [`ensure_subscription`]: idempotent set-up for tests and the dev stack.
 //!
+//! - [`PubsubClient`]: the REST calls themselves (`pull`, `acknowledge`, `modifyAckDeadline`,
+//!   `publish`, topic and subscription creation), each counted under its [`operations`] name.
+//!
 //! [`PubsubClient::connect`] reads `PUBSUB_EMULATOR_HOST`: when it is set, every call goes to
-//! that emulator without credentials; otherwise Application Default Credentials are used.
+//! that emulator without credentials; otherwise Application Default Credentials are used
+//! (`BQ_INGEST_PUBSUB_ENDPOINT` names another endpoint).
 //!
 //! # Acknowledgement rules
 //!
@@ -31,7 +37,7 @@
 //!
 //! # Pulling
 //!
-//! Messages are fetched with unary `Pull` requests for at most as many messages as there are
+//! Messages are fetched with `subscriptions.pull` requests for at most as many messages as there are
 //! free handling slots ([`ConsumerConfig::max_concurrency`]), rather than over StreamingPull:
 //! no message ever waits in a client-side buffer while its ack deadline runs, and the flow
 //! control is exact. An empty pull is followed by the next one at once (after 100 ms when the
@@ -75,12 +81,16 @@
 mod admin;
 mod client;
 mod consumer;
+mod names;
 mod publisher;
+mod wire;
 
 pub use admin::{
     ensure_subscription, ensure_subscription_with_deadline, ensure_topic,
     SUBSCRIPTION_ACK_DEADLINE_SECONDS,
 };
-pub use client::{install_default_tls_provider, PubsubClient, PubsubError, EMULATOR_HOST_VAR};
+pub use client::{operations, PubsubClient, PubsubError, EMULATOR_HOST_VAR};
 pub use consumer::{ConsumerConfig, LeaseExtension, PullConsumer, RunStats};
-pub use publisher::{object_event_message, Publisher};
+pub use ingest_google::{install_default_tls_provider, RetryPolicy};
+pub use publisher::{object_event_message, Publisher, PublisherConfig};
+pub use wire::{OutgoingMessage, ReceivedMessage};

@@ -7,14 +7,12 @@
 //! exactly the unacknowledged messages, leased or not: waiting for redeliveries would need
 //! more than the ack deadline, twice when an abandoned pull request takes one first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gcloud_pubsub::client::{Client, ClientConfig};
-use gcloud_pubsub::subscription::SeekTo;
 use ingest_core::decorators::{Fault, FaultyWarehouse, WarehouseMethod};
 use ingest_core::event::{ObjectEvent, PubsubMessage};
 use ingest_core::ingest::Ingestor;
@@ -120,38 +118,22 @@ impl Fixture {
         )
     }
 
-    /// A client of the emulator that bypasses the adapter.
-    async fn raw_client(&self) -> Client {
-        let config = ClientConfig {
-            project_id: Some(project()),
-            ..ClientConfig::default()
-        };
-        Client::new(config).await.expect("raw client")
-    }
-
     /// Pulls (and acks) from `subscription` for `wait` and returns every message that arrives.
     async fn pull_for(&self, subscription: &str, wait: Duration) -> Vec<PubsubMessage> {
-        let raw = self.raw_client().await;
-        let subscription = raw.subscription(subscription);
         let end = Instant::now() + wait;
         let mut received = Vec::new();
         while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match tokio::time::timeout(left, subscription.pull(10, None)).await {
+            match tokio::time::timeout(left, self.client.pull(subscription, 10)).await {
                 Err(_) => break,
                 Ok(Ok(messages)) if messages.is_empty() => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Ok(Ok(messages)) => {
-                    for m in messages {
-                        let _ = m.ack().await;
-                        received.push(PubsubMessage {
-                            attributes: m.message.attributes.clone().into_iter().collect(),
-                            data: m.message.data.clone(),
-                            message_id: Some(m.message.message_id.clone()),
-                        });
-                    }
+                    let ack_ids: Vec<&str> = messages.iter().map(|m| m.ack_id.as_str()).collect();
+                    let _ = self.client.acknowledge(subscription, &ack_ids).await;
+                    received.extend(messages.into_iter().map(|m| m.message));
                 }
-                Ok(Err(e)) => panic!("pull from {}: {e}", subscription.fully_qualified_name()),
+                Ok(Err(e)) => panic!("pull from {subscription}: {e}"),
             }
         }
         received
@@ -161,21 +143,36 @@ impl Fixture {
     /// leased to some puller (even one that went away): a snapshot of the subscription keeps
     /// exactly those, and the probe subscription sought to it delivers them at once. (The
     /// emulator only delivers to a subscription the messages published after it was created,
-    /// hence a probe made up front.)
+    /// hence a probe made up front.) Snapshots are not part of the adapter: plain REST here.
     async fn unacked_messages(&self) -> Vec<PubsubMessage> {
-        let raw = self.raw_client().await;
-        let snapshot = unique("snap");
-        raw.subscription(&self.subscription)
-            .create_snapshot(&snapshot, Default::default(), None)
+        let host = std::env::var("PUBSUB_EMULATOR_HOST").expect("emulator host");
+        let base = format!("http://{}/v1", host.trim_start_matches("http://"));
+        let http = ingest_google::reqwest::Client::new();
+        let snapshot = format!("projects/{}/snapshots/{}", project(), unique("snap"));
+        let subscription = self.client.subscription_name(&self.subscription);
+        let probe = self.client.subscription_name(&self.probe);
+        let created = http
+            .put(format!("{base}/{snapshot}"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "subscription": subscription }).to_string())
+            .send()
             .await
             .expect("create snapshot");
-        let probe = raw.subscription(&self.probe);
-        probe
-            .seek(SeekTo::Snapshot(snapshot.clone()), None)
+        assert!(
+            created.status().is_success(),
+            "create snapshot: {}",
+            created.status()
+        );
+        let sought = http
+            .post(format!("{base}/{probe}:seek"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "snapshot": snapshot }).to_string())
+            .send()
             .await
             .expect("seek to snapshot");
+        assert!(sought.status().is_success(), "seek: {}", sought.status());
         let left = self.pull_for(&self.probe, Duration::from_secs(3)).await;
-        let _ = probe.delete_snapshot(&snapshot, None).await;
+        let _ = http.delete(format!("{base}/{snapshot}")).send().await;
         left
     }
 
@@ -553,4 +550,52 @@ async fn the_lease_is_extended_while_a_message_is_handled() {
     );
     assert_eq!(warehouse.submitted().len(), 1);
     publisher.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_publications_share_few_requests_and_all_arrive() {
+    use futures::StreamExt as _;
+    if !emulator_available() {
+        return;
+    }
+    let fixture = Fixture::new("batching").await;
+    let publisher = fixture.publisher();
+    let counters = fixture.client.google_client().counters().clone();
+    let before = counters.snapshot();
+    let events: Vec<ObjectEvent> = (0..250)
+        .map(|i| ObjectEvent::finalized(BUCKET, &format!("ds/t/part-{i}.csv"), i + 1))
+        .collect();
+    let ids: Vec<String> = futures::stream::iter(&events)
+        .map(|event| publisher.publish_object_event(event))
+        .buffer_unordered(250)
+        .map(|r| r.expect("publish"))
+        .collect()
+        .await;
+    let requests = counters.snapshot().since(&before);
+    let publishes = requests.calls(ingest_pubsub::operations::PUBLISH);
+    assert!(
+        (3..=10).contains(&publishes),
+        "250 messages in batches of at most 100 make 3 or a few more requests, not {publishes}"
+    );
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 250, "every message has its own id");
+
+    let mut objects = BTreeSet::new();
+    let end = Instant::now() + PATIENCE;
+    while objects.len() < 250 && Instant::now() < end {
+        for message in fixture
+            .pull_for(&fixture.subscription, Duration::from_secs(1))
+            .await
+        {
+            let event = parse_pubsub_message(&message).expect("a GCS notification");
+            objects.insert(event.name);
+        }
+    }
+    assert_eq!(objects.len(), 250, "every published event arrives once");
+    publisher.clone().shutdown().await;
+    let error = publisher
+        .publish_object_event(&events[0])
+        .await
+        .expect_err("a shut-down publisher publishes nothing");
+    assert!(error.to_string().contains("shut down"), "{error}");
 }

@@ -11,9 +11,8 @@ use ingest_core::explain::split_path;
 use ingest_core::ingest::{DryRun, Outcome};
 use ingest_core::ports::{JobKind, ObjectStore};
 use ingest_core::trigger::{classify_name, Trigger};
-use ingest_pubsub::{Publisher, PubsubClient};
-
-use super::runtime::build;
+use ingest_pubsub::Publisher;
+use ingest_service::Runtime;
 
 /// How to backfill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,7 +65,7 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let runtime = match build().await {
+    let runtime = match Runtime::from_env().await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("bq-ingest backfill: {e}");
@@ -112,11 +111,10 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
             eprintln!("bq-ingest backfill: --mode notifications needs --topic (or INGEST_TOPIC)");
             return ExitCode::FAILURE;
         };
-        let project = ingestor.settings().job_project().map(str::to_string);
-        match PubsubClient::connect(project.as_deref()).await {
+        match runtime.pubsub().await {
             Ok(client) => Some(Publisher::new(&client, &topic)),
             Err(e) => {
-                eprintln!("bq-ingest backfill: Pub/Sub: {e}");
+                eprintln!("bq-ingest backfill: {e}");
                 return ExitCode::FAILURE;
             }
         }

@@ -3,5 +3,16 @@
 pub mod backfill;
 pub mod explain;
 pub mod pull;
-pub mod runtime;
 pub mod serve;
+
+/// Logs, at the end of a service run, how many requests went to each Google service.
+fn log_request_counts(runtime: &ingest_service::Runtime) {
+    let counts = runtime.request_counts();
+    tracing::info!(
+        gcs_requests = counts.of_service("storage").total(),
+        bigquery_requests = counts.of_service("bigquery").total(),
+        pubsub_requests = counts.of_service("pubsub").total(),
+        retries = counts.total_retries(),
+        "stopped"
+    );
+}

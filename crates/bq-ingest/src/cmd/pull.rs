@@ -4,9 +4,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use ingest_pubsub::{ConsumerConfig, PubsubClient, PullConsumer};
+use ingest_pubsub::{ConsumerConfig, PullConsumer};
 
-use super::runtime::{build, shutdown_signal};
+use ingest_service::{shutdown_signal, Runtime};
+
+use super::log_request_counts;
 
 /// Arguments of `pull`.
 #[derive(Debug, Args)]
@@ -24,19 +26,14 @@ pub struct PullArgs {
 
 /// Pulls until SIGTERM, then finishes the messages in flight.
 pub async fn run(args: PullArgs) -> ExitCode {
-    let runtime = match build().await {
+    let runtime = match Runtime::from_env().await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let project = runtime
-        .ingestor
-        .settings()
-        .job_project()
-        .map(str::to_string);
-    let client = match PubsubClient::connect(project.as_deref()).await {
+    let client = match runtime.pubsub().await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot connect to Pub/Sub: {e}");
@@ -59,13 +56,7 @@ pub async fn run(args: PullArgs) -> ExitCode {
         "ready: pulling notifications"
     );
     let result = consumer.run(shutdown_signal()).await;
-    let gcs = runtime.store.stats();
-    let bq = runtime.warehouse.stats();
-    tracing::info!(
-        gcs_requests = gcs.total(),
-        bigquery_requests = bq.total(),
-        "stopped"
-    );
+    log_request_counts(&runtime);
     match result {
         Ok(stats) => {
             tracing::info!(

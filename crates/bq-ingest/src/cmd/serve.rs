@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ingest_http::{router, serve, HttpState, PushAuthConfig};
 
-use super::runtime::{build, shutdown_signal};
+use ingest_service::{shutdown_signal, Runtime};
+
+use super::log_request_counts;
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
@@ -54,7 +56,7 @@ impl ServeArgs {
 /// Runs the service until SIGTERM, then finishes the requests in flight.
 pub async fn run(args: ServeArgs) -> ExitCode {
     let started = Instant::now();
-    let runtime = match build().await {
+    let runtime = match Runtime::from_env().await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start: {e}");
@@ -101,13 +103,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         "ready"
     );
     let result = serve(listener, router(state), shutdown_signal()).await;
-    let gcs = runtime.store.stats();
-    let bq = runtime.warehouse.stats();
-    tracing::info!(
-        gcs_requests = gcs.total(),
-        bigquery_requests = bq.total(),
-        "stopped"
-    );
+    log_request_counts(&runtime);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! A tiny HTTP/1.1 server for tests: records every request and answers with a scripted reply.
 #![allow(dead_code)]
 
+use ingest_google::reqwest;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -43,7 +43,7 @@ pub async fn emulator_store(test: &str) -> Option<(GcsStore, String)> {
 /// Creates `bucket` on the emulator unless it exists (plain JSON API call).
 pub async fn ensure_bucket(endpoint: &str, bucket: &str) {
     ingest_gcs::install_default_tls_provider();
-    let client = reqwest::Client::new();
+    let client = ingest_google::reqwest::Client::new();
     let url = format!("{endpoint}/storage/v1/b?project=test-project");
     let body = format!("{{\"name\": \"{bucket}\"}}");
     let response = client

@@ -76,7 +76,7 @@ static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
 /// `text` with every secret-shaped part replaced by [`REDACTED`]; borrowed when there is none.
 ///
 /// ```
-/// use bq_ingest::redact::redact;
+/// use ingest_service::redact::redact;
 /// assert_eq!(redact("authorization: Bearer ya29.a0AfB_secret"), "authorization: Bearer [redacted]");
 /// assert_eq!(redact(r#"{"access_token":"ya29.x","expires_in":3599}"#), r#"{"access_token":"[redacted]","expires_in":3599}"#);
 /// assert_eq!(redact("gs://b/ds/t/_SUCCESS done"), "gs://b/ds/t/_SUCCESS done");

@@ -10,7 +10,7 @@ use ingest_core::ports::Clock;
 ///
 /// ```
 /// use ingest_core::ports::Clock;
-/// let now = bq_ingest::clock::SystemClock.now();
+/// let now = ingest_service::SystemClock.now();
 /// assert!(now.timestamp() > 1_600_000_000);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
