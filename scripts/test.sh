@@ -25,3 +25,6 @@ cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast "$@"
+
+echo "== example: embedding (exits non-zero unless the batch loads once)"
+cargo run --quiet --locked -p bq-ingest-embedding

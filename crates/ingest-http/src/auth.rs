@@ -452,7 +452,7 @@ where
 }
 
 /// The answer to a refused request, logged with its reason (never the token).
-fn refusal(path: &str, error: &AuthError) -> Response {
+pub(crate) fn refusal(path: &str, error: &AuthError) -> Response {
     let status = error.status();
     tracing::warn!(
         path,

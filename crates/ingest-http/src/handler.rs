@@ -80,6 +80,12 @@ pub(crate) async fn healthz() -> &'static str {
 /// log line of the request joins the trace in Cloud Logging.
 async fn handle(state: &HttpState, accept: Accept, request: Request) -> Response {
     use tracing::Instrument;
+    if let Some(auth) = &state.auth {
+        let authorization = request.headers().get(axum::http::header::AUTHORIZATION);
+        if let Err(error) = auth.verify(authorization).await {
+            return crate::auth::refusal(request.uri().path(), &error);
+        }
+    }
     match trace_id(request.headers()) {
         Some(trace) => {
             let span = tracing::info_span!("request", trace = %trace);

@@ -58,6 +58,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -123,8 +124,9 @@ pub struct HttpState {
     pub retry_after: Duration,
     /// How long the body may take to arrive; a body still incomplete then gets `408` (logged).
     pub body_timeout: Duration,
-    /// When set, every notification route requires a push token this accepts (401/403
-    /// otherwise); health stays open. See [`PushAuth`].
+    /// When set, every notification route requires a push token this accepts (401/403, or
+    /// 503 when the keys cannot be fetched); health stays open. Checked by the handlers before
+    /// the body is read. See [`PushAuth`].
     pub auth: Option<Arc<PushAuth>>,
 }
 
@@ -179,8 +181,57 @@ impl HttpState {
     }
 }
 
-/// The router: `POST /`, `POST /pubsub/push`, `POST /cloudevents`, `POST /background`,
-/// `GET /healthz`, with the request timeout layer. See the [crate] documentation for what each
+/// The routes, generic over the state of the app they are mounted in: `POST /`,
+/// `POST /pubsub/push`, `POST /cloudevents`, `POST /background`, `GET /healthz`, with no layer.
+/// Nest them into any `Router<S>` whose state gives an [`HttpState`] (`HttpState: FromRef<S>`).
+/// Push authentication ([`HttpState::auth`]) and the body timeout are enforced by the handlers
+/// themselves, so they hold wherever the routes are mounted; the request timeout is
+/// [`router`]'s layer, add your own when you mount the routes.
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{extract::{FromRef, State}, routing::get, Router};
+/// use ingest_core::{ingest::Ingestor, settings::Settings};
+/// use ingest_http::{routes, HttpState};
+/// use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse};
+///
+/// #[derive(Clone)]
+/// struct AppState {
+///     ingest: HttpState,
+///     greeting: &'static str,
+/// }
+///
+/// impl FromRef<AppState> for HttpState {
+///     fn from_ref(app: &AppState) -> HttpState {
+///         app.ingest.clone()
+///     }
+/// }
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()));
+/// let ingestor = Ingestor::new(Settings::default(), store, warehouse, Arc::new(MemoryClock::new()));
+/// let state = AppState { ingest: HttpState::new(Arc::new(ingestor)), greeting: "hello" };
+/// let app: Router = Router::new()
+///     .route("/hello", get(|State(app): State<AppState>| async move { app.greeting }))
+///     .nest("/ingest", routes())
+///     .with_state(state);
+/// # let _ = app;
+/// ```
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    HttpState: FromRef<S>,
+{
+    Router::new()
+        .route("/", post(handler::auto))
+        .route("/pubsub/push", post(handler::push))
+        .route("/cloudevents", post(handler::cloud_events))
+        .route("/background", post(handler::background))
+        .route("/healthz", get(handler::healthz))
+}
+
+/// The router: [`routes`] with `state`, and the request timeout layer
+/// ([`HttpState::request_timeout`] → 503). See the [crate] documentation for what each route
 /// answers.
 ///
 /// ```
@@ -205,16 +256,7 @@ impl HttpState {
 /// ```
 pub fn router(state: HttpState) -> Router {
     let timeout = state.request_timeout();
-    let mut notifications = Router::new()
-        .route("/", post(handler::auto))
-        .route("/pubsub/push", post(handler::push))
-        .route("/cloudevents", post(handler::cloud_events))
-        .route("/background", post(handler::background));
-    if let Some(auth) = &state.auth {
-        notifications = notifications.route_layer(PushAuthLayer::new(auth.clone()));
-    }
-    notifications
-        .route("/healthz", get(handler::healthz))
+    routes::<HttpState>()
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

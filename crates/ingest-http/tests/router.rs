@@ -18,7 +18,7 @@ use ingest_core::decorators::{
 use ingest_core::ingest::Ingestor;
 use ingest_core::ports::{Clock, ObjectMeta, WarehouseError};
 use ingest_core::settings::Settings;
-use ingest_http::{router, HttpState, DEFAULT_BODY_LIMIT};
+use ingest_http::{router, routes, HttpState, PushAuthConfig, DEFAULT_BODY_LIMIT};
 use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -39,6 +39,8 @@ struct Fixture {
     bq: Arc<CountingWarehouse<Arc<FaultyWarehouse<Arc<MemoryWarehouse>>>>>,
     data: ObjectMeta,
     marker: ObjectMeta,
+    /// The state the router was built with.
+    state: HttpState,
     router: Router,
 }
 
@@ -60,7 +62,8 @@ impl Fixture {
         let warehouse_faults = Arc::new(FaultyWarehouse::new(warehouse.clone()));
         let bq = Arc::new(CountingWarehouse::new(warehouse_faults.clone()));
         let ingestor = Ingestor::new(settings(), gcs.clone(), bq.clone(), Arc::new(clock));
-        let router = router(configure(HttpState::new(Arc::new(ingestor))));
+        let state = configure(HttpState::new(Arc::new(ingestor)));
+        let router = router(state.clone());
         Fixture {
             store,
             warehouse,
@@ -70,6 +73,7 @@ impl Fixture {
             bq,
             data,
             marker,
+            state,
             router,
         }
     }
@@ -707,4 +711,78 @@ async fn a_push_with_only_bucket_and_object_loads_the_batch() {
         fixture.warehouse.records()[0].1.marker_generation,
         fixture.marker.generation
     );
+}
+
+/// An app with a state of its own, into which the routes are nested.
+#[derive(Clone)]
+struct AppState {
+    ingest: HttpState,
+    greeting: &'static str,
+}
+
+impl axum::extract::FromRef<AppState> for HttpState {
+    fn from_ref(app: &AppState) -> HttpState {
+        app.ingest.clone()
+    }
+}
+
+fn app_with_nested_routes(ingest: HttpState) -> Router {
+    use axum::extract::State;
+    Router::new()
+        .route(
+            "/hello",
+            axum::routing::get(|State(app): State<AppState>| async move { app.greeting }),
+        )
+        .nest("/ingest", routes())
+        .with_state(AppState {
+            ingest,
+            greeting: "hello",
+        })
+}
+
+#[tokio::test]
+async fn the_routes_nest_under_a_path_of_an_app_with_its_own_state() {
+    let fixture = Fixture::new();
+    let app = app_with_nested_routes(fixture.state.clone());
+
+    let (status, body, _) = send(&app, Request::get("/hello").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!("hello")));
+
+    let push = push_body(&fixture.marker, "JSON_API_V1", "nested-1");
+    let (status, body, _) = send(&app, post_json("/ingest/pubsub/push", push)).await;
+    assert_done_once(&fixture, status, &body);
+
+    let (status, _, _) = send(
+        &app,
+        Request::get("/ingest/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let push = push_body(&fixture.marker, "JSON_API_V1", "nested-2");
+    let (status, _, _) = send(&app, post_json("/pubsub/push", push)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only under /ingest");
+}
+
+#[tokio::test]
+async fn nested_routes_still_require_the_push_token_when_auth_is_on() {
+    let config = PushAuthConfig::new("https://svc/", "pusher@p.iam.gserviceaccount.com")
+        .unwrap()
+        .with_keys_url("http://127.0.0.1:9/unreachable");
+    let fixture = Fixture::with(|state| state.with_auth(config));
+    let app = app_with_nested_routes(fixture.state.clone());
+    let push = push_body(&fixture.marker, "JSON_API_V1", "nested-3");
+    let (status, body, response) = send(&app, post_json("/ingest/pubsub/push", push)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(
+        fixture.gcs.calls().total(),
+        0,
+        "nothing was read for a refused push"
+    );
+    let (status, _, _) = send(
+        &app,
+        Request::get("/ingest/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "health needs no token");
 }

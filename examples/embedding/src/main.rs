@@ -1,7 +1,12 @@
 //! Embedding bq-ingest: the core needs only its three ports. Here they are the in-memory
 //! doubles, loaded with the NATION batch from `../shared/testdata` (or a folder given as the
 //! first argument); a real program passes `ingest_gcs::GcsStore`,
-//! `ingest_bigquery::BigQueryWarehouse` and a system clock instead.
+//! `ingest_bigquery::BigQueryWarehouse` and a system clock instead (`ingest_service::Runtime`
+//! wires them from the environment).
+//!
+//! The batch is ingested twice: once by calling the ingestor, once more through the HTTP routes
+//! mounted under `/ingest` of an app with its own state, as a Pub/Sub push of the same
+//! notification would arrive — a duplicate, which submits no second job.
 //!
 //! ```sh
 //! cargo run -p bq-ingest-embedding -- ../shared/testdata/nation
@@ -11,13 +16,34 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::extract::{FromRef, State};
+use axum::http::Request;
+use axum::routing::get;
+use axum::Router;
 use ingest_core::event::ObjectEvent;
 use ingest_core::ingest::{Ingestor, Outcome};
 use ingest_core::ports::{JobKind, TableRef};
 use ingest_core::settings::Settings;
+use ingest_http::HttpState;
 use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse};
+use tower::ServiceExt as _;
 
-fn main() -> ExitCode {
+/// The state of the embedding app, of which the ingest routes need only one part.
+#[derive(Clone)]
+struct AppState {
+    ingest: HttpState,
+    name: &'static str,
+}
+
+impl FromRef<AppState> for HttpState {
+    fn from_ref(app: &AppState) -> HttpState {
+        app.ingest.clone()
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let dir = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
@@ -56,9 +82,14 @@ fn main() -> ExitCode {
         bq_project: Some("my-project".into()),
         ..Settings::default()
     };
-    let ingestor = Ingestor::new(settings, store.clone(), warehouse.clone(), Arc::new(clock));
+    let ingestor = Arc::new(Ingestor::new(
+        settings,
+        store.clone(),
+        warehouse.clone(),
+        Arc::new(clock),
+    ));
     let event = ObjectEvent::finalized("bucket", &marker.name, marker.generation);
-    let outcome = match futures::executor::block_on(ingestor.handle(&event)) {
+    let outcome = match ingestor.handle(&event).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("transient error: {e}");
@@ -88,9 +119,51 @@ fn main() -> ExitCode {
         partition: None,
     };
     println!("rows in {table}: {}", warehouse.table_rows(&table));
-    if matches!(outcome, Outcome::Done { .. }) {
+
+    let duplicate = push_through_nested_routes(ingestor, &event).await;
+    println!("the same notification pushed to /ingest/pubsub/push: {duplicate}");
+    let jobs = warehouse.submitted().len();
+    println!("jobs submitted in all: {jobs}");
+    if matches!(outcome, Outcome::Done { .. }) && duplicate.starts_with("200") && jobs == 1 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Mounts the ingest routes under `/ingest` of an app with its own state and pushes `event`
+/// there as Pub/Sub would; returns the status and body of the answer.
+async fn push_through_nested_routes(ingestor: Arc<Ingestor>, event: &ObjectEvent) -> String {
+    let app: Router = Router::new()
+        .route(
+            "/",
+            get(|State(app): State<AppState>| async move { app.name }),
+        )
+        .nest("/ingest", ingest_http::routes())
+        .with_state(AppState {
+            ingest: HttpState::new(ingestor),
+            name: "my-app",
+        });
+    let (attributes, data) = ingest_core::notification::object_event_message(event);
+    let envelope = serde_json::json!({
+        "subscription": "projects/my-project/subscriptions/bq-ingest",
+        "message": {
+            "attributes": attributes,
+            "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, data),
+            "messageId": "1",
+        },
+    });
+    let request = Request::post("/ingest/pubsub/push")
+        .header("content-type", "application/json")
+        .body(Body::from(envelope.to_string()))
+        .expect("a valid request");
+    let response = match app.oneshot(request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    format!("{} {}", status.as_u16(), String::from_utf8_lossy(&body))
 }
