@@ -356,3 +356,31 @@ fn warehouse_suite_catches_a_failing_load_that_succeeds() {
         panic_message(|| block_on(warehouse::run(&memory, &fixture))).expect("the suite must fail");
     assert!(message.contains("`load_failing`"), "{message}");
 }
+
+#[test]
+fn a_single_check_runs_alone_and_again() {
+    let store = MemoryStore::new();
+    store.create_bucket("b");
+    let scratch =
+        object_store::Scratch::new(&store, "b", "scratch/alone", StoreCapabilities::default());
+    // A create-only check twice in a row: each run empties its own area first.
+    block_on(object_store::create_only(&scratch));
+    block_on(object_store::create_only(&scratch));
+    block_on(object_store::zero_byte_object(&scratch));
+    assert_eq!(
+        store.names("b"),
+        vec![
+            "scratch/alone/create/lock".to_string(),
+            "scratch/alone/zero/_SUCCESS".to_string()
+        ]
+    );
+
+    // A warehouse check that needs a finished load submits it itself.
+    let (store, fixture) = warehouse_fixture("run-alone");
+    let memory = MemoryWarehouse::with_store(store);
+    block_on(warehouse::duplicate_submit(&memory, &fixture));
+    block_on(warehouse::record_outcome(&memory, &fixture));
+    let submitted: Vec<String> = memory.submitted().into_iter().map(|r| r.job_id).collect();
+    assert_eq!(submitted, vec!["conformance-load-run-alone-ok".to_string()]);
+    assert_eq!(memory.table_rows(&table("p", "ds", "t")), 3, "loaded once");
+}

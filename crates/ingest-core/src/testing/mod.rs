@@ -5,8 +5,10 @@
 //! a plain `async fn` (no runtime needed) made of named checks; a failed check panics with a
 //! message naming it, e.g. ``ObjectStore conformance check `create_existing` failed: …``.
 //!
-//! - [`object_store::run`] only touches objects under its scratch prefix.
-//! - [`warehouse::run`] makes its job ids unique with [`warehouse::WarehouseFixture::run_id`].
+//! - [`object_store::run`] only touches objects under its scratch prefix; each of its checks
+//!   (`object_store::create_only`, …) runs alone over an [`object_store::Scratch`].
+//! - [`warehouse::run`] makes its job ids unique with [`warehouse::WarehouseFixture::run_id`];
+//!   each of its checks (`warehouse::duplicate_submit`, …) runs alone.
 //!
 //! ```
 //! use ingest_core::testing::object_store::{self, StoreCapabilities};

@@ -1,8 +1,10 @@
 //! The [`ObjectStore`](crate::ports::ObjectStore) conformance suite.
 //!
-//! [`run`] is a sequence of named checks of the semantics documented on the trait. It only
-//! touches objects under its scratch prefix: it empties that area first and deletes what it
-//! wrote at the end, so it can run again against a persistent store (an emulator).
+//! Each check of the semantics documented on the trait is a public `async fn` taking a
+//! [`Scratch`] (the store, a bucket, a scratch prefix, the store's capabilities), so a failing
+//! check can be run alone; [`run`] runs them all. A check only touches objects under the
+//! scratch prefix, and empties its own part of it first, so it can run again against a
+//! persistent store (an emulator); [`run`] also empties the whole prefix before and after.
 
 use std::fmt::Display;
 
@@ -54,36 +56,30 @@ pub async fn run(
     scratch_prefix: &str,
     caps: StoreCapabilities,
 ) {
-    let root = if scratch_prefix.ends_with('/') || scratch_prefix.is_empty() {
-        scratch_prefix.to_string()
-    } else {
-        format!("{scratch_prefix}/")
-    };
-    let suite = Suite {
-        store,
-        bucket,
-        root: &root,
-        caps,
-    };
-    suite.clean("clean_scratch_before").await;
-    suite.empty_listing().await;
-    suite.put_overwrite_then_read().await;
-    suite.overwrite_changes_generation().await;
-    suite.missing_object().await;
-    suite.create_only().await;
-    suite.update_with_generation().await;
-    suite.update_absent().await;
-    suite.delete_unconditional().await;
-    suite.delete_missing().await;
+    let scratch = Scratch::new(store, bucket, scratch_prefix, caps);
+    scratch.clean("clean_scratch_before", "").await;
+    empty_listing(&scratch).await;
+    put_overwrite_then_read(&scratch).await;
+    overwrite_changes_generation(&scratch).await;
+    missing_object(&scratch).await;
+    create_only(&scratch).await;
+    update_with_generation(&scratch).await;
+    update_absent(&scratch).await;
+    delete_unconditional(&scratch).await;
+    delete_missing(&scratch).await;
     if caps.delete_precondition {
-        suite.delete_wrong_generation().await;
+        delete_wrong_generation(&scratch).await;
     }
-    suite.delete_right_generation().await;
-    suite.zero_byte_object().await;
-    suite.special_names().await;
-    suite.list_prefix_recursive().await;
-    suite.list_paging().await;
-    suite.clean("clean_scratch_after").await;
+    delete_right_generation(&scratch).await;
+    zero_byte_object(&scratch).await;
+    special_names(&scratch).await;
+    list_prefix_recursive(&scratch).await;
+    list_paging(&scratch).await;
+    scratch.clean("clean_scratch_after", "").await;
+}
+
+fn names(objects: &[ObjectMeta]) -> Vec<String> {
+    objects.iter().map(|o| o.name.clone()).collect()
 }
 
 /// Panics naming the check.
@@ -129,14 +125,57 @@ fn expect_not_found<T: std::fmt::Debug>(
     }
 }
 
-struct Suite<'a> {
+/// Where the checks run: a store, a bucket that exists, the scratch prefix under which every
+/// check writes, and what the store can be held to.
+///
+/// ```
+/// use ingest_core::testing::object_store::{create_only, Scratch, StoreCapabilities};
+/// use ingest_memory::MemoryStore;
+///
+/// let store = MemoryStore::new();
+/// store.create_bucket("bucket");
+/// let scratch = Scratch::new(&store, "bucket", "conformance/run-1", StoreCapabilities::default());
+/// assert_eq!(scratch.root(), "conformance/run-1/");
+/// futures::executor::block_on(create_only(&scratch)); // one check, alone
+/// ```
+#[derive(Debug, Clone)]
+pub struct Scratch<'a> {
     store: &'a dyn ObjectStore,
     bucket: &'a str,
-    root: &'a str,
+    root: String,
     caps: StoreCapabilities,
 }
 
-impl Suite<'_> {
+impl<'a> Scratch<'a> {
+    /// The checks' scratch area `scratch_prefix` in `bucket`; a prefix that does not end with
+    /// `/` gets one appended, so that a run never touches the objects of a sibling prefix
+    /// (`run-1` and `run-10`).
+    pub fn new(
+        store: &'a dyn ObjectStore,
+        bucket: &'a str,
+        scratch_prefix: &str,
+        caps: StoreCapabilities,
+    ) -> Self {
+        let root = if scratch_prefix.ends_with('/') || scratch_prefix.is_empty() {
+            scratch_prefix.to_string()
+        } else {
+            format!("{scratch_prefix}/")
+        };
+        Scratch {
+            store,
+            bucket,
+            root,
+            caps,
+        }
+    }
+
+    /// The scratch prefix, ending with `/`.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+}
+
+impl Scratch<'_> {
     fn name(&self, relative: &str) -> String {
         format!("{}{relative}", self.root)
     }
@@ -183,10 +222,6 @@ impl Suite<'_> {
             check,
             format!("list {prefix:?} still had a next page after {MAX_PAGES} pages"),
         )
-    }
-
-    fn names(objects: &[ObjectMeta]) -> Vec<String> {
-        objects.iter().map(|o| o.name.clone()).collect()
     }
 
     async fn put(&self, check: &str, name: &str, content: &[u8], mode: PutMode) -> ObjectMeta {
@@ -238,410 +273,472 @@ impl Suite<'_> {
         expect_eq(check, "generation of stat", stat.generation, generation);
     }
 
-    async fn clean(&self, check: &str) {
-        let leftovers = self.list_all(check, self.root, None).await;
+    /// Deletes every object under `root + area` (the whole scratch area for `""`).
+    async fn clean(&self, check: &str, area: &str) {
+        let prefix = self.name(area);
+        let leftovers = self.list_all(check, &prefix, None).await;
         for object in leftovers {
             match self.store.delete(self.bucket, &object.name, None).await {
                 Ok(()) | Err(StoreError::NotFound { .. }) => {}
                 Err(error) => fail(check, format!("delete {:?}: {error:?}", object.name)),
             }
         }
-        let left = self.list_all(check, self.root, None).await;
+        let left = self.list_all(check, &prefix, None).await;
         if !left.is_empty() {
             fail(
                 check,
                 format!(
-                    "objects remain under {:?} after deleting: {:?}",
-                    self.root,
-                    Self::names(&left)
+                    "objects remain under {prefix:?} after deleting: {:?}",
+                    names(&left)
                 ),
             );
         }
     }
+}
 
-    async fn empty_listing(&self) {
-        let check = "empty_listing";
-        let prefix = self.name("empty/");
-        let page = ok(
+/// An unused prefix lists nothing and no page token; nothing of the scratch area shows in a listing
+/// of the whole bucket (the check empties the whole scratch area first).
+pub async fn empty_listing(scratch: &Scratch<'_>) {
+    scratch.clean("empty_listing", "").await;
+    let check = "empty_listing";
+    let prefix = scratch.name("empty/");
+    let page = ok(
+        check,
+        &format!("list {prefix:?}"),
+        scratch
+            .store
+            .list(scratch.bucket, &prefix, None, None)
+            .await,
+    );
+    expect_eq(
+        check,
+        "objects under an unused prefix",
+        page.objects,
+        vec![],
+    );
+    expect_eq(
+        check,
+        "next page token of an empty listing",
+        page.next_page_token,
+        None,
+    );
+    let everything = scratch.list_all(check, "", None).await;
+    let ours: Vec<&str> = everything
+        .iter()
+        .map(|o| o.name.as_str())
+        .filter(|name| name.starts_with(scratch.root.as_str()))
+        .collect();
+    expect_eq(
+        check,
+        "objects of the empty scratch area in a listing of the whole bucket",
+        ours,
+        vec![],
+    );
+}
+
+/// An overwrite writes the object; read and stat give its content, size and generation.
+pub async fn put_overwrite_then_read(scratch: &Scratch<'_>) {
+    scratch.clean("put_overwrite_then_read", "put/").await;
+    let check = "put_overwrite_then_read";
+    let name = scratch.name("put/object.txt");
+    let content = b"hello, conformance\n";
+    let meta = scratch.put(check, &name, content, PutMode::Overwrite).await;
+    scratch
+        .read_expect(check, &name, content, meta.generation)
+        .await;
+}
+
+/// Overwriting an object gives it a new generation and the new content.
+pub async fn overwrite_changes_generation(scratch: &Scratch<'_>) {
+    scratch
+        .clean("overwrite_changes_generation", "overwrite/")
+        .await;
+    let check = "overwrite_changes_generation";
+    let name = scratch.name("overwrite/object.txt");
+    let first = scratch
+        .put(check, &name, b"first", PutMode::Overwrite)
+        .await;
+    let second = scratch
+        .put(check, &name, b"second!", PutMode::Overwrite)
+        .await;
+    if second.generation == first.generation {
+        fail(
             check,
-            &format!("list {prefix:?}"),
-            self.store.list(self.bucket, &prefix, None, None).await,
+            format!("overwriting {name:?} kept generation {}", first.generation),
         );
-        expect_eq(
+    }
+    scratch
+        .read_expect(check, &name, b"second!", second.generation)
+        .await;
+}
+
+/// read and stat of a missing object are `NotFound` naming the bucket and the object.
+pub async fn missing_object(scratch: &Scratch<'_>) {
+    scratch.clean("missing_object", "missing/").await;
+    let check = "missing_object";
+    let name = scratch.name("missing/nothing-here");
+    expect_not_found(
+        check,
+        "read of a missing object",
+        scratch.store.read(scratch.bucket, &name).await,
+        scratch.bucket,
+        &name,
+    );
+    expect_not_found(
+        check,
+        "stat of a missing object",
+        scratch.store.stat(scratch.bucket, &name).await,
+        scratch.bucket,
+        &name,
+    );
+}
+
+/// A create-only put writes an absent object; a second one is `AlreadyExists` and changes nothing.
+pub async fn create_only(scratch: &Scratch<'_>) {
+    scratch.clean("create_only", "create/").await;
+    let check = "create_absent";
+    let name = scratch.name("create/lock");
+    let created = scratch.put(check, &name, b"owner-1", PutMode::Create).await;
+    scratch
+        .read_expect(check, &name, b"owner-1", created.generation)
+        .await;
+
+    let check = "create_existing";
+    match scratch
+        .store
+        .put(scratch.bucket, &name, b"owner-2".to_vec(), PutMode::Create)
+        .await
+    {
+        Err(StoreError::AlreadyExists { .. }) => {}
+        other => fail(
             check,
-            "objects under an unused prefix",
-            page.objects,
-            vec![],
-        );
-        expect_eq(
+            format!("second create of {name:?}: expected AlreadyExists, got {other:?}"),
+        ),
+    }
+    scratch
+        .read_expect(check, &name, b"owner-1", created.generation)
+        .await;
+}
+
+/// A put guarded by the live generation writes; one guarded by a stale generation is
+/// `PreconditionFailed` and changes nothing.
+pub async fn update_with_generation(scratch: &Scratch<'_>) {
+    scratch.clean("update_with_generation", "update/").await;
+    let check = "update_correct_generation";
+    let name = scratch.name("update/object");
+    let first = scratch.put(check, &name, b"v1", PutMode::Overwrite).await;
+    let second = scratch
+        .put(check, &name, b"v2", PutMode::Update(first.generation))
+        .await;
+    if second.generation == first.generation {
+        fail(
             check,
-            "next page token of an empty listing",
-            page.next_page_token,
-            None,
+            format!("update of {name:?} kept generation {}", first.generation),
         );
-        let everything = self.list_all(check, "", None).await;
-        let ours: Vec<&str> = everything
+    }
+    scratch
+        .read_expect(check, &name, b"v2", second.generation)
+        .await;
+
+    let check = "update_wrong_generation";
+    match scratch
+        .store
+        .put(
+            scratch.bucket,
+            &name,
+            b"v3".to_vec(),
+            PutMode::Update(first.generation),
+        )
+        .await
+    {
+        Err(StoreError::PreconditionFailed { .. }) => {}
+        other => fail(
+            check,
+            format!(
+                "update of {name:?} with stale generation {}: expected PreconditionFailed, \
+                 got {other:?}",
+                first.generation
+            ),
+        ),
+    }
+    scratch
+        .read_expect(check, &name, b"v2", second.generation)
+        .await;
+}
+
+/// A generation-guarded put of an absent object is `PreconditionFailed` and creates nothing.
+pub async fn update_absent(scratch: &Scratch<'_>) {
+    scratch.clean("update_absent", "update/").await;
+    let check = "update_absent";
+    let name = scratch.name("update/absent");
+    match scratch
+        .store
+        .put(scratch.bucket, &name, b"x".to_vec(), PutMode::Update(1))
+        .await
+    {
+        Err(StoreError::PreconditionFailed { .. }) => {}
+        other => fail(
+            check,
+            format!("update of absent {name:?}: expected PreconditionFailed, got {other:?}"),
+        ),
+    }
+    expect_not_found(
+        check,
+        "stat after a failed update",
+        scratch.store.stat(scratch.bucket, &name).await,
+        scratch.bucket,
+        &name,
+    );
+}
+
+/// An unconditional delete removes the object: stat and read are then `NotFound`.
+pub async fn delete_unconditional(scratch: &Scratch<'_>) {
+    scratch.clean("delete_unconditional", "delete/").await;
+    let check = "delete_unconditional";
+    let name = scratch.name("delete/plain");
+    scratch.put(check, &name, b"bye", PutMode::Overwrite).await;
+    ok(
+        check,
+        &format!("delete {name:?}"),
+        scratch.store.delete(scratch.bucket, &name, None).await,
+    );
+    expect_not_found(
+        check,
+        "stat after delete",
+        scratch.store.stat(scratch.bucket, &name).await,
+        scratch.bucket,
+        &name,
+    );
+    expect_not_found(
+        check,
+        "read after delete",
+        scratch.store.read(scratch.bucket, &name).await,
+        scratch.bucket,
+        &name,
+    );
+}
+
+/// Deleting a missing object is `NotFound`.
+pub async fn delete_missing(scratch: &Scratch<'_>) {
+    scratch.clean("delete_missing", "delete/").await;
+    let check = "delete_missing";
+    let name = scratch.name("delete/never-written");
+    match scratch.store.delete(scratch.bucket, &name, None).await {
+        Err(StoreError::NotFound { .. }) => {}
+        other => fail(
+            check,
+            format!("delete of missing {name:?}: expected NotFound, got {other:?}"),
+        ),
+    }
+}
+
+/// A delete guarded by another generation is `PreconditionFailed` and keeps the object (only for
+/// stores with [`StoreCapabilities::delete_precondition`]).
+pub async fn delete_wrong_generation(scratch: &Scratch<'_>) {
+    scratch.clean("delete_wrong_generation", "delete/").await;
+    let check = "delete_wrong_generation";
+    let name = scratch.name("delete/guarded");
+    let meta = scratch
+        .put(check, &name, b"keep me", PutMode::Overwrite)
+        .await;
+    let wrong = meta.generation.wrapping_add(1);
+    match scratch
+        .store
+        .delete(scratch.bucket, &name, Some(wrong))
+        .await
+    {
+        Err(StoreError::PreconditionFailed { .. }) => {}
+        other => fail(
+            check,
+            format!(
+                "delete of {name:?} with generation {wrong} (live: {}): expected \
+                 PreconditionFailed, got {other:?}",
+                meta.generation
+            ),
+        ),
+    }
+    scratch
+        .read_expect(check, &name, b"keep me", meta.generation)
+        .await;
+}
+
+/// A delete guarded by the live generation removes the object.
+pub async fn delete_right_generation(scratch: &Scratch<'_>) {
+    scratch.clean("delete_right_generation", "delete/").await;
+    let check = "delete_right_generation";
+    let name = scratch.name("delete/guarded");
+    let meta = scratch.put(check, &name, b"go", PutMode::Overwrite).await;
+    ok(
+        check,
+        &format!("delete {name:?} at generation {}", meta.generation),
+        scratch
+            .store
+            .delete(scratch.bucket, &name, Some(meta.generation))
+            .await,
+    );
+    expect_not_found(
+        check,
+        "stat after delete",
+        scratch.store.stat(scratch.bucket, &name).await,
+        scratch.bucket,
+        &name,
+    );
+}
+
+/// A zero-byte object (a `_SUCCESS` marker) is written, read and listed with size 0.
+pub async fn zero_byte_object(scratch: &Scratch<'_>) {
+    scratch.clean("zero_byte_object", "zero/").await;
+    let check = "zero_byte_object";
+    let name = scratch.name("zero/_SUCCESS");
+    let meta = scratch.put(check, &name, b"", PutMode::Create).await;
+    scratch
+        .read_expect(check, &name, b"", meta.generation)
+        .await;
+    let listed = scratch.list_all(check, &scratch.name("zero/"), None).await;
+    expect_eq(
+        check,
+        "listing of the zero-byte object",
+        listed
             .iter()
-            .map(|o| o.name.as_str())
-            .filter(|name| name.starts_with(self.root))
-            .collect();
-        expect_eq(
-            check,
-            "objects of the empty scratch area in a listing of the whole bucket",
-            ours,
-            vec![],
-        );
-    }
+            .map(|o| (o.name.as_str(), o.size, o.generation))
+            .collect::<Vec<_>>(),
+        vec![(name.as_str(), 0, meta.generation)],
+    );
+}
 
-    async fn put_overwrite_then_read(&self) {
-        let check = "put_overwrite_then_read";
-        let name = self.name("put/object.txt");
-        let content = b"hello, conformance\n";
-        let meta = self.put(check, &name, content, PutMode::Overwrite).await;
-        self.read_expect(check, &name, content, meta.generation)
+/// Names with `$`, spaces and non-ASCII letters are written, read, listed and deleted as they are.
+pub async fn special_names(scratch: &Scratch<'_>) {
+    scratch.clean("special_names", "ds/").await;
+    let check = "special_names";
+    let name = scratch.name("ds/t/$2020010203/part 1 é");
+    let content = "ünïcödé, $ and spaces\n".as_bytes();
+    let meta = scratch.put(check, &name, content, PutMode::Create).await;
+    scratch
+        .read_expect(check, &name, content, meta.generation)
+        .await;
+    let listed = scratch
+        .list_all(check, &scratch.name("ds/t/$2020010203/"), None)
+        .await;
+    expect_eq(check, "names listed", names(&listed), vec![name.clone()]);
+    ok(
+        check,
+        &format!("delete {name:?}"),
+        scratch
+            .store
+            .delete(scratch.bucket, &name, Some(meta.generation))
+            .await,
+    );
+    expect_not_found(
+        check,
+        "stat after delete",
+        scratch.store.stat(scratch.bucket, &name).await,
+        scratch.bucket,
+        &name,
+    );
+}
+
+/// A listing is recursive, in lexicographic order, with sizes and generations, and a prefix that is
+/// not a folder matches names that merely start with it.
+pub async fn list_prefix_recursive(scratch: &Scratch<'_>) {
+    scratch.clean("list_prefix_recursive", "lis").await;
+    let check = "list_prefix_recursive";
+    let both = scratch.caps.object_and_folder_same_name;
+    let inside: &[&str] = if both {
+        &["list/b", "list/a/b/c", "list/ab", "list/a"]
+    } else {
+        &["list/b", "list/a/b/c", "list/ab", "list/ax"]
+    };
+    let outside = ["listx/other", "lis"];
+    let mut written = Vec::new();
+    for relative in inside.iter().chain(outside.iter()) {
+        let name = scratch.name(relative);
+        let meta = scratch
+            .put(check, &name, relative.as_bytes(), PutMode::Overwrite)
             .await;
+        written.push(meta);
     }
-
-    async fn overwrite_changes_generation(&self) {
-        let check = "overwrite_changes_generation";
-        let name = self.name("overwrite/object.txt");
-        let first = self.put(check, &name, b"first", PutMode::Overwrite).await;
-        let second = self.put(check, &name, b"second!", PutMode::Overwrite).await;
-        if second.generation == first.generation {
+    let listed = scratch.list_all(check, &scratch.name("list/"), None).await;
+    let mut expected: Vec<String> = inside.iter().map(|r| scratch.name(r)).collect();
+    expected.sort();
+    expect_eq(
+        check,
+        "names under the prefix, in lexicographic order",
+        names(&listed),
+        expected,
+    );
+    for object in &listed {
+        let Some(meta) = written.iter().find(|m| m.name == object.name) else {
             fail(
                 check,
-                format!("overwriting {name:?} kept generation {}", first.generation),
+                format!("listed {:?}, which was not written", object.name),
             );
-        }
-        self.read_expect(check, &name, b"second!", second.generation)
-            .await;
-    }
-
-    async fn missing_object(&self) {
-        let check = "missing_object";
-        let name = self.name("missing/nothing-here");
-        expect_not_found(
-            check,
-            "read of a missing object",
-            self.store.read(self.bucket, &name).await,
-            self.bucket,
-            &name,
-        );
-        expect_not_found(
-            check,
-            "stat of a missing object",
-            self.store.stat(self.bucket, &name).await,
-            self.bucket,
-            &name,
-        );
-    }
-
-    async fn create_only(&self) {
-        let check = "create_absent";
-        let name = self.name("create/lock");
-        let created = self.put(check, &name, b"owner-1", PutMode::Create).await;
-        self.read_expect(check, &name, b"owner-1", created.generation)
-            .await;
-
-        let check = "create_existing";
-        match self
-            .store
-            .put(self.bucket, &name, b"owner-2".to_vec(), PutMode::Create)
-            .await
-        {
-            Err(StoreError::AlreadyExists { .. }) => {}
-            other => fail(
-                check,
-                format!("second create of {name:?}: expected AlreadyExists, got {other:?}"),
-            ),
-        }
-        self.read_expect(check, &name, b"owner-1", created.generation)
-            .await;
-    }
-
-    async fn update_with_generation(&self) {
-        let check = "update_correct_generation";
-        let name = self.name("update/object");
-        let first = self.put(check, &name, b"v1", PutMode::Overwrite).await;
-        let second = self
-            .put(check, &name, b"v2", PutMode::Update(first.generation))
-            .await;
-        if second.generation == first.generation {
-            fail(
-                check,
-                format!("update of {name:?} kept generation {}", first.generation),
-            );
-        }
-        self.read_expect(check, &name, b"v2", second.generation)
-            .await;
-
-        let check = "update_wrong_generation";
-        match self
-            .store
-            .put(
-                self.bucket,
-                &name,
-                b"v3".to_vec(),
-                PutMode::Update(first.generation),
-            )
-            .await
-        {
-            Err(StoreError::PreconditionFailed { .. }) => {}
-            other => fail(
-                check,
-                format!(
-                    "update of {name:?} with stale generation {}: expected PreconditionFailed, \
-                     got {other:?}",
-                    first.generation
-                ),
-            ),
-        }
-        self.read_expect(check, &name, b"v2", second.generation)
-            .await;
-    }
-
-    async fn update_absent(&self) {
-        let check = "update_absent";
-        let name = self.name("update/absent");
-        match self
-            .store
-            .put(self.bucket, &name, b"x".to_vec(), PutMode::Update(1))
-            .await
-        {
-            Err(StoreError::PreconditionFailed { .. }) => {}
-            other => fail(
-                check,
-                format!("update of absent {name:?}: expected PreconditionFailed, got {other:?}"),
-            ),
-        }
-        expect_not_found(
-            check,
-            "stat after a failed update",
-            self.store.stat(self.bucket, &name).await,
-            self.bucket,
-            &name,
-        );
-    }
-
-    async fn delete_unconditional(&self) {
-        let check = "delete_unconditional";
-        let name = self.name("delete/plain");
-        self.put(check, &name, b"bye", PutMode::Overwrite).await;
-        ok(
-            check,
-            &format!("delete {name:?}"),
-            self.store.delete(self.bucket, &name, None).await,
-        );
-        expect_not_found(
-            check,
-            "stat after delete",
-            self.store.stat(self.bucket, &name).await,
-            self.bucket,
-            &name,
-        );
-        expect_not_found(
-            check,
-            "read after delete",
-            self.store.read(self.bucket, &name).await,
-            self.bucket,
-            &name,
-        );
-    }
-
-    async fn delete_missing(&self) {
-        let check = "delete_missing";
-        let name = self.name("delete/never-written");
-        match self.store.delete(self.bucket, &name, None).await {
-            Err(StoreError::NotFound { .. }) => {}
-            other => fail(
-                check,
-                format!("delete of missing {name:?}: expected NotFound, got {other:?}"),
-            ),
-        }
-    }
-
-    async fn delete_wrong_generation(&self) {
-        let check = "delete_wrong_generation";
-        let name = self.name("delete/guarded");
-        let meta = self.put(check, &name, b"keep me", PutMode::Overwrite).await;
-        let wrong = meta.generation.wrapping_add(1);
-        match self.store.delete(self.bucket, &name, Some(wrong)).await {
-            Err(StoreError::PreconditionFailed { .. }) => {}
-            other => fail(
-                check,
-                format!(
-                    "delete of {name:?} with generation {wrong} (live: {}): expected \
-                     PreconditionFailed, got {other:?}",
-                    meta.generation
-                ),
-            ),
-        }
-        self.read_expect(check, &name, b"keep me", meta.generation)
-            .await;
-    }
-
-    async fn delete_right_generation(&self) {
-        let check = "delete_right_generation";
-        let name = self.name("delete/guarded");
-        let meta = self.put(check, &name, b"go", PutMode::Overwrite).await;
-        ok(
-            check,
-            &format!("delete {name:?} at generation {}", meta.generation),
-            self.store
-                .delete(self.bucket, &name, Some(meta.generation))
-                .await,
-        );
-        expect_not_found(
-            check,
-            "stat after delete",
-            self.store.stat(self.bucket, &name).await,
-            self.bucket,
-            &name,
-        );
-    }
-
-    async fn zero_byte_object(&self) {
-        let check = "zero_byte_object";
-        let name = self.name("zero/_SUCCESS");
-        let meta = self.put(check, &name, b"", PutMode::Create).await;
-        self.read_expect(check, &name, b"", meta.generation).await;
-        let listed = self.list_all(check, &self.name("zero/"), None).await;
-        expect_eq(
-            check,
-            "listing of the zero-byte object",
-            listed
-                .iter()
-                .map(|o| (o.name.as_str(), o.size, o.generation))
-                .collect::<Vec<_>>(),
-            vec![(name.as_str(), 0, meta.generation)],
-        );
-    }
-
-    async fn special_names(&self) {
-        let check = "special_names";
-        let name = self.name("ds/t/$2020010203/part 1 é");
-        let content = "ünïcödé, $ and spaces\n".as_bytes();
-        let meta = self.put(check, &name, content, PutMode::Create).await;
-        self.read_expect(check, &name, content, meta.generation)
-            .await;
-        let listed = self
-            .list_all(check, &self.name("ds/t/$2020010203/"), None)
-            .await;
-        expect_eq(
-            check,
-            "names listed",
-            Self::names(&listed),
-            vec![name.clone()],
-        );
-        ok(
-            check,
-            &format!("delete {name:?}"),
-            self.store
-                .delete(self.bucket, &name, Some(meta.generation))
-                .await,
-        );
-        expect_not_found(
-            check,
-            "stat after delete",
-            self.store.stat(self.bucket, &name).await,
-            self.bucket,
-            &name,
-        );
-    }
-
-    async fn list_prefix_recursive(&self) {
-        let check = "list_prefix_recursive";
-        let both = self.caps.object_and_folder_same_name;
-        let inside: &[&str] = if both {
-            &["list/b", "list/a/b/c", "list/ab", "list/a"]
-        } else {
-            &["list/b", "list/a/b/c", "list/ab", "list/ax"]
         };
-        let outside = ["listx/other", "lis"];
-        let mut written = Vec::new();
-        for relative in inside.iter().chain(outside.iter()) {
-            let name = self.name(relative);
-            let meta = self
-                .put(check, &name, relative.as_bytes(), PutMode::Overwrite)
-                .await;
-            written.push(meta);
-        }
-        let listed = self.list_all(check, &self.name("list/"), None).await;
-        let mut expected: Vec<String> = inside.iter().map(|r| self.name(r)).collect();
-        expected.sort();
+        expect_eq(check, "size listed", object.size, meta.size);
         expect_eq(
             check,
-            "names under the prefix, in lexicographic order",
-            Self::names(&listed),
-            expected,
-        );
-        for object in &listed {
-            let Some(meta) = written.iter().find(|m| m.name == object.name) else {
-                fail(
-                    check,
-                    format!("listed {:?}, which was not written", object.name),
-                );
-            };
-            expect_eq(check, "size listed", object.size, meta.size);
-            expect_eq(
-                check,
-                "generation listed",
-                object.generation,
-                meta.generation,
-            );
-        }
-
-        let listed = self.list_all(check, &self.name("list/a"), None).await;
-        expect_eq(
-            check,
-            "names under a prefix that is not a folder",
-            Self::names(&listed),
-            if both {
-                vec![
-                    self.name("list/a"),
-                    self.name("list/a/b/c"),
-                    self.name("list/ab"),
-                ]
-            } else {
-                vec![
-                    self.name("list/a/b/c"),
-                    self.name("list/ab"),
-                    self.name("list/ax"),
-                ]
-            },
+            "generation listed",
+            object.generation,
+            meta.generation,
         );
     }
 
-    async fn list_paging(&self) {
-        let check = "list_paging";
-        let prefix = self.name("page/");
-        let mut expected = Vec::new();
-        for i in 0..5 {
-            let name = format!("{prefix}object-{i}");
-            self.put(check, &name, format!("{i}").as_bytes(), PutMode::Overwrite)
-                .await;
-            expected.push(name);
-        }
-        let first = ok(
+    let listed = scratch.list_all(check, &scratch.name("list/a"), None).await;
+    expect_eq(
+        check,
+        "names under a prefix that is not a folder",
+        names(&listed),
+        if both {
+            vec![
+                scratch.name("list/a"),
+                scratch.name("list/a/b/c"),
+                scratch.name("list/ab"),
+            ]
+        } else {
+            vec![
+                scratch.name("list/a/b/c"),
+                scratch.name("list/ab"),
+                scratch.name("list/ax"),
+            ]
+        },
+    );
+}
+
+/// Paging with `max_results` returns every object once, in order, across pages, with a next-page
+/// token while more remain.
+pub async fn list_paging(scratch: &Scratch<'_>) {
+    scratch.clean("list_paging", "page/").await;
+    let check = "list_paging";
+    let prefix = scratch.name("page/");
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        let name = format!("{prefix}object-{i}");
+        scratch
+            .put(check, &name, format!("{i}").as_bytes(), PutMode::Overwrite)
+            .await;
+        expected.push(name);
+    }
+    let first = ok(
+        check,
+        "first page with max_results 2",
+        scratch
+            .store
+            .list(scratch.bucket, &prefix, None, Some(2))
+            .await,
+    );
+    if first.next_page_token.is_none() {
+        fail(
             check,
-            "first page with max_results 2",
-            self.store.list(self.bucket, &prefix, None, Some(2)).await,
-        );
-        if first.next_page_token.is_none() {
-            fail(
-                check,
-                format!(
-                    "listing 5 objects with max_results 2 gave no next page token (page: {:?})",
-                    Self::names(&first.objects)
-                ),
-            );
-        }
-        let listed = self.list_all(check, &prefix, Some(2)).await;
-        expect_eq(
-            check,
-            "every object exactly once, in order, across pages",
-            Self::names(&listed),
-            expected,
+            format!(
+                "listing 5 objects with max_results 2 gave no next page token (page: {:?})",
+                names(&first.objects)
+            ),
         );
     }
+    let listed = scratch.list_all(check, &prefix, Some(2)).await;
+    expect_eq(
+        check,
+        "every object exactly once, in order, across pages",
+        names(&listed),
+        expected,
+    );
 }

@@ -1,7 +1,10 @@
 //! The [`Warehouse`](crate::ports::Warehouse) conformance suite.
 //!
-//! [`run`] is a sequence of named checks of the semantics documented on the trait. Job ids are
-//! made unique with [`WarehouseFixture::run_id`], because real warehouses keep job ids forever.
+//! Each check of the semantics documented on the trait is a public `async fn` taking the
+//! warehouse and a [`WarehouseFixture`], so a failing check can be run alone; [`run`] runs them
+//! all. Job ids are made unique with [`WarehouseFixture::run_id`], because real warehouses keep
+//! job ids forever; the checks that need a finished load share one (`…-ok`), submitting it when
+//! it does not exist yet.
 //! The suite does not sleep (the core has no runtime): it polls a running job a bounded number
 //! of times, which suits warehouses whose jobs finish quickly (emulators, doubles).
 
@@ -67,13 +70,12 @@ const MAX_POLLS: usize = 60;
 /// futures::executor::block_on(run(&MemoryWarehouse::with_store(store), &fixture));
 /// ```
 pub async fn run(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
-    let suite = Suite { warehouse, fixture };
-    suite.unknown_job_status().await;
-    let done = suite.load_ok().await;
-    suite.duplicate_submit(&done).await;
-    suite.child_jobs_of_load(&done).await;
-    suite.load_failing().await;
-    suite.record_outcome(&done).await;
+    unknown_job_status(warehouse, fixture).await;
+    load_ok(warehouse, fixture).await;
+    duplicate_submit(warehouse, fixture).await;
+    child_jobs_of_load(warehouse, fixture).await;
+    load_failing(warehouse, fixture).await;
+    record_outcome(warehouse, fixture).await;
 }
 
 /// Panics naming the check.
@@ -96,12 +98,27 @@ fn job_ref(request: &JobRequest) -> JobRef {
     }
 }
 
+/// The warehouse and fixture every check works with.
 struct Suite<'a> {
     warehouse: &'a dyn Warehouse,
     fixture: &'a WarehouseFixture,
 }
 
 impl Suite<'_> {
+    /// The shared load `…-ok`, finished: submitted here unless it exists already.
+    async fn done_load(&self, check: &str) -> (JobRequest, JobStatus) {
+        let request = self.request(&self.fixture.load_ok, "ok");
+        match self.warehouse.submit(&request).await {
+            Ok(_) | Err(WarehouseError::AlreadyExists { .. }) => {}
+            Err(other) => fail(
+                check,
+                format!("submit {}: unexpected error {other:?}", request.job_id),
+            ),
+        }
+        let status = self.wait_done(check, &job_ref(&request)).await;
+        (request, status)
+    }
+
     fn request(&self, base: &JobRequest, suffix: &str) -> JobRequest {
         JobRequest {
             job_id: format!("{}-{}-{suffix}", base.job_id, self.fixture.run_id),
@@ -155,196 +172,214 @@ impl Suite<'_> {
             }
         }
     }
+}
 
-    async fn unknown_job_status(&self) {
-        let check = "unknown_job_status";
-        let base = &self.fixture.load_ok;
-        let job = JobRef {
-            project: base.project.clone(),
-            job_id: format!("conformance-unknown-{}", self.fixture.run_id),
-            location: base.location.clone(),
-        };
-        match ok(
+/// The status of a job never submitted is `None`.
+pub async fn unknown_job_status(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
+    let check = "unknown_job_status";
+    let base = &fixture.load_ok;
+    let job = JobRef {
+        project: base.project.clone(),
+        job_id: format!("conformance-unknown-{}", fixture.run_id),
+        location: base.location.clone(),
+    };
+    match ok(
+        check,
+        &format!("job_status of {}", job.job_id),
+        warehouse.job_status(&job).await,
+    ) {
+        None => {}
+        Some(status) => fail(
             check,
-            &format!("job_status of {}", job.job_id),
-            self.warehouse.job_status(&job).await,
-        ) {
-            None => {}
-            Some(status) => fail(
-                check,
-                format!("job {} was never submitted, got {status:?}", job.job_id),
-            ),
-        }
+            format!("job {} was never submitted, got {status:?}", job.job_id),
+        ),
     }
+}
 
-    async fn load_ok(&self) -> (JobRequest, JobStatus) {
-        let check = "load_ok_submit";
-        let request = self.request(&self.fixture.load_ok, "ok");
-        let submitted = ok(
+/// A load is submitted under its own id and project, finishes without error, writes
+/// `load_ok_rows` rows and keeps its labels. It submits the shared load `…-ok`, so it fails when
+/// that job exists already (a `run_id` used before).
+pub async fn load_ok(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
+    let suite = Suite { warehouse, fixture };
+    let check = "load_ok_submit";
+    let request = suite.request(&fixture.load_ok, "ok");
+    let submitted = ok(
+        check,
+        &format!("submit {}", request.job_id),
+        warehouse.submit(&request).await,
+    );
+    if submitted.job.job_id != request.job_id || submitted.job.project != request.project {
+        fail(
             check,
-            &format!("submit {}", request.job_id),
-            self.warehouse.submit(&request).await,
+            format!(
+                "submitted {}/{} but the status names {}/{}",
+                request.project, request.job_id, submitted.job.project, submitted.job.job_id
+            ),
         );
-        if submitted.job.job_id != request.job_id || submitted.job.project != request.project {
-            fail(
-                check,
-                format!(
-                    "submitted {}/{} but the status names {}/{}",
-                    request.project, request.job_id, submitted.job.project, submitted.job.job_id
-                ),
-            );
-        }
-        if submitted.state == JobState::Done && submitted.error.is_some() {
-            fail(
-                check,
-                format!("job {} failed: {:?}", request.job_id, submitted.error),
-            );
-        }
-
-        let check = "load_ok_done";
-        let status = self.wait_done(check, &job_ref(&request)).await;
-        if let Some(error) = &status.error {
-            fail(
-                check,
-                format!(
-                    "job {} failed: {}: {}",
-                    request.job_id, error.reason, error.message
-                ),
-            );
-        }
-        if status.output_rows != Some(self.fixture.load_ok_rows) {
-            fail(
-                check,
-                format!(
-                    "job {}: expected output_rows Some({}), got {:?}",
-                    request.job_id, self.fixture.load_ok_rows, status.output_rows
-                ),
-            );
-        }
-        if status.job.project != request.project {
-            fail(
-                check,
-                format!(
-                    "job {} runs in project {}, status says {}",
-                    request.job_id, request.project, status.job.project
-                ),
-            );
-        }
-        self.expect_labels(check, &request, &status);
-        (request, status)
     }
-
-    async fn duplicate_submit(&self, done: &(JobRequest, JobStatus)) {
-        let check = "duplicate_submit";
-        let (request, first) = done;
-        match self.warehouse.submit(request).await {
-            Err(WarehouseError::AlreadyExists { job_id }) if job_id == request.job_id => {}
-            other => fail(
-                check,
-                format!(
-                    "second submit of {}: expected AlreadyExists {{ job_id: {:?} }}, got {other:?}",
-                    request.job_id, request.job_id
-                ),
-            ),
-        }
-
-        let check = "duplicate_not_rerun";
-        let status = self.wait_done(check, &job_ref(request)).await;
-        if status.output_rows != first.output_rows || status.error.is_some() {
-            fail(
-                check,
-                format!(
-                    "after a duplicate submit, job {} reports output_rows {:?} and error {:?} \
-                     (before: {:?}, no error)",
-                    request.job_id, status.output_rows, status.error, first.output_rows
-                ),
-            );
-        }
-    }
-
-    async fn child_jobs_of_load(&self, done: &(JobRequest, JobStatus)) {
-        let check = "child_jobs_of_load";
-        let (request, _) = done;
-        let children = ok(
+    if submitted.state == JobState::Done && submitted.error.is_some() {
+        fail(
             check,
-            &format!("child_jobs of {}", request.job_id),
-            self.warehouse.child_jobs(&job_ref(request)).await,
+            format!("job {} failed: {:?}", request.job_id, submitted.error),
         );
-        if !children.is_empty() {
-            fail(
-                check,
-                format!(
-                    "load job {} has no child jobs, got {children:?}",
-                    request.job_id
-                ),
-            );
-        }
     }
 
-    async fn load_failing(&self) {
-        let check = "load_failing";
-        let request = self.request(&self.fixture.load_failing, "fail");
-        let status = match self.warehouse.submit(&request).await {
-            Ok(_) => self.wait_done(check, &job_ref(&request)).await,
-            Err(WarehouseError::Rejected { .. }) => return,
-            Err(other) => fail(
-                check,
-                format!(
-                    "submit {}: expected a job that fails or Rejected, got {other:?}",
-                    request.job_id
-                ),
+    let check = "load_ok_done";
+    let status = suite.wait_done(check, &job_ref(&request)).await;
+    if let Some(error) = &status.error {
+        fail(
+            check,
+            format!(
+                "job {} failed: {}: {}",
+                request.job_id, error.reason, error.message
             ),
-        };
-        match &status.error {
-            Some(error) if !error.reason.is_empty() && !error.message.is_empty() => {}
-            Some(error) => fail(
-                check,
-                format!(
-                    "job {} failed with an empty reason or message: {error:?}",
-                    request.job_id
-                ),
+        );
+    }
+    if status.output_rows != Some(fixture.load_ok_rows) {
+        fail(
+            check,
+            format!(
+                "job {}: expected output_rows Some({}), got {:?}",
+                request.job_id, fixture.load_ok_rows, status.output_rows
             ),
-            None => fail(
-                check,
-                format!(
-                    "job {} should fail but succeeded (output_rows {:?})",
-                    request.job_id, status.output_rows
-                ),
+        );
+    }
+    if status.job.project != request.project {
+        fail(
+            check,
+            format!(
+                "job {} runs in project {}, status says {}",
+                request.job_id, request.project, status.job.project
             ),
-        }
+        );
+    }
+    suite.expect_labels(check, &request, &status);
+}
+
+/// A second submission of a job id is `AlreadyExists` naming it, and does not run the job
+/// again.
+pub async fn duplicate_submit(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
+    let suite = Suite { warehouse, fixture };
+    let check = "duplicate_submit";
+    let done = &suite.done_load(check).await;
+    let (request, first) = done;
+    match warehouse.submit(request).await {
+        Err(WarehouseError::AlreadyExists { job_id }) if job_id == request.job_id => {}
+        other => fail(
+            check,
+            format!(
+                "second submit of {}: expected AlreadyExists {{ job_id: {:?} }}, got {other:?}",
+                request.job_id, request.job_id
+            ),
+        ),
     }
 
-    async fn record_outcome(&self, done: &(JobRequest, JobStatus)) {
-        let check = "record_outcome";
-        let (request, status) = done;
-        let ended_at = status
-            .ended
-            .or_else(|| Utc.with_ymd_and_hms(2020, 10, 26, 12, 0, 0).single())
-            .unwrap_or_default();
-        let record = LoadRecord {
-            marker_uri: format!("gs://conformance/ds/t/{}/_SUCCESS", self.fixture.run_id),
-            marker_generation: 1_600_000_000_000_001,
-            destination: self.fixture.load_ok_destination(),
-            batch_id: Some(self.fixture.run_id.clone()),
-            job_ids: vec![request.job_id.clone()],
-            mode: "load".to_string(),
-            state: "done".to_string(),
-            error: None,
-            rows: status.output_rows,
-            bytes: status.input_bytes,
-            submitted_at: status.created,
-            started_at: status.started,
-            ended_at,
-        };
-        for attempt in ["first", "second"] {
-            ok(
-                check,
-                &format!("{attempt} record_outcome into {}", self.fixture.state_table),
-                self.warehouse
-                    .record_outcome(&self.fixture.state_table, &record)
-                    .await,
-            );
-        }
+    let check = "duplicate_not_rerun";
+    let status = suite.wait_done(check, &job_ref(request)).await;
+    if status.output_rows != first.output_rows || status.error.is_some() {
+        fail(
+            check,
+            format!(
+                "after a duplicate submit, job {} reports output_rows {:?} and error {:?} \
+                 (before: {:?}, no error)",
+                request.job_id, status.output_rows, status.error, first.output_rows
+            ),
+        );
+    }
+}
+
+/// A load job has no child jobs.
+pub async fn child_jobs_of_load(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
+    let suite = Suite { warehouse, fixture };
+    let check = "child_jobs_of_load";
+    let done = &suite.done_load(check).await;
+    let (request, _) = done;
+    let children = ok(
+        check,
+        &format!("child_jobs of {}", request.job_id),
+        warehouse.child_jobs(&job_ref(request)).await,
+    );
+    if !children.is_empty() {
+        fail(
+            check,
+            format!(
+                "load job {} has no child jobs, got {children:?}",
+                request.job_id
+            ),
+        );
+    }
+}
+
+/// A load that cannot succeed is refused (`Rejected`) or finishes with an error that has a
+/// reason and a message.
+pub async fn load_failing(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
+    let suite = Suite { warehouse, fixture };
+    let check = "load_failing";
+    let request = suite.request(&fixture.load_failing, "fail");
+    let status = match warehouse.submit(&request).await {
+        Ok(_) => suite.wait_done(check, &job_ref(&request)).await,
+        Err(WarehouseError::Rejected { .. }) => return,
+        Err(other) => fail(
+            check,
+            format!(
+                "submit {}: expected a job that fails or Rejected, got {other:?}",
+                request.job_id
+            ),
+        ),
+    };
+    match &status.error {
+        Some(error) if !error.reason.is_empty() && !error.message.is_empty() => {}
+        Some(error) => fail(
+            check,
+            format!(
+                "job {} failed with an empty reason or message: {error:?}",
+                request.job_id
+            ),
+        ),
+        None => fail(
+            check,
+            format!(
+                "job {} should fail but succeeded (output_rows {:?})",
+                request.job_id, status.output_rows
+            ),
+        ),
+    }
+}
+
+/// Recording the same outcome twice succeeds both times (and, in a warehouse that deduplicates,
+/// makes one row).
+pub async fn record_outcome(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
+    let suite = Suite { warehouse, fixture };
+    let check = "record_outcome";
+    let done = &suite.done_load(check).await;
+    let (request, status) = done;
+    let ended_at = status
+        .ended
+        .or_else(|| Utc.with_ymd_and_hms(2020, 10, 26, 12, 0, 0).single())
+        .unwrap_or_default();
+    let record = LoadRecord {
+        marker_uri: format!("gs://conformance/ds/t/{}/_SUCCESS", fixture.run_id),
+        marker_generation: 1_600_000_000_000_001,
+        destination: fixture.load_ok_destination(),
+        batch_id: Some(fixture.run_id.clone()),
+        job_ids: vec![request.job_id.clone()],
+        mode: "load".to_string(),
+        state: "done".to_string(),
+        error: None,
+        rows: status.output_rows,
+        bytes: status.input_bytes,
+        submitted_at: status.created,
+        started_at: status.started,
+        ended_at,
+    };
+    for attempt in ["first", "second"] {
+        ok(
+            check,
+            &format!("{attempt} record_outcome into {}", fixture.state_table),
+            warehouse
+                .record_outcome(&fixture.state_table, &record)
+                .await,
+        );
     }
 }
 
