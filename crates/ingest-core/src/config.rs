@@ -244,154 +244,166 @@ impl BatchConfig {
     /// assert!(!config.load.contains_key("dataSourceName"));
     /// ```
     pub fn merge(bucket: &str, dirs: &[ConfigDir]) -> Result<BatchConfig, ConfigError> {
-        let mut load: Map<String, Value> = BASE_LOAD_CONFIG
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string())))
-            .collect();
-        let mut regex_slot: Option<OwnValue> = None;
-        let mut table_slot: Option<OwnValue> = None;
-        let mut source_slot: Option<OwnValue> = None;
-        let mut external: Option<Map<String, Value>> = None;
-        let mut transform_sql: Option<ConfigFile> = None;
-        let mut ordered = false;
-
+        let mut merging = Merging::new(bucket);
         for dir in dirs {
-            if let Some(file) = &dir.load_json {
-                let mut object = parse_object(bucket, file)?;
-                let slots = [
-                    ("destinationRegex", &mut regex_slot),
-                    ("destinationTable", &mut table_slot),
-                    ("dataSourceName", &mut source_slot),
-                ];
-                for (key, slot) in slots {
-                    if let Some(value) = object.remove(key) {
-                        *slot = match value {
-                            Value::Null => None,
-                            value => Some(OwnValue {
-                                value,
-                                file: file.name.clone(),
-                            }),
-                        };
-                    }
-                }
-                for key in FORBIDDEN_LOAD_KEYS {
-                    object.remove(*key);
-                }
-                check_load_kinds(bucket, &file.name, &object)?;
-                merge_patch(&mut load, object);
-            }
-            if let Some(file) = &dir.external_json {
-                external = Some(parse_object(bucket, file)?);
-            }
-            match dir.sql.as_slice() {
-                [] => {}
-                [one] => transform_sql = Some(one.clone()),
-                many => {
-                    let mut names: Vec<String> = many.iter().map(|f| f.name.clone()).collect();
-                    names.sort();
-                    return Err(ConfigError::TwoSqlFiles {
-                        bucket: bucket.to_string(),
-                        prefix: dir.prefix.clone(),
-                        names,
-                    });
-                }
-            }
-            if dir.orderme {
-                ordered = true;
+            merging.add(dir)?;
+        }
+        merging.finish(dirs)
+    }
+}
+
+/// The state of a [`BatchConfig::merge`], folder after folder.
+struct Merging<'a> {
+    bucket: &'a str,
+    load: Map<String, Value>,
+    regex: Option<OwnValue>,
+    table: Option<OwnValue>,
+    source: Option<OwnValue>,
+    external: Option<Map<String, Value>>,
+    transform_sql: Option<ConfigFile>,
+    ordered: bool,
+}
+
+impl<'a> Merging<'a> {
+    fn new(bucket: &'a str) -> Self {
+        Merging {
+            bucket,
+            load: BASE_LOAD_CONFIG
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string())))
+                .collect(),
+            regex: None,
+            table: None,
+            source: None,
+            external: None,
+            transform_sql: None,
+            ordered: false,
+        }
+    }
+
+    /// One folder, nearer than every folder added before.
+    fn add(&mut self, dir: &ConfigDir) -> Result<(), ConfigError> {
+        if let Some(file) = &dir.load_json {
+            self.add_load_json(file)?;
+        }
+        if let Some(file) = &dir.external_json {
+            self.external = Some(parse_object(self.bucket, file)?);
+        }
+        match dir.sql.as_slice() {
+            [] => {}
+            [one] => self.transform_sql = Some(one.clone()),
+            many => {
+                let mut names: Vec<String> = many.iter().map(|f| f.name.clone()).collect();
+                names.sort();
+                return Err(ConfigError::TwoSqlFiles {
+                    bucket: self.bucket.to_string(),
+                    prefix: dir.prefix.clone(),
+                    names,
+                });
             }
         }
+        self.ordered |= dir.orderme;
+        Ok(())
+    }
 
-        if let Some(sql) = &transform_sql {
+    /// A `load.json`: bq-ingest's own keys taken out (the nearest wins whole, `null` unsets),
+    /// the forbidden keys dropped, the rest merge-patched over what is there.
+    fn add_load_json(&mut self, file: &ConfigFile) -> Result<(), ConfigError> {
+        let mut object = parse_object(self.bucket, file)?;
+        let slots = [
+            ("destinationRegex", &mut self.regex),
+            ("destinationTable", &mut self.table),
+            ("dataSourceName", &mut self.source),
+        ];
+        for (key, slot) in slots {
+            if let Some(value) = object.remove(key) {
+                *slot = match value {
+                    Value::Null => None,
+                    value => Some(OwnValue {
+                        value,
+                        file: file.name.clone(),
+                    }),
+                };
+            }
+        }
+        for key in FORBIDDEN_LOAD_KEYS {
+            object.remove(*key);
+        }
+        check_load_kinds(self.bucket, &file.name, &object)?;
+        merge_patch(&mut self.load, object);
+        Ok(())
+    }
+
+    /// Checks and reads what was collected.
+    fn finish(self, dirs: &[ConfigDir]) -> Result<BatchConfig, ConfigError> {
+        let bucket = self.bucket;
+        if let Some(sql) = &self.transform_sql {
             if let Err(e) = std::str::from_utf8(&sql.content) {
-                return Err(invalid_value(
-                    bucket,
-                    &sql.name,
-                    "transform SQL",
-                    &format!("not UTF-8: {e}"),
-                ));
+                let problem = format!("not UTF-8: {e}");
+                return Err(invalid_value(bucket, &sql.name, "transform SQL", &problem));
             }
         }
-
-        let destination_table = match table_slot {
-            None => None,
-            Some(OwnValue { value, file }) => {
-                if !value.is_object() {
-                    return Err(invalid_value(
-                        bucket,
-                        &file,
-                        "destinationTable",
-                        &format!(
-                            "expected an object with datasetId and tableId, found {}",
-                            kind_of(&value)
-                        ),
-                    ));
-                }
-                match serde_json::from_value::<DestinationTable>(value) {
-                    Ok(table) => Some(table),
-                    Err(e) => {
-                        return Err(invalid_value(
-                            bucket,
-                            &file,
-                            "destinationTable",
-                            &e.to_string(),
-                        ))
-                    }
-                }
-            }
-        };
-        let destination_regex = match regex_slot {
-            None => None,
-            Some(OwnValue {
-                value: Value::String(pattern),
-                file,
-            }) => match DestinationRegex::new(&pattern, destination_table.is_some()) {
-                Ok(regex) => Some(regex),
-                Err(e) => {
-                    return Err(invalid_value(
-                        bucket,
-                        &file,
-                        "destinationRegex",
-                        &e.to_string(),
-                    ))
-                }
-            },
-            Some(OwnValue { value, file }) => {
-                return Err(invalid_value(
-                    bucket,
-                    &file,
-                    "destinationRegex",
-                    &format!("expected a string, found {}", kind_of(&value)),
-                ))
-            }
-        };
-        let data_source_name = match source_slot {
-            None => None,
-            Some(OwnValue {
-                value: Value::String(name),
-                ..
-            }) => Some(name),
-            Some(OwnValue { value, file }) => {
-                return Err(invalid_value(
-                    bucket,
-                    &file,
-                    "dataSourceName",
-                    &format!("expected a string, found {}", kind_of(&value)),
-                ))
-            }
-        };
-
-        let sources = contributing_sources(dirs, transform_sql.as_ref());
-
+        let destination_table = self
+            .table
+            .map(|v| destination_table(bucket, v))
+            .transpose()?;
+        let has_table = destination_table.is_some();
+        let destination_regex = self
+            .regex
+            .map(|v| destination_regex(bucket, v, has_table))
+            .transpose()?;
+        let data_source_name = self
+            .source
+            .map(|v| own_string(bucket, v, "dataSourceName"))
+            .transpose()?;
+        let sources = contributing_sources(dirs, self.transform_sql.as_ref());
         Ok(BatchConfig {
-            load,
+            load: self.load,
             destination_regex,
             destination_table,
             data_source_name,
-            external,
-            transform_sql,
-            ordered,
+            external: self.external,
+            transform_sql: self.transform_sql,
+            ordered: self.ordered,
             sources,
         })
+    }
+}
+
+/// `destinationTable`: an object with `datasetId` and `tableId`.
+fn destination_table(bucket: &str, own: OwnValue) -> Result<DestinationTable, ConfigError> {
+    let OwnValue { value, file } = own;
+    if !value.is_object() {
+        let problem = format!(
+            "expected an object with datasetId and tableId, found {}",
+            kind_of(&value)
+        );
+        return Err(invalid_value(bucket, &file, "destinationTable", &problem));
+    }
+    serde_json::from_value::<DestinationTable>(value)
+        .map_err(|e| invalid_value(bucket, &file, "destinationTable", &e.to_string()))
+}
+
+/// `destinationRegex`: a string that compiles (see [`DestinationRegex::new`]).
+fn destination_regex(
+    bucket: &str,
+    own: OwnValue,
+    has_table: bool,
+) -> Result<DestinationRegex, ConfigError> {
+    let file = own.file.clone();
+    let pattern = own_string(bucket, own, "destinationRegex")?;
+    DestinationRegex::new(&pattern, has_table)
+        .map_err(|e| invalid_value(bucket, &file, "destinationRegex", &e.to_string()))
+}
+
+/// A key of bq-ingest's own that must be a string.
+fn own_string(bucket: &str, own: OwnValue, key: &str) -> Result<String, ConfigError> {
+    match own.value {
+        Value::String(text) => Ok(text),
+        value => {
+            let problem = format!("expected a string, found {}", kind_of(&value));
+            Err(invalid_value(bucket, &own.file, key, &problem))
+        }
     }
 }
 

@@ -386,105 +386,48 @@ pub fn resolve_batch(
     marker: &str,
 ) -> Result<Batch, DestinationError> {
     let object = || format!("gs://{bucket}/{marker}");
-    let invalid = |what: &'static str, value: &str, message: String| DestinationError::Invalid {
+    let invalid = |(what, value, message): Invalid| DestinationError::Invalid {
         object: object(),
         what,
-        value: value.to_string(),
+        value,
         message,
+    };
+    let no_match = || DestinationError::NoMatch {
+        object: object(),
+        pattern: regex.as_str().to_string(),
     };
 
     let caps = regex.match_start(marker);
     if caps.is_none() && destination_table.is_none() {
-        return Err(DestinationError::NoMatch {
-            object: object(),
-            pattern: regex.as_str().to_string(),
-        });
+        return Err(no_match());
     }
     let caps = caps.as_ref();
     let groups = &regex.groups;
-    let table_match = group(caps, groups.table);
-
-    // Project, dataset, table and a decorator fixed by configuration.
-    let path_project = group(caps, groups.project).map(|m| m.as_str());
-    let (project, dataset, table, config_partition) = match destination_table {
-        Some(dt) => {
-            let (table, partition) = match dt.table_id.find('$') {
-                Some(i) => (&dt.table_id[..i], Some(&dt.table_id[i..])),
-                None => (dt.table_id.as_str(), None),
-            };
-            let project = dt.project_id.as_deref().or(path_project);
-            (project, dt.dataset_id.as_str(), table, partition)
-        }
-        None => {
-            let (Some(dataset), Some(table)) = (group(caps, groups.dataset), table_match) else {
-                return Err(DestinationError::NoMatch {
-                    object: object(),
-                    pattern: regex.as_str().to_string(),
-                });
-            };
-            let dataset = dataset.as_str();
-            let (project, dataset) = match (path_project, dataset.rsplit_once('.')) {
-                (None, Some((project, dataset))) => (Some(project), dataset),
-                (project, _) => (project, dataset),
-            };
-            (project, dataset, table.as_str(), None)
-        }
-    };
-    let project = project
+    let names = TableNames::of(caps, groups, destination_table).ok_or_else(no_match)?;
+    let project = names
+        .project
         .or(default_project)
         .ok_or_else(|| DestinationError::NoProject { object: object() })?;
-    ident::validate_project_id(project).map_err(|m| invalid("project id", project, m))?;
-    ident::validate_dataset_id(dataset).map_err(|m| invalid("dataset id", dataset, m))?;
-    ident::validate_table_id(table).map_err(|m| invalid("table id", table, m))?;
-
-    // Partition and timestamp.
-    let path_partition = group(caps, groups.partition).map(|m| m.as_str());
-    let dates = DateGroups {
-        yyyy: group(caps, groups.yyyy).map(|m| m.as_str()),
-        mm: group(caps, groups.mm).map(|m| m.as_str()),
-        dd: group(caps, groups.dd).map(|m| m.as_str()),
-        hh: group(caps, groups.hh).map(|m| m.as_str()),
+    let (dataset, table) = (names.dataset, names.table);
+    let check = |what, value: &str, result: Result<(), String>| {
+        result.map_err(|m| invalid((what, value.to_string(), m)))
     };
-    let mut batch_timestamp = None;
-    let partition: Option<String> = match config_partition.or(path_partition) {
-        Some(decorator) => {
-            batch_timestamp = ident::partition_start(decorator)
-                .map_err(|m| invalid("partition decorator", decorator, m))?;
-            Some(decorator.to_string())
-        }
-        None if dates.any() => {
-            let (decorator, at) = dates
-                .decorator()
-                .map_err(|(value, m)| invalid("partition decorator", &value, m))?;
-            batch_timestamp = Some(at);
-            Some(decorator)
-        }
-        None => None,
-    };
-    if batch_timestamp.is_none() && dates.any() {
-        // A `$__UNPARTITIONED__` partition with yyyy… groups: the groups still give the time.
-        let (_, at) = dates
-            .decorator()
-            .map_err(|(value, m)| invalid("timestamp", &value, m))?;
-        batch_timestamp = Some(at);
-    }
-    if batch_timestamp.is_none() {
-        if let Some(timestamp_regex) = timestamp_regex {
-            batch_timestamp = timestamp_from_regex(timestamp_regex, marker)
-                .map_err(|(value, m)| invalid("timestamp", &value, m))?;
-        }
-    }
+    check("project id", project, ident::validate_project_id(project))?;
+    check("dataset id", dataset, ident::validate_dataset_id(dataset))?;
+    check("table id", table, ident::validate_table_id(table))?;
+    let (partition, batch_timestamp) =
+        partition_and_time(caps, groups, names.partition, timestamp_regex, marker)
+            .map_err(invalid)?;
 
     let batch_id = group(caps, groups.batch).map(|m| m.as_str().to_string());
     let batch_prefix = match marker.rfind('/') {
         Some(i) => &marker[..=i],
         None => "",
     };
-    let table_prefix = match table_match {
+    let table_prefix = match group(caps, groups.table) {
         Some(m) => &marker[..m.end()],
         None => batch_prefix.strip_suffix('/').unwrap_or(batch_prefix),
     };
-
     Ok(Batch {
         bucket: bucket.to_string(),
         marker: marker.to_string(),
@@ -499,6 +442,99 @@ pub fn resolve_batch(
         batch_prefix: batch_prefix.to_string(),
         table_prefix: table_prefix.to_string(),
     })
+}
+
+/// What is wrong with one part of a path: what it is, its value, the problem.
+type Invalid = (&'static str, String, String);
+
+/// Project, dataset, table and a decorator fixed by configuration, before validation.
+struct TableNames<'a> {
+    project: Option<&'a str>,
+    dataset: &'a str,
+    table: &'a str,
+    partition: Option<&'a str>,
+}
+
+impl<'a> TableNames<'a> {
+    /// From `destinationTable` when configured (the path may still name the project), else
+    /// from the path; `None` when the path lacks the dataset or the table.
+    fn of(
+        caps: Option<&regex::Captures<'a>>,
+        groups: &GroupIndexes,
+        destination_table: Option<&'a DestinationTable>,
+    ) -> Option<TableNames<'a>> {
+        let path_project = group(caps, groups.project).map(|m| m.as_str());
+        if let Some(dt) = destination_table {
+            let (table, partition) = match dt.table_id.find('$') {
+                Some(i) => (&dt.table_id[..i], Some(&dt.table_id[i..])),
+                None => (dt.table_id.as_str(), None),
+            };
+            return Some(TableNames {
+                project: dt.project_id.as_deref().or(path_project),
+                dataset: dt.dataset_id.as_str(),
+                table,
+                partition,
+            });
+        }
+        let dataset = group(caps, groups.dataset)?.as_str();
+        let table = group(caps, groups.table)?.as_str();
+        // `my-proj.dataset/table/…`: the project before the dataset's last `.`.
+        let (project, dataset) = match (path_project, dataset.rsplit_once('.')) {
+            (None, Some((project, dataset))) => (Some(project), dataset),
+            (project, _) => (project, dataset),
+        };
+        Some(TableNames {
+            project,
+            dataset,
+            table,
+            partition: None,
+        })
+    }
+}
+
+/// The partition (configured, else the `partition` group, else from the date groups) and the
+/// batch timestamp (the partition's start, else the date groups, else `TIMESTAMP_REGEX`).
+fn partition_and_time(
+    caps: Option<&regex::Captures<'_>>,
+    groups: &GroupIndexes,
+    config_partition: Option<&str>,
+    timestamp_regex: Option<&regex::Regex>,
+    marker: &str,
+) -> Result<(Option<String>, Option<DateTime<Utc>>), Invalid> {
+    let path_partition = group(caps, groups.partition).map(|m| m.as_str());
+    let dates = DateGroups {
+        yyyy: group(caps, groups.yyyy).map(|m| m.as_str()),
+        mm: group(caps, groups.mm).map(|m| m.as_str()),
+        dd: group(caps, groups.dd).map(|m| m.as_str()),
+        hh: group(caps, groups.hh).map(|m| m.as_str()),
+    };
+    let invalid = |what: &'static str| move |(value, m): (String, String)| (what, value, m);
+    let mut batch_timestamp = None;
+    let partition = match config_partition.or(path_partition) {
+        Some(decorator) => {
+            batch_timestamp = ident::partition_start(decorator)
+                .map_err(|m| ("partition decorator", decorator.to_string(), m))?;
+            Some(decorator.to_string())
+        }
+        None if dates.any() => {
+            let (decorator, at) = dates.decorator().map_err(invalid("partition decorator"))?;
+            batch_timestamp = Some(at);
+            Some(decorator)
+        }
+        None => None,
+    };
+    if batch_timestamp.is_none() && dates.any() {
+        // A `$__UNPARTITIONED__` partition with yyyy… groups: the groups still give the time.
+        let (_, at) = dates.decorator().map_err(invalid("timestamp"))?;
+        batch_timestamp = Some(at);
+    }
+    if batch_timestamp.is_none() {
+        if let Some(timestamp_regex) = timestamp_regex {
+            batch_timestamp =
+                timestamp_from_regex(timestamp_regex, marker).map_err(invalid("timestamp"))?;
+        }
+    }
+    Ok((partition, batch_timestamp))
 }
 
 /// The table prefix (`dataset/table`) of any object of a table: a marker, a backlog item

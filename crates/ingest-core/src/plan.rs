@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{BatchConfig, FORBIDDEN_LOAD_KEYS, OWN_KEYS};
@@ -513,11 +513,6 @@ pub fn plan_load(
     hint: &str,
     marker_generation: i64,
 ) -> Result<LoadPlan, PlanError> {
-    let invalid = |message: String| PlanError::Invalid {
-        bucket: batch.bucket.clone(),
-        marker: batch.marker.clone(),
-        message,
-    };
     let mut data: Vec<&DataFile> = files.data.iter().collect();
     data.sort_by(|a, b| a.name.cmp(&b.name));
     data.dedup_by(|a, b| a.name == b.name);
@@ -527,36 +522,7 @@ pub fn plan_load(
             marker: batch.marker.clone(),
         });
     }
-
-    // Split on files: at most MAX_SOURCE_URIS_PER_JOB files and max_batch_bytes bytes a part.
-    let max_bytes = settings.max_batch_bytes;
-    let mut parts: Vec<Vec<&DataFile>> = Vec::new();
-    let mut current: Vec<&DataFile> = Vec::new();
-    let mut current_bytes: u64 = 0;
-    let mut total_bytes: u64 = 0;
-    for file in data {
-        if file.size > max_bytes {
-            return Err(invalid(format!(
-                "gs://{}/{} is {} bytes, more than MAX_BATCH_BYTES ({max_bytes}): no load job can take it",
-                batch.bucket, file.name, file.size
-            )));
-        }
-        let fits = current.len() < MAX_SOURCE_URIS_PER_JOB
-            && current_bytes
-                .checked_add(file.size)
-                .is_some_and(|bytes| bytes <= max_bytes);
-        if !fits && !current.is_empty() {
-            parts.push(std::mem::take(&mut current));
-            current_bytes = 0;
-        }
-        current.push(file);
-        current_bytes += file.size;
-        total_bytes = total_bytes.saturating_add(file.size);
-    }
-    if !current.is_empty() {
-        parts.push(current);
-    }
-
+    let (parts, total_bytes) = split_into_parts(batch, data, settings.max_batch_bytes)?;
     let files_total = parts.iter().map(Vec::len).sum();
     let uris = compact_uris(batch, listing, &parts);
 
@@ -573,22 +539,6 @@ pub fn plan_load(
             let mut labels = base_labels.clone();
             labels.insert(PART_LABEL.to_string(), part.to_string());
             labels.insert(PARTS_LABEL.to_string(), parts_count.to_string());
-            let mut config = load.clone();
-            if part > 0 {
-                let erases = config
-                    .get("writeDisposition")
-                    .and_then(Value::as_str)
-                    .is_some_and(|d| {
-                        d.eq_ignore_ascii_case("WRITE_TRUNCATE")
-                            || d.eq_ignore_ascii_case("WRITE_EMPTY")
-                    });
-                if erases {
-                    config.insert(
-                        "writeDisposition".to_string(),
-                        Value::String("WRITE_APPEND".to_string()),
-                    );
-                }
-            }
             JobRequest {
                 project: job_project.to_string(),
                 job_id: job_id(
@@ -604,7 +554,7 @@ pub fn plan_load(
                 kind: JobKind::Load {
                     destination: batch.destination.clone(),
                     source_uris,
-                    config,
+                    config: part_config(&load, part),
                 },
             }
         })
@@ -616,6 +566,66 @@ pub fn plan_load(
         files: files_total,
         bytes: total_bytes,
     })
+}
+
+/// The data files (sorted) in parts of at most [`MAX_SOURCE_URIS_PER_JOB`] files and
+/// `max_bytes` bytes, and their total size; a file larger than `max_bytes` is an error.
+fn split_into_parts<'f>(
+    batch: &Batch,
+    data: Vec<&'f DataFile>,
+    max_bytes: u64,
+) -> Result<(Vec<Vec<&'f DataFile>>, u64), PlanError> {
+    let mut parts: Vec<Vec<&DataFile>> = Vec::new();
+    let mut current: Vec<&DataFile> = Vec::new();
+    let mut current_bytes: u64 = 0;
+    let mut total_bytes: u64 = 0;
+    for file in data {
+        if file.size > max_bytes {
+            return Err(PlanError::Invalid {
+                bucket: batch.bucket.clone(),
+                marker: batch.marker.clone(),
+                message: format!(
+                    "gs://{}/{} is {} bytes, more than MAX_BATCH_BYTES ({max_bytes}): no load \
+                     job can take it",
+                    batch.bucket, file.name, file.size
+                ),
+            });
+        }
+        let fits = current.len() < MAX_SOURCE_URIS_PER_JOB
+            && current_bytes
+                .checked_add(file.size)
+                .is_some_and(|bytes| bytes <= max_bytes);
+        if !fits && !current.is_empty() {
+            parts.push(std::mem::take(&mut current));
+            current_bytes = 0;
+        }
+        current.push(file);
+        current_bytes += file.size;
+        total_bytes = total_bytes.saturating_add(file.size);
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    Ok((parts, total_bytes))
+}
+
+/// The load configuration of part `part`: after part 0, a `WRITE_TRUNCATE` or `WRITE_EMPTY`
+/// disposition becomes `WRITE_APPEND`, so that a part adds to what part 0 wrote.
+fn part_config(load: &Map<String, Value>, part: usize) -> Map<String, Value> {
+    let mut config = load.clone();
+    let erases = config
+        .get("writeDisposition")
+        .and_then(Value::as_str)
+        .is_some_and(|d| {
+            d.eq_ignore_ascii_case("WRITE_TRUNCATE") || d.eq_ignore_ascii_case("WRITE_EMPTY")
+        });
+    if part > 0 && erases {
+        config.insert(
+            "writeDisposition".to_string(),
+            Value::String("WRITE_APPEND".to_string()),
+        );
+    }
+    config
 }
 
 /// The source URIs of each part, with safe per-directory wildcards (see [`plan_load`]).

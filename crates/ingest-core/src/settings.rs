@@ -138,18 +138,17 @@ impl Settings {
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
         let env = Env { lookup };
-        let mut settings = Settings::default();
-
-        if let Some(v) = env.get("SUCCESS_FILENAME") {
-            validate_filename(&v).map_err(|m| env.error("SUCCESS_FILENAME", &v, m))?;
-            settings.success_filename = v;
-        }
-        if let Some(v) = env.get("START_BACKFILL_FILENAME") {
-            validate_filename(&v).map_err(|m| env.error("START_BACKFILL_FILENAME", &v, m))?;
-            settings.start_backfill_filename = Some(v);
-        }
+        let defaults = Settings::default();
+        let mut settings = Settings {
+            success_filename: env
+                .checked("SUCCESS_FILENAME", validate_filename)?
+                .unwrap_or(defaults.success_filename),
+            start_backfill_filename: env
+                .checked("START_BACKFILL_FILENAME", validate_filename)?
+                .or(defaults.start_backfill_filename),
+            ..Settings::default()
+        };
         check_reserved_filenames(&settings)?;
-
         if let Some(v) = env.get_verbatim("DESTINATION_REGEX") {
             settings.destination_regex = DestinationRegex::new(&v, false).map_err(|e| {
                 let message = match e {
@@ -159,94 +158,120 @@ impl Settings {
                 env.error("DESTINATION_REGEX", &v, message)
             })?;
         }
-        if let Some(v) = env.get("MAX_BATCH_BYTES") {
-            settings.max_batch_bytes = parse_integer(&v, true)
-                .and_then(positive)
-                .map_err(|m| env.error("MAX_BATCH_BYTES", &v, m))?;
+        if let Some(bytes) = env.parse("MAX_BATCH_BYTES", |v| {
+            parse_integer(v, true).and_then(positive)
+        })? {
+            settings.max_batch_bytes = bytes;
         }
         if let Some(v) = (env.lookup)("JOB_PREFIX") {
             let v = v.trim().to_string();
             validate_job_prefix(&v).map_err(|m| env.error("JOB_PREFIX", &v, m))?;
             settings.job_prefix = v;
         }
+        settings.read_projects(&env)?;
+        settings.read_jobs(&env)?;
+        settings.read_selection(&env)?;
+        settings.read_ordering(&env)?;
+        settings.service_name = env.get("K_SERVICE").or_else(|| env.get("FUNCTION_NAME"));
+        settings.failure_topic = env.checked("FAILURE_TOPIC", validate_topic)?;
+        Ok(settings)
+    }
+
+    /// `BQ_PROJECT` (else `GOOGLE_CLOUD_PROJECT`, `GCP_PROJECT`, `GCLOUD_PROJECT`),
+    /// `BQ_STORAGE_PROJECT`, `BQ_LOCATION`.
+    fn read_projects<F: Fn(&str) -> Option<String>>(
+        &mut self,
+        env: &Env<F>,
+    ) -> Result<(), SettingsError> {
         for variable in [
             "BQ_PROJECT",
             "GOOGLE_CLOUD_PROJECT",
             "GCP_PROJECT",
             "GCLOUD_PROJECT",
         ] {
-            if let Some(v) = env.get(variable) {
-                ident::validate_project_id(&v).map_err(|m| env.error(variable, &v, m))?;
-                settings.bq_project = Some(v);
+            if let Some(project) = env.checked(variable, ident::validate_project_id)? {
+                self.bq_project = Some(project);
                 break;
             }
         }
-        if let Some(v) = env.get("BQ_STORAGE_PROJECT") {
-            ident::validate_project_id(&v).map_err(|m| env.error("BQ_STORAGE_PROJECT", &v, m))?;
-            settings.bq_storage_project = Some(v);
-        }
-        if let Some(v) = env.get("BQ_LOCATION") {
-            validate_location(&v).map_err(|m| env.error("BQ_LOCATION", &v, m))?;
-            settings.bq_location = Some(v);
-        }
-        if let Some(v) = env.get("WAIT_FOR_JOB_SECONDS") {
-            settings.wait_for_job = parse_integer(&v, false)
-                .map(Duration::from_secs)
-                .map_err(|m| env.error("WAIT_FOR_JOB_SECONDS", &v, m))?;
+        self.bq_storage_project = env.checked("BQ_STORAGE_PROJECT", ident::validate_project_id)?;
+        self.bq_location = env.checked("BQ_LOCATION", validate_location)?;
+        Ok(())
+    }
+
+    /// How jobs are waited for, retried and recorded.
+    fn read_jobs<F: Fn(&str) -> Option<String>>(
+        &mut self,
+        env: &Env<F>,
+    ) -> Result<(), SettingsError> {
+        if let Some(seconds) = env.parse("WAIT_FOR_JOB_SECONDS", |v| parse_integer(v, false))? {
+            self.wait_for_job = Duration::from_secs(seconds);
         }
         for (variable, field) in [
-            ("ORDER_PER_TABLE", &mut settings.order_per_table),
-            ("WAIT_FOR_VALIDATION", &mut settings.wait_for_validation),
+            ("ORDER_PER_TABLE", &mut self.order_per_table),
+            ("WAIT_FOR_VALIDATION", &mut self.wait_for_validation),
             (
                 "FAIL_ON_ZERO_DML_ROWS_AFFECTED",
-                &mut settings.fail_on_zero_dml_rows_affected,
+                &mut self.fail_on_zero_dml_rows_affected,
             ),
         ] {
-            if let Some(v) = env.get(variable) {
-                *field = parse_bool(&v).map_err(|m| env.error(variable, &v, m))?;
+            if let Some(value) = env.parse(variable, parse_bool)? {
+                *field = value;
             }
         }
-        if let Some(v) = env.get("MAX_RETRIES_ON_BIGQUERY_ERROR") {
-            settings.max_retries_on_bigquery_error = parse_integer(&v, false)
+        let retries = env.parse("MAX_RETRIES_ON_BIGQUERY_ERROR", |v| {
+            parse_integer(v, false)
                 .and_then(|n| u32::try_from(n).map_err(|_| format!("must be at most {}", u32::MAX)))
-                .map_err(|m| env.error("MAX_RETRIES_ON_BIGQUERY_ERROR", &v, m))?;
+        })?;
+        if let Some(retries) = retries {
+            self.max_retries_on_bigquery_error = retries;
         }
         if let Some(raw) = (env.lookup)("BQ_LOAD_STATE_TABLE") {
             let v = raw.trim();
-            settings.load_state_table = if v.is_empty() || v.eq_ignore_ascii_case("none") {
+            self.load_state_table = if v.is_empty() || v.eq_ignore_ascii_case("none") {
                 None
             } else {
                 ident::parse_table_path(v).map_err(|m| env.error("BQ_LOAD_STATE_TABLE", v, m))?;
                 Some(v.to_string())
             };
         }
+        Ok(())
+    }
+
+    /// Which objects are handled, and the batch timestamp of their names.
+    fn read_selection<F: Fn(&str) -> Option<String>>(
+        &mut self,
+        env: &Env<F>,
+    ) -> Result<(), SettingsError> {
         if let Some(v) = env.get("INCLUDE_PREFIXES") {
-            settings.include_prefixes = split_list(&v);
+            self.include_prefixes = split_list(&v);
         }
         if let Some(v) = env.get("EXCLUDE_PREFIXES") {
-            settings.exclude_prefixes = split_list(&v);
+            self.exclude_prefixes = split_list(&v);
         }
         if let Some(v) = env.get_verbatim("TIMESTAMP_REGEX") {
-            settings.timestamp_regex =
+            self.timestamp_regex =
                 Some(compile_timestamp_regex(&v).map_err(|m| env.error("TIMESTAMP_REGEX", &v, m))?);
         }
-        settings.service_name = env.get("K_SERVICE").or_else(|| env.get("FUNCTION_NAME"));
-        if let Some(v) = env.get("ORDERING_LOCK_LEASE_SECONDS") {
-            settings.lock_lease = parse_integer(&v, false)
-                .and_then(positive)
-                .map(Duration::from_secs)
-                .map_err(|m| env.error("ORDERING_LOCK_LEASE_SECONDS", &v, m))?;
+        Ok(())
+    }
+
+    /// The ordering lock's lease and the restart buffer.
+    fn read_ordering<F: Fn(&str) -> Option<String>>(
+        &mut self,
+        env: &Env<F>,
+    ) -> Result<(), SettingsError> {
+        let lease = env.parse("ORDERING_LOCK_LEASE_SECONDS", |v| {
+            parse_integer(v, false).and_then(positive)
+        })?;
+        if let Some(seconds) = lease {
+            self.lock_lease = Duration::from_secs(seconds);
         }
-        if let Some(v) = env.get("RESTART_BUFFER_SECONDS") {
-            settings.restart_buffer = parse_integer(&v, false)
-                .map(Duration::from_secs)
-                .map_err(|m| env.error("RESTART_BUFFER_SECONDS", &v, m))?;
+        let buffer = env.parse("RESTART_BUFFER_SECONDS", |v| parse_integer(v, false))?;
+        if let Some(seconds) = buffer {
+            self.restart_buffer = Duration::from_secs(seconds);
         }
-        if let Some(v) = env.get("FAILURE_TOPIC") {
-            validate_topic(&v).map_err(|m| env.error("FAILURE_TOPIC", &v, m))?;
-            settings.failure_topic = Some(v);
-        }
-        Ok(settings)
+        Ok(())
     }
 
     /// Reads the settings from the process environment.
@@ -289,6 +314,27 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// The value as set; `None` when unset or blank.
     fn get_verbatim(&self, variable: &str) -> Option<String> {
         (self.lookup)(variable).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The trimmed value read by `read`; `None` when unset or blank, an error naming the
+    /// variable when `read` refuses it.
+    fn parse<T>(
+        &self,
+        variable: &'static str,
+        read: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, SettingsError> {
+        self.get(variable)
+            .map(|v| read(&v).map_err(|m| self.error(variable, &v, m)))
+            .transpose()
+    }
+
+    /// The trimmed value when `check` accepts it; `None` when unset or blank.
+    fn checked(
+        &self,
+        variable: &'static str,
+        check: impl FnOnce(&str) -> Result<(), String>,
+    ) -> Result<Option<String>, SettingsError> {
+        self.parse(variable, |v| check(v).map(|()| v.to_string()))
     }
 
     fn error(&self, variable: &'static str, value: &str, message: String) -> SettingsError {

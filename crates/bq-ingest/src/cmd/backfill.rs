@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use futures::stream::{self, StreamExt};
 use ingest_core::event::{EventType, ObjectEvent};
 use ingest_core::explain::split_path;
-use ingest_core::ingest::{DryRun, Outcome};
+use ingest_core::ingest::{DryRun, Ingestor, Outcome};
 use ingest_core::ports::{JobKind, ObjectStore};
 use ingest_core::trigger::{classify_name, Trigger};
 use ingest_pubsub::Publisher;
@@ -52,13 +52,7 @@ enum BatchResult {
 
 /// Runs the backfill; exit status 1 if any batch failed.
 pub async fn run(args: BackfillArgs) -> ExitCode {
-    let Some((bucket, prefix)) = split_path(&args.uri)
-        .map(|(b, p)| (b.to_string(), p.to_string()))
-        .or_else(|| {
-            let b = args.uri.strip_prefix("gs://")?.trim_end_matches('/');
-            (!b.is_empty() && !b.contains('/')).then(|| (b.to_string(), String::new()))
-        })
-    else {
+    let Some((bucket, prefix)) = bucket_and_prefix(&args.uri) else {
         eprintln!(
             "bq-ingest backfill: {:?} is not gs://bucket[/prefix]",
             args.uri
@@ -84,83 +78,118 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
         "{} success marker(s) under gs://{bucket}/{prefix}",
         markers.len()
     );
-
     if args.dry_run {
-        let mut failed = false;
-        for event in &markers {
-            match ingestor.dry_run(event).await {
-                Ok(d) => {
-                    failed |= d.error.is_some();
-                    print_plan(&d);
-                }
-                Err(e) => {
-                    failed = true;
-                    println!("{}\n  error: {e}", event.uri());
-                }
-            }
-        }
-        return if failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        };
+        return print_plans(&ingestor, &markers).await;
     }
-
-    let publisher = if args.mode == Mode::Notifications {
-        let Some(topic) = args.topic.clone() else {
-            eprintln!("bq-ingest backfill: --mode notifications needs --topic (or INGEST_TOPIC)");
+    let publisher = match publisher(&args, &runtime).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("bq-ingest backfill: {e}");
             return ExitCode::FAILURE;
-        };
-        match runtime.pubsub().await {
-            Ok(client) => Some(Publisher::new(&client, &topic)),
+        }
+    };
+    let results = apply_all(
+        &ingestor,
+        publisher.as_ref(),
+        &markers,
+        args.concurrency.max(1),
+    )
+    .await;
+    let verb = if publisher.is_some() {
+        "published"
+    } else {
+        "ingested"
+    };
+    report(verb, results)
+}
+
+/// `gs://bucket/prefix` or `gs://bucket`.
+fn bucket_and_prefix(uri: &str) -> Option<(String, String)> {
+    split_path(uri)
+        .map(|(b, p)| (b.to_string(), p.to_string()))
+        .or_else(|| {
+            let b = uri.strip_prefix("gs://")?.trim_end_matches('/');
+            (!b.is_empty() && !b.contains('/')).then(|| (b.to_string(), String::new()))
+        })
+}
+
+/// `--dry-run`: the plan of every batch; failure when any has an error.
+async fn print_plans(ingestor: &Ingestor, markers: &[ObjectEvent]) -> ExitCode {
+    let mut failed = false;
+    for event in markers {
+        match ingestor.dry_run(event).await {
+            Ok(d) => {
+                failed |= d.error.is_some();
+                print_plan(&d);
+            }
             Err(e) => {
-                eprintln!("bq-ingest backfill: {e}");
-                return ExitCode::FAILURE;
+                failed = true;
+                println!("{}\n  error: {e}", event.uri());
             }
         }
+    }
+    if failed {
+        ExitCode::FAILURE
     } else {
-        None
-    };
+        ExitCode::SUCCESS
+    }
+}
 
-    let bar = if std::io::stderr().is_terminal() {
+/// The publisher of `--mode notifications`, `None` for `--mode local`.
+async fn publisher(args: &BackfillArgs, runtime: &Runtime) -> Result<Option<Publisher>, String> {
+    if args.mode != Mode::Notifications {
+        return Ok(None);
+    }
+    let topic = args
+        .topic
+        .as_deref()
+        .ok_or("--mode notifications needs --topic (or INGEST_TOPIC)")?;
+    let client = runtime.pubsub().await.map_err(|e| e.to_string())?;
+    Ok(Some(Publisher::new(&client, topic)))
+}
+
+/// Every marker, `concurrency` at a time: published, or ingested here; a progress bar on a
+/// terminal.
+async fn apply_all(
+    ingestor: &Ingestor,
+    publisher: Option<&Publisher>,
+    markers: &[ObjectEvent],
+    concurrency: usize,
+) -> Vec<BatchResult> {
+    let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(markers.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        Some(bar)
-    } else {
-        None
-    };
-    let publisher = publisher.as_ref();
-    let ingestor_ref = &ingestor;
+        bar
+    });
     let bar_ref = bar.as_ref();
-    let results: Vec<BatchResult> = stream::iter(markers.iter())
+    let results = stream::iter(markers.iter())
         .map(|event| async move {
             let r = match publisher {
                 Some(p) => match p.publish_object_event(event).await {
                     Ok(_) => BatchResult::Ingested,
                     Err(e) => BatchResult::Failed(event.uri(), e.to_string()),
                 },
-                None => local(ingestor_ref, event).await,
+                None => local(ingestor, event).await,
             };
             if let Some(b) = bar_ref {
                 b.inc(1);
             }
             r
         })
-        .buffer_unordered(args.concurrency.max(1))
+        .buffer_unordered(concurrency)
         .collect()
         .await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    results
+}
 
-    let verb = if publisher.is_some() {
-        "published"
-    } else {
-        "ingested"
-    };
+/// Prints the counts and every skipped or failed batch; failure when any failed.
+fn report(verb: &str, results: Vec<BatchResult>) -> ExitCode {
     let (mut ok, mut skipped, mut failed) = (0, Vec::new(), Vec::new());
     for r in results {
         match r {
@@ -187,7 +216,7 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
     }
 }
 
-async fn local(ingestor: &ingest_core::ingest::Ingestor, event: &ObjectEvent) -> BatchResult {
+async fn local(ingestor: &Ingestor, event: &ObjectEvent) -> BatchResult {
     match ingestor.dry_run(event).await {
         Ok(d) if d.ordered => {
             return BatchResult::Skipped(
