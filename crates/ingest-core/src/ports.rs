@@ -3,7 +3,8 @@
 //! Each trait is small and each method states its exact semantics and errors, in the spirit of
 //! the `object_store` crate. Every implementation — the in-memory doubles in `ingest-memory` and
 //! the emulator-backed adapters — must pass the shared conformance suites in
-//! [`crate::testing`] (feature `testing`).
+//! `ingest_core::testing` (feature `testing`; documented on docs.rs, which builds every
+//! feature).
 //!
 //! The core never retries a transport error itself: adapters retry throttling, 5xx and timeouts
 //! within their own bound and report what is left as [`StoreError::Transient`] /

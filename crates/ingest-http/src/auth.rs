@@ -302,7 +302,9 @@ fn max_age(cache_control: &str) -> Option<Duration> {
     })
 }
 
-/// Verifies push tokens; see the [module](self) documentation.
+/// Verifies push tokens: Google-signed OIDC ID tokens (RS256, issuer `accounts.google.com`) for
+/// the configured audience, from one of the allowed service accounts, with a verified email;
+/// the signing keys are fetched from [`PushAuthConfig::keys_url`] and cached.
 #[derive(Debug)]
 pub struct PushAuth {
     config: PushAuthConfig,

@@ -21,7 +21,7 @@ const EMULATOR_PROJECT: &str = "local-project";
 /// How long one pull request may wait for messages before the client stops waiting and
 /// reports an empty pull. Pub/Sub holds a pull "for a bounded amount of time" when no message
 /// is there; this bounds it on our side too.
-pub(crate) const PULL_WAIT: Duration = Duration::from_secs(90);
+pub const PULL_WAIT: Duration = Duration::from_secs(90);
 
 /// The request counters' operation names of this adapter (Pub/Sub's REST method names).
 pub mod operations {

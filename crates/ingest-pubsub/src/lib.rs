@@ -89,7 +89,7 @@ pub use admin::{
     ensure_subscription, ensure_subscription_with_deadline, ensure_topic,
     SUBSCRIPTION_ACK_DEADLINE_SECONDS,
 };
-pub use client::{operations, PubsubClient, PubsubError, EMULATOR_HOST_VAR};
+pub use client::{operations, PubsubClient, PubsubError, EMULATOR_HOST_VAR, PULL_WAIT};
 pub use consumer::{ConsumerConfig, LeaseExtension, PullConsumer, RunStats};
 pub use ingest_google::{install_default_tls_provider, RetryPolicy};
 pub use publisher::{object_event_message, Publisher, PublisherConfig};

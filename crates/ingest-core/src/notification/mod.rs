@@ -1,5 +1,5 @@
 //! Parsers of every envelope a GCS object notification reaches a service in, into one
-//! [`ObjectEvent`]; the encoder of the other direction; and the detection of the form of an
+//! [`ObjectEvent`](crate::event::ObjectEvent); the encoder of the other direction; and the detection of the form of an
 //! HTTP request.
 //!
 //! | form | parser | file |
@@ -13,8 +13,8 @@
 //!
 //! Every parser deserializes the body once into small borrowed `serde` structs (`wire.rs`:
 //! strings borrowed from the body unless they contain JSON escapes, unknown fields skipped),
-//! and allocates only the [`ObjectEvent`]'s strings and, for base64 payloads, the decoded
-//! bytes. None of them panics on bad input: every failure is a [`NotificationError`] naming
+//! and allocates only the [`ObjectEvent`](crate::event::ObjectEvent)'s strings and, for base64 payloads, the decoded
+//! bytes. None of them panics on bad input: every failure is a [`NotificationError`](crate::event::NotificationError) naming
 //! the form and the field. A push envelope whose attributes name an object bq-ingest ignores
 //! is routed from the attributes alone: most notifications are such no-ops, and their base64
 //! object resource is never decoded.

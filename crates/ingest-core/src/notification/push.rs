@@ -9,7 +9,7 @@ use crate::event::{EventType, NotificationError, ObjectEvent, PubsubMessage};
 
 /// Parses the body of a Pub/Sub push request (`{"message": {...}, "subscription": ...}`).
 ///
-/// Equivalent to [`parse_push_envelope_message`] then [`parse_pubsub_message`], but reads only
+/// Equivalent to [`parse_push_envelope_message`] then [`parse_pubsub_message`](super::parse_pubsub_message), but reads only
 /// the GCS attributes, borrowing them from the body.
 ///
 /// ```

@@ -1,12 +1,12 @@
 //! The steps that the unordered path (`crate::unordered`) and the ordered protocol
 //! (`crate::ordering`) share, so that neither needs the other:
 //!
-//! - [`prepare`]: the `_config/` cache, reading and merging the config on the way to a batch,
+//! - `prepare`: the `_config/` cache, reading and merging the config on the way to a batch,
 //!   resolving its destination, listing it, and planning its jobs;
-//! - [`jobs`]: job attempts and their ids, retriable errors, submitting, polling and following;
-//! - [`record`]: state-table rows and failure reports.
+//! - `jobs`: job attempts and their ids, retriable errors, submitting, polling and following;
+//! - `record`: state-table rows and failure reports.
 //!
-//! Every step takes the [`Ports`] it needs (and the settings), nothing else; [`Context`] bundles
+//! Every step takes the [`Ports`] it needs (and the settings), nothing else; `Context` bundles
 //! what the `Ingestor` owns for the steps that need it all.
 
 use std::sync::Arc;

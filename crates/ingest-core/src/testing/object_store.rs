@@ -1,4 +1,4 @@
-//! The [`ObjectStore`](crate::ports::ObjectStore) conformance suite.
+//! The [`ObjectStore`] conformance suite.
 //!
 //! Each check of the semantics documented on the trait is a public `async fn` taking a
 //! [`Scratch`] (the store, a bucket, a scratch prefix, the store's capabilities), so a failing

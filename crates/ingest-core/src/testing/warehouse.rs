@@ -1,4 +1,4 @@
-//! The [`Warehouse`](crate::ports::Warehouse) conformance suite.
+//! The [`Warehouse`] conformance suite.
 //!
 //! Each check of the semantics documented on the trait is a public `async fn` taking the
 //! warehouse and a [`WarehouseFixture`], so a failing check can be run alone; [`run`] runs them
@@ -25,7 +25,7 @@ pub struct WarehouseFixture {
     pub load_ok_rows: u64,
     /// A load job that the warehouse accepts but that fails (e.g. a schema mismatch).
     pub load_failing: JobRequest,
-    /// Where the suite records a [`LoadRecord`](crate::ports::LoadRecord).
+    /// Where the suite records a [`LoadRecord`].
     pub state_table: TableRef,
     /// A token unique to this run (job ids persist in real warehouses).
     pub run_id: String,
