@@ -39,6 +39,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::destination::table_prefix;
+use crate::event::ObjectEvent;
+use crate::outcome::Outcome;
 use crate::pipeline::Context;
 use crate::settings::BACKFILL_FILENAME;
 
@@ -149,6 +152,19 @@ pub fn marker_of_item(item: &str) -> Option<String> {
 struct BacklogEntry {
     marker: String,
     generation: i64,
+}
+
+/// The table prefix of `event`'s object, or the failed outcome that says there is none (the
+/// object is a `what`: `_BACKFILL`, a start marker).
+fn table_of(ctx: &Context<'_>, event: &ObjectEvent, what: &str) -> Result<String, Outcome> {
+    table_prefix(
+        &ctx.settings.destination_regex,
+        &event.name,
+        &table_level_files(ctx),
+    )
+    .ok_or_else(|| Outcome::Failed {
+        error: format!("{}: no table prefix for this {what}", event.uri()),
+    })
 }
 
 /// The objects that live at a table's level (their directory is the table prefix).

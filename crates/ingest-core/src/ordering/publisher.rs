@@ -1,8 +1,7 @@
 //! The publisher side: a success marker of an ordered table becomes a backlog item, and a
 //! subscriber is made to run (`_BACKFILL`) unless the table's start gate is closed.
 
-use super::{backlog_item, table_level_files, BacklogEntry};
-use crate::destination::table_prefix;
+use super::{backlog_item, table_of, BacklogEntry};
 use crate::event::ObjectEvent;
 use crate::outcome::{IngestError, Outcome};
 use crate::pipeline::prepare::PreparedBatch;
@@ -74,14 +73,9 @@ pub(crate) async fn open_start_gate(
     ctx: Context<'_>,
     event: &ObjectEvent,
 ) -> Result<Outcome, IngestError> {
-    let Some(table) = table_prefix(
-        &ctx.settings.destination_regex,
-        &event.name,
-        &table_level_files(&ctx),
-    ) else {
-        return Ok(Outcome::Failed {
-            error: format!("{}: no table prefix for this start marker", event.uri()),
-        });
+    let table = match table_of(&ctx, event, "start marker") {
+        Ok(table) => table,
+        Err(failed) => return Ok(failed),
     };
     let backfill = format!("{table}/{BACKFILL_FILENAME}");
     ctx.ports

@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 
 use super::publisher::start_gate_open;
 use super::{
-    marker_of_item, resume_steps, table_level_files, BacklogEntry, LockContent, LockState,
-    BACKLOG_DIR, LOCK_FILENAME,
+    marker_of_item, resume_steps, table_of, BacklogEntry, LockContent, LockState, BACKLOG_DIR,
+    LOCK_FILENAME,
 };
-use crate::destination::{resolve_batch, table_prefix};
+use crate::destination::resolve_batch;
 use crate::event::ObjectEvent;
 use crate::outcome::{IngestError, Outcome};
 use crate::pipeline::jobs::{
@@ -47,14 +47,9 @@ pub(crate) async fn run_subscriber(
     event: &ObjectEvent,
     deadline: DateTime<Utc>,
 ) -> Result<Outcome, IngestError> {
-    let Some(table) = table_prefix(
-        &ctx.settings.destination_regex,
-        &event.name,
-        &table_level_files(&ctx),
-    ) else {
-        return Ok(Outcome::Failed {
-            error: format!("{}: no table prefix for this _BACKFILL", event.uri()),
-        });
+    let table = match table_of(&ctx, event, "_BACKFILL") {
+        Ok(table) => table,
+        Err(failed) => return Ok(failed),
     };
     // The subscriber hands over before the caller's deadline, not before WAIT_FOR_JOB_SECONDS.
     let now = ctx.ports.clock.now();
@@ -458,6 +453,11 @@ impl Subscriber<'_> {
         if self.first_item().await?.as_deref() == Some(state.item.as_str()) {
             return self.resubmit(generation, state).await;
         }
+        self.drop_lock(generation).await
+    }
+
+    /// Deletes the lock at `generation`; gone already or replaced is as good.
+    async fn drop_lock(&self, generation: i64) -> Result<Next, IngestError> {
         match self
             .ctx
             .ports
@@ -737,18 +737,7 @@ impl Subscriber<'_> {
         };
         match status {
             // The Python function's job is gone: convert the lock and apply the item afresh.
-            None => match self
-                .ctx
-                .ports
-                .store
-                .delete(self.bucket, &self.lock_name(), Some(generation))
-                .await
-            {
-                Ok(())
-                | Err(StoreError::NotFound { .. })
-                | Err(StoreError::PreconditionFailed { .. }) => Ok(Next::Continue),
-                Err(e) => Err(transient(self.event, e)),
-            },
+            None => self.drop_lock(generation).await,
             Some(_) => match self.write_lock(&state, PutMode::Update(generation)).await? {
                 Some(_) => Ok(Next::Continue),
                 None => Ok(Next::Continue),

@@ -273,6 +273,22 @@ impl Scratch<'_> {
         expect_eq(check, "generation of stat", stat.generation, generation);
     }
 
+    /// Deletes `name` at `generation` and checks that it is gone.
+    async fn delete_at(&self, check: &str, name: &str, generation: i64) {
+        ok(
+            check,
+            &format!("delete {name:?} at generation {generation}"),
+            self.store.delete(self.bucket, name, Some(generation)).await,
+        );
+        expect_not_found(
+            check,
+            "stat after delete",
+            self.store.stat(self.bucket, name).await,
+            self.bucket,
+            name,
+        );
+    }
+
     /// Deletes every object under `root + area` (the whole scratch area for `""`).
     async fn clean(&self, check: &str, area: &str) {
         let prefix = self.name(area);
@@ -568,21 +584,7 @@ pub async fn delete_right_generation(scratch: &Scratch<'_>) {
     let check = "delete_right_generation";
     let name = scratch.name("delete/guarded");
     let meta = scratch.put(check, &name, b"go", PutMode::Overwrite).await;
-    ok(
-        check,
-        &format!("delete {name:?} at generation {}", meta.generation),
-        scratch
-            .store
-            .delete(scratch.bucket, &name, Some(meta.generation))
-            .await,
-    );
-    expect_not_found(
-        check,
-        "stat after delete",
-        scratch.store.stat(scratch.bucket, &name).await,
-        scratch.bucket,
-        &name,
-    );
+    scratch.delete_at(check, &name, meta.generation).await;
 }
 
 /// A zero-byte object (a `_SUCCESS` marker) is written, read and listed with size 0.
@@ -620,21 +622,7 @@ pub async fn special_names(scratch: &Scratch<'_>) {
         .list_all(check, &scratch.name("ds/t/$2020010203/"), None)
         .await;
     expect_eq(check, "names listed", names(&listed), vec![name.clone()]);
-    ok(
-        check,
-        &format!("delete {name:?}"),
-        scratch
-            .store
-            .delete(scratch.bucket, &name, Some(meta.generation))
-            .await,
-    );
-    expect_not_found(
-        check,
-        "stat after delete",
-        scratch.store.stat(scratch.bucket, &name).await,
-        scratch.bucket,
-        &name,
-    );
+    scratch.delete_at(check, &name, meta.generation).await;
 }
 
 /// A listing is recursive, in lexicographic order, with sizes and generations, and a prefix that is
