@@ -37,6 +37,9 @@ pub struct RecordedRequest {
     pub query: String,
     /// The upstream's HTTP status (502 when the upstream could not be reached).
     pub status: u16,
+    /// The request's `Authorization` header, when it had one (tests check what credentials
+    /// were sent).
+    pub authorization: Option<String>,
 }
 
 impl RecordedRequest {
@@ -236,6 +239,11 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     let method = parts.method.to_string();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
+    let authorization = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -248,6 +256,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
                 path: path.clone(),
                 query: query.clone(),
                 status,
+                authorization: authorization.clone(),
             });
         }
     };

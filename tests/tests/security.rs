@@ -8,6 +8,7 @@
 //! - A missing bucket is a final, recorded failure; an invalid destination costs no request;
 //!   a stalled body gets 408.
 //! - What the Python function's `backfill.py` publishes loads the batch.
+//! - At `RUST_LOG=trace`, with real credentials, no token, assertion or key reaches the logs.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -414,4 +415,178 @@ async fn messages_of_the_python_backfill_load_their_batch() {
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("\"outcome\":\"done\""), "{answer}");
     assert_eq!(t.count("nation").await, 50);
+}
+
+/// A token endpoint for a generated service-account key: it records every assertion it is sent
+/// and answers each with a fresh access token and id token, all of them secrets that must never
+/// reach a log.
+struct TokenServer {
+    url: String,
+    issued: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TokenServer {
+    async fn start() -> TokenServer {
+        let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = issued.clone();
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::post(move |body: String| {
+                let seen = seen.clone();
+                async move {
+                    let assertion = body
+                        .split('&')
+                        .find_map(|pair| pair.strip_prefix("assertion="))
+                        .unwrap_or_default()
+                        .to_string();
+                    let n = rand::random::<u64>();
+                    let access = format!("ya29.e2e-access-{n:016x}");
+                    let id = format!("eyJhbGciOiJSUzI1NiJ9.e2e-id-{n:016x}.c2lnbmF0dXJl");
+                    let mut seen = seen.lock().unwrap();
+                    seen.extend([assertion, access.clone(), id.clone()]);
+                    let answer = json!({"access_token": access, "id_token": id,
+                                        "token_type": "Bearer", "expires_in": 3599});
+                    ([("content-type", "application/json")], answer.to_string())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        TokenServer { url, issued }
+    }
+
+    /// Every assertion received and every token handed out.
+    fn secrets(&self) -> Vec<String> {
+        self.issued.lock().unwrap().clone()
+    }
+}
+
+/// A service-account key file whose `token_uri` is `token_url`, and the PEM of its key.
+fn service_account_key(dir: &std::path::Path, token_url: &str) -> (std::path::PathBuf, String) {
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key");
+    let pem = key.to_pkcs8_pem(LineEnding::LF).expect("PEM").to_string();
+    let file = json!({
+        "type": "service_account",
+        "project_id": "local-project",
+        "private_key_id": "e2e0123456789abcdef",
+        "private_key": pem,
+        "client_email": "bq-ingest@local-project.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_url,
+    });
+    let path = dir.join("service-account.json");
+    std::fs::write(&path, file.to_string()).expect("write the key file");
+    (path, pem)
+}
+
+/// Issue 13, item 4: the binary at `RUST_LOG=trace`, with real credentials (a generated
+/// service-account key whose token endpoint is local) and the emulators reached as "real"
+/// endpoints (`BQ_INGEST_*_ENDPOINT`, so every request carries `Authorization: Bearer …`),
+/// loads a batch — and its whole output holds no access token, id token, signed assertion,
+/// private key or `Authorization` value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs_at_trace_level() {
+    let Some(t) = TestCase::new("secrets").await else {
+        return;
+    };
+    t.create_table("nation", testdata("nation_schema.json"))
+        .await;
+    // No emulator schema fill against a "real" endpoint: the load names its schema.
+    let schema: Value =
+        serde_json::from_slice(&std::fs::read(testdata("nation_schema.json")).unwrap()).unwrap();
+    let load = json!({"fieldDelimiter": "|", "schema": {"fields": schema}});
+    t.upload("_config/load.json", load.to_string()).await;
+    let tokens = TokenServer::start().await;
+    let dir = std::env::temp_dir().join(format!("bq-ingest-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key_file, pem) = service_account_key(&dir, &tokens.url);
+    let env = t.stack.service_env();
+    let host = |name: &str| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    // GCS through a proxy that records the Authorization headers it sees.
+    let gcs = CountingProxy::start(&host("STORAGE_EMULATOR_HOST")).await;
+    let bigquery = host("BIGQUERY_EMULATOR_HOST");
+    let mut service = t
+        .spawn_service(
+            Mode::Serve,
+            &[
+                ("RUST_LOG", "trace"),
+                ("GOOGLE_APPLICATION_CREDENTIALS", key_file.to_str().unwrap()),
+                ("STORAGE_EMULATOR_HOST", ""),
+                ("BIGQUERY_EMULATOR_HOST", ""),
+                ("PUBSUB_EMULATOR_HOST", ""),
+                ("BQ_INGEST_STORAGE_ENDPOINT", &gcs.url()),
+                ("BQ_INGEST_BIGQUERY_ENDPOINT", &bigquery),
+            ],
+        )
+        .await;
+    let url = format!("{}/", service.url().expect("serve has a url"));
+    let marker = t
+        .upload_dir_only("nation", testdata("nation"), |_| true)
+        .await
+        .unwrap();
+    let (status, body) = t
+        .post_json(&url, &t.push_envelope(&marker, "m-secrets"))
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", service.log_tail(40));
+    assert_eq!(t.count("nation").await, 25, "loaded with the credentials");
+    service.stop().await;
+
+    let secrets = tokens.secrets();
+    assert!(
+        secrets.len() >= 3,
+        "the service fetched a token with the key: {secrets:?}"
+    );
+    let sent: Vec<Option<String>> = gcs
+        .requests()
+        .into_iter()
+        .map(|r| r.authorization)
+        .collect();
+    assert!(!sent.is_empty());
+    for authorization in &sent {
+        let token = authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "));
+        assert!(
+            token.is_some_and(|t| secrets.iter().any(|s| s == t)),
+            "every GCS request carried an access token of the token endpoint: {authorization:?}"
+        );
+    }
+    let log = service.log_text();
+    let requests = service.log_matching(|line| {
+        line["severity"] == "DEBUG" && line["service"].is_string() && line["operation"].is_string()
+    });
+    assert!(
+        requests.len() >= 5,
+        "every Google request is logged at DEBUG (service, operation, path, status): {}",
+        service.log_tail(20)
+    );
+    for secret in &secrets {
+        assert!(!secret.is_empty());
+        assert!(
+            !log.contains(secret.as_str()),
+            "a token or assertion is in the log"
+        );
+    }
+    // The key itself: any of its base64 lines.
+    for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(
+            !log.contains(line),
+            "a line of the private key is in the log"
+        );
+    }
+    let lower = log.to_ascii_lowercase();
+    assert!(
+        !lower.contains("bearer ya29"),
+        "an Authorization value is in the log"
+    );
+    assert!(!log.contains("ya29."), "an access token is in the log");
+    let _ = std::fs::remove_dir_all(&dir);
 }

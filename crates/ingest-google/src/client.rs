@@ -506,6 +506,25 @@ impl GoogleClient {
             .record(self.inner.service.name(), call.operation, status, retry);
     }
 
+    /// One DEBUG line per attempt: service, operation, method, path and status — never a
+    /// header, a query string or a body.
+    fn log_attempt(&self, call: &Call, status: Option<u16>, sent: Instant, retry: bool) {
+        let service = self.inner.service.name();
+        tracing::debug!(
+            service,
+            operation = call.operation,
+            about = %call.about,
+            method = %call.method,
+            path = call.url.path(),
+            status,
+            retry,
+            elapsed_ms = sent.elapsed().as_secs_f64() * 1000.0,
+            "{service} {}: {}",
+            call.operation,
+            status.map_or("no answer".to_string(), |s| format!("HTTP {s}"))
+        );
+    }
+
     /// One attempt: token, request, answer.
     async fn attempt(&self, call: &Call, retry: bool) -> Result<Answer, Failure> {
         // No token: nothing is sent, so nothing is counted.
@@ -526,15 +545,19 @@ impl GoogleClient {
                 .header(CONTENT_TYPE, content_type.clone())
                 .body(bytes.clone());
         }
+        let sent = Instant::now();
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
                 self.count(call, StatusClass::Transport, retry);
-                return Err(Failure::from_reqwest(&e));
+                let failure = Failure::from_reqwest(&e);
+                self.log_attempt(call, None, sent, retry);
+                return Err(failure);
             }
         };
         let status = response.status().as_u16();
         self.count(call, StatusClass::of(status), retry);
+        self.log_attempt(call, Some(status), sent, retry);
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(|e| Failure {
             status: Some(status),

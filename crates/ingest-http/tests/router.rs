@@ -541,9 +541,13 @@ async fn unknown_routes_and_methods_are_refused() {
 
 // ----- Concurrency -----
 
-/// Five concurrent deliveries of the same push: all 200, one job. A store hook holds the first
-/// five listings until all five requests have made one, so every request has looked for the
-/// job (and not found it) before any submits: the race is as tight as it gets.
+/// Five concurrent deliveries of the same push, to five instances (five ingestors over the same
+/// store and warehouse, as Pub/Sub pushes to several Cloud Run instances): all 200, one job. A
+/// store hook holds the first five listings until all five requests have made one, so every
+/// request has looked for the job (and not found it) before any submits: the race is as tight
+/// as it gets. The instances run on real time: on the doubles' shared virtual clock, one
+/// delivery's polling would advance the time of all and could end the others' waits before the
+/// winner's thread has finished its job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 5)]
 async fn five_concurrent_duplicate_pushes_submit_one_job() {
     const DELIVERIES: usize = 5;
@@ -570,7 +574,13 @@ async fn five_concurrent_duplicate_pushes_submit_one_job() {
     let push = push_body(&fixture.marker, "JSON_API_V1", "m-dup");
     let tasks: Vec<_> = (0..DELIVERIES)
         .map(|_| {
-            let router = fixture.router.clone();
+            let instance = Ingestor::new(
+                settings(),
+                fixture.gcs.clone(),
+                fixture.bq.clone(),
+                Arc::new(RealClock),
+            );
+            let router = router(HttpState::new(Arc::new(instance)));
             let push = push.clone();
             tokio::spawn(async move { send(&router, post_json("/", push)).await })
         })
@@ -585,6 +595,20 @@ async fn five_concurrent_duplicate_pushes_submit_one_job() {
 }
 
 // ----- The timeout layer -----
+
+/// The system time and tokio's timer.
+#[derive(Debug)]
+struct RealClock;
+
+#[async_trait]
+impl Clock for RealClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
 
 /// A clock whose time never moves while its `sleep` really waits (on tokio's timer): the
 /// ingestor never reaches its deadline, so only the router's timeout layer ends the request.

@@ -28,6 +28,7 @@ pub const DEPENDENCY_CAPS: &[&str] = &[
     "tower=info",
     "yup_oauth2=info",
     "gcloud_auth=info",
+    "gcloud_metadata=info",
     "google_cloud_auth=info",
     "token_source=info",
     "gcp_bigquery_client=info",
