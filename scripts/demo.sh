@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: installs and starts the local emulators (GCS, BigQuery,
 # Pub/Sub), starts `bq-ingest pull` on the bucket's notification subscription, uploads the
-# TPC-H NATION batch from ../shared/testdata/nation under demo/nation/ with a bucket-level
+# TPC-H NATION batch from testdata/nation under demo/nation/ with a bucket-level
 # _config/load.json {"fieldDelimiter": "|"}, waits for the notification-driven load, prints the
 # rows read back from BigQuery, and stops everything it started.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-testdata="${BQ_INGEST_TESTDATA:-$repo/../shared/testdata}"
+testdata="${BQ_INGEST_TESTDATA:-$repo/testdata}"
 export DEV_STACK_DIR="${DEV_STACK_DIR:-$repo/target/dev-stack-demo}"
 dataset=demo
 

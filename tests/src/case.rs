@@ -20,7 +20,7 @@ use crate::stack::Stack;
 /// How often the `wait_for_*` helpers poll.
 const POLL: Duration = Duration::from_millis(250);
 
-/// A path under the shared test data (`<repo>/../shared/testdata`, or `BQ_INGEST_TESTDATA`).
+/// A path under the project's test data (`<repo>/testdata`, or `BQ_INGEST_TESTDATA`).
 /// Panics when the file does not exist.
 ///
 /// ```no_run
@@ -31,11 +31,11 @@ pub fn testdata(path: impl AsRef<Path>) -> PathBuf {
     let root = std::env::var_os("BQ_INGEST_TESTDATA")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/testdata"));
+        .unwrap_or_else(|| workspace_root().join("testdata"));
     let full = root.join(path.as_ref());
     assert!(
         full.exists(),
-        "test data {} not found (set BQ_INGEST_TESTDATA to the shared testdata folder)",
+        "test data {} not found (it is part of the repository: testdata/; BQ_INGEST_TESTDATA overrides the folder)",
         full.display()
     );
     full

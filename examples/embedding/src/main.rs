@@ -1,5 +1,5 @@
 //! Embedding bq-ingest: the core needs only its three ports. Here they are the in-memory
-//! doubles, loaded with the NATION batch from `../shared/testdata` (or a folder given as the
+//! doubles, loaded with the NATION batch from `testdata/nation` (or a folder given as the
 //! first argument); a real program passes `ingest_gcs::GcsStore`,
 //! `ingest_bigquery::BigQueryWarehouse` and a system clock instead (`ingest_service::Runtime`
 //! wires them from the environment).
@@ -9,7 +9,7 @@
 //! notification would arrive — a duplicate, which submits no second job.
 //!
 //! ```sh
-//! cargo run -p bq-ingest-embedding -- ../shared/testdata/nation
+//! cargo run -p bq-ingest-embedding -- testdata/nation
 //! ```
 
 use std::path::PathBuf;
@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|| {
             PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/testdata/nation"
+                "/../../testdata/nation"
             ))
         });
     let entries = match std::fs::read_dir(&dir) {
