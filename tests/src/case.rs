@@ -69,7 +69,8 @@ fn sanitize(name: &str) -> String {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -55,7 +55,7 @@ mod proxy;
 mod service;
 mod stack;
 
-pub use case::{testdata, Job, TestCase};
+pub use case::{free_port, testdata, Job, TestCase};
 pub use proxy::{CountingProxy, RecordedRequest};
 pub use service::{Mode, Service};
 pub use stack::{Stack, SKIP_VAR};

@@ -58,11 +58,13 @@ struct ProxyState {
     hung: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// Requests `METHOD …suffix` that the proxy never answers (nor forwards).
+/// Requests `METHOD …suffix` that the proxy never answers (and forwards only when
+/// `forward_first`: the upstream does the work, its answer is lost).
 #[derive(Debug, Clone)]
 struct HangRule {
     method: String,
     path_suffix: String,
+    forward_first: bool,
 }
 
 /// A tiny reverse proxy on `127.0.0.1:<free port>` that forwards every request to an upstream
@@ -142,10 +144,22 @@ impl CountingProxy {
     /// nor answered: the client waits until it gives up or dies (a hung connection, or the
     /// moment to kill a process "between two steps"). [`hung`](CountingProxy::hung) counts them.
     pub fn hang(&self, method: &str, path_suffix: &str) {
+        self.add_hang(method, path_suffix, false);
+    }
+
+    /// From now on, requests `method` whose path ends with `path_suffix` are forwarded — the
+    /// upstream does the work — but their answers never come back: a job that BigQuery runs
+    /// while its submitter waits (and waits). [`hung`](CountingProxy::hung) counts them.
+    pub fn hang_after_forwarding(&self, method: &str, path_suffix: &str) {
+        self.add_hang(method, path_suffix, true);
+    }
+
+    fn add_hang(&self, method: &str, path_suffix: &str, forward_first: bool) {
         if let Ok(mut hangs) = self.hangs.lock() {
             hangs.push(HangRule {
                 method: method.to_string(),
                 path_suffix: path_suffix.to_string(),
+                forward_first,
             });
         }
     }
@@ -260,16 +274,13 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             });
         }
     };
-    let hang = state
-        .hangs
-        .lock()
-        .map(|rules| {
-            rules
-                .iter()
-                .any(|r| r.method == method && path.ends_with(&r.path_suffix))
-        })
-        .unwrap_or(false);
-    if hang {
+    let hang = state.hangs.lock().ok().and_then(|rules| {
+        rules
+            .iter()
+            .find(|r| r.method == method && path.ends_with(&r.path_suffix))
+            .map(|r| r.forward_first)
+    });
+    if hang == Some(false) {
         record(0);
         state.hung.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         return std::future::pending().await;
@@ -323,6 +334,10 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         }
     };
     record(status.as_u16());
+    if hang == Some(true) {
+        state.hung.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        return std::future::pending().await;
+    }
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;

@@ -202,6 +202,11 @@ impl ClientLayer {
         })
     }
 
+    /// The project of this environment when no setting names one (see [`discover_project`]).
+    pub async fn discover_project(&self) -> Option<crate::DiscoveredProject> {
+        crate::discover_project(&self.http).await
+    }
+
     /// The counters of every client of this layer.
     pub fn counters(&self) -> &RequestCounters {
         &self.counters

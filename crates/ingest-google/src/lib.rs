@@ -10,6 +10,8 @@
 //! - One retry policy ([`RetryPolicy`]: capped exponential backoff with full jitter, from a
 //!   real RNG) and one classification of answers ([`classify_status`]).
 //! - One request counter ([`RequestCounters`]: by service, operation and status class).
+//! - The project when no setting names one ([`discover_project`]: the metadata server, the
+//!   credentials file, the gcloud configuration).
 //! - Endpoints from the environment ([`Endpoint::from_env`]): the emulator variables Google's
 //!   libraries read, or an endpoint override with credentials.
 //!
@@ -35,12 +37,16 @@ mod auth;
 mod client;
 mod counters;
 mod failure;
+mod project;
 mod retry;
 
 pub use auth::{AuthError, Credentials, DefaultCredentials, CLOUD_PLATFORM_SCOPE};
 pub use client::{Answer, Call, ClientLayer, Endpoint, GoogleClient, Refused, Service, SetupError};
 pub use counters::{RequestCounters, RequestCounts, RequestKey, StatusClass};
 pub use failure::{body_snippet, describe_failure, parse_google_error, Failure};
+pub use project::{
+    discover_project, gcloud_core_project, project_from_files, DiscoveredProject, ProjectSource,
+};
 pub use reqwest;
 pub use retry::{classify_status, FailureClass, RetryPolicy};
 

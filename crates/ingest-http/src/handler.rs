@@ -72,14 +72,30 @@ pub(crate) async fn background(State(state): State<HttpState>, request: Request)
 }
 
 /// `GET /healthz`.
-pub(crate) async fn healthz() -> &'static str {
-    "ok"
+pub(crate) async fn health(State(state): State<HttpState>) -> Response {
+    health_answer(&state.stopping)
+}
+
+/// `200 ok`, or `503 stopping` once the service is stopping.
+pub(crate) fn health_answer(stopping: &crate::Stopping) -> Response {
+    if stopping.is_stopping() {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response()
+    } else {
+        "ok".into_response()
+    }
 }
 
 /// One request, inside a span that carries its trace id when the platform sent one, so every
 /// log line of the request joins the trace in Cloud Logging.
 async fn handle(state: &HttpState, accept: Accept, request: Request) -> Response {
     use tracing::Instrument;
+    if state.stopping.is_stopping() {
+        return stopping(
+            state,
+            request.uri().path(),
+            "the service is stopping: not taking work",
+        );
+    }
     if let Some(auth) = &state.auth {
         let authorization = request.headers().get(axum::http::header::AUTHORIZATION);
         if let Err(error) = auth.verify(authorization).await {
@@ -161,10 +177,21 @@ async fn handle_request(state: &HttpState, accept: Accept, request: Request) -> 
 
     let deadline = deadline_after(state, state.request_deadline);
     let abandoned = AbandonGuard { log: &log };
-    let result = state
-        .ingestor
-        .handle_trigger_until(event, notification.trigger.clone(), deadline)
-        .await;
+    let handled =
+        state
+            .ingestor
+            .handle_trigger_until(event, notification.trigger.clone(), deadline);
+    let result = tokio::select! {
+        result = handled => result,
+        () = state.stopping.stopped_for(state.shutdown_grace) => {
+            abandoned.disarm();
+            return stopping(
+                state,
+                &event.uri(),
+                "the service is stopping: the redelivery follows the same jobs",
+            );
+        }
+    };
     abandoned.disarm();
 
     match result {
@@ -457,6 +484,21 @@ fn final_outcome(log: &RequestLog<'_>, outcome: &Outcome) -> Response {
         ),
     }
     json_response(StatusCode::OK, outcome)
+}
+
+/// 503: the service is stopping (new work refused, or the shutdown grace of a request in
+/// flight is over).
+fn stopping(state: &HttpState, about: &str, reason: &'static str) -> Response {
+    tracing::warn!(
+        about,
+        outcome = "stopping",
+        "{about}: {reason}; answering 503"
+    );
+    let body = serde_json::json!({"outcome": "stopping", "retry": true, "reason": reason});
+    with_retry_after(
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &body),
+        state.retry_after,
+    )
 }
 
 /// 503: the jobs outlived the request deadline; redelivery follows them.

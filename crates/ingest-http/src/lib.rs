@@ -13,7 +13,7 @@
 //! | `POST /pubsub/push` | a Pub/Sub push envelope |
 //! | `POST /cloudevents` | a CloudEvent: binary mode when `ce-type` is present, else structured |
 //! | `POST /background` | a background event |
-//! | `GET /healthz` | `200 ok` |
+//! | `GET /health` (and `GET /healthz`) | `200 ok`; `503 stopping` once the service is stopping. Configure `/health` as Cloud Run's startup and liveness probe: Cloud Run reserves paths ending in `z`, so `/healthz` may never reach the container there (it stays for Kubernetes) |
 //!
 //! ## Answers
 //!
@@ -29,6 +29,9 @@
 //! - A body that has not fully arrived after [`HttpState::body_timeout`] (10 s) → `408`.
 //! - A marker whose path gives an invalid destination → `400` (`"outcome": "rejected"`):
 //!   nothing was requested for it.
+//! - While the service is stopping ([`HttpState::stopping`]): a new notification → `503` at
+//!   once; one in flight → `503` after at most [`HttpState::shutdown_grace`] (its jobs keep
+//!   running in BigQuery; the redelivery follows them by their deterministic ids).
 //! - A request that outlives [`HttpState::request_timeout`] (the request deadline plus
 //!   [`TIMEOUT_MARGIN`]) → `503` from the timeout layer.
 //!
@@ -68,6 +71,7 @@ use tower_http::timeout::TimeoutLayer;
 
 mod auth;
 mod handler;
+mod stopping;
 mod tls;
 
 pub use auth::{
@@ -75,6 +79,7 @@ pub use auth::{
     GOOGLE_CERTS_URL, GOOGLE_ISSUERS, MIN_REFETCH,
 };
 pub use ingest_core::notification::NotificationForm;
+pub use stopping::{stop_signal, StopHandle, Stopping, DEFAULT_SHUTDOWN_GRACE};
 
 /// How long one request may wait for its jobs by default: 240 s, under Cloud Run's default
 /// request timeout of 300 s.
@@ -124,6 +129,13 @@ pub struct HttpState {
     pub retry_after: Duration,
     /// How long the body may take to arrive; a body still incomplete then gets `408` (logged).
     pub body_timeout: Duration,
+    /// Whether the service is stopping: then new notifications get `503` at once, and those
+    /// in flight get at most [`HttpState::shutdown_grace`] more before they answer `503`
+    /// (their jobs keep running in BigQuery; the redelivery follows them by their ids).
+    pub stopping: Stopping,
+    /// How long a request in flight may still take once the service is stopping (default
+    /// [`DEFAULT_SHUTDOWN_GRACE`], 5 s).
+    pub shutdown_grace: Duration,
     /// When set, every notification route requires a push token this accepts (401/403, or
     /// 503 when the keys cannot be fetched); health stays open. Checked by the handlers before
     /// the body is read. See [`PushAuth`].
@@ -140,8 +152,22 @@ impl HttpState {
             body_limit: DEFAULT_BODY_LIMIT,
             retry_after: DEFAULT_RETRY_AFTER,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            stopping: Stopping::never(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             auth: None,
         }
+    }
+
+    /// Sets [`HttpState::stopping`] (from [`stop_signal`]).
+    pub fn with_stopping(mut self, stopping: Stopping) -> Self {
+        self.stopping = stopping;
+        self
+    }
+
+    /// Sets [`HttpState::shutdown_grace`].
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
     }
 
     /// Sets [`HttpState::auth`].
@@ -182,7 +208,8 @@ impl HttpState {
 }
 
 /// The routes, generic over the state of the app they are mounted in: `POST /`,
-/// `POST /pubsub/push`, `POST /cloudevents`, `POST /background`, `GET /healthz`, with no layer.
+/// `POST /pubsub/push`, `POST /cloudevents`, `POST /background`, `GET /health` and its alias
+/// `GET /healthz`, with no layer.
 /// Nest them into any `Router<S>` whose state gives an [`HttpState`] (`HttpState: FromRef<S>`).
 /// Push authentication ([`HttpState::auth`]) and the body timeout are enforced by the handlers
 /// themselves, so they hold wherever the routes are mounted; the request timeout is
@@ -227,7 +254,8 @@ where
         .route("/pubsub/push", post(handler::push))
         .route("/cloudevents", post(handler::cloud_events))
         .route("/background", post(handler::background))
-        .route("/healthz", get(handler::healthz))
+        .route("/health", get(handler::health))
+        .route("/healthz", get(handler::health))
 }
 
 /// The router: [`routes`] with `state`, and the request timeout layer
@@ -262,6 +290,34 @@ pub fn router(state: HttpState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+}
+
+/// `GET /health` and `GET /healthz` alone (`200 ok`, `503 stopping` once `stopping` fires): the
+/// health port of a process that takes no HTTP notifications (`bq-ingest pull` on Cloud Run or
+/// GKE). Merge more routes into it as needed.
+///
+/// ```
+/// use axum::{body::Body, http::{Request, StatusCode}};
+/// use tower::ServiceExt;
+///
+/// let (stop, stopping) = ingest_http::stop_signal();
+/// let app = ingest_http::health_router(stopping);
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let ok = app.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(ok.status(), StatusCode::OK);
+/// stop.stop();
+/// let stopping = app.oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(stopping.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// # });
+/// ```
+pub fn health_router(stopping: Stopping) -> Router {
+    let health = move || {
+        let stopping = stopping.clone();
+        async move { handler::health_answer(&stopping) }
+    };
+    Router::new()
+        .route("/health", get(health.clone()))
+        .route("/healthz", get(health))
 }
 
 /// Serves `router` on `listener` (HTTP/1.1 and h2c, `TCP_NODELAY` on every connection) until

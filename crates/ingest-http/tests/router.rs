@@ -522,10 +522,12 @@ async fn a_body_over_one_mib_is_413() {
 #[tokio::test]
 async fn healthz_is_ok() {
     let fixture = Fixture::new();
-    let request = Request::get("/healthz").body(Body::empty()).unwrap();
-    let (status, body, _) = fixture.send(request).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, Value::String("ok".into()));
+    for path in ["/health", "/healthz"] {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let (status, body, _) = fixture.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(body, Value::String("ok".into()), "{path}");
+    }
 }
 
 #[tokio::test]
@@ -651,6 +653,58 @@ async fn the_timeout_layer_answers_503_a_little_after_the_deadline() {
     );
     assert_eq!(timeout, Duration::from_secs(40));
     assert_eq!(warehouse.submitted().len(), 1);
+}
+
+/// SIGTERM while a push waits for a long job: the request answers 503 within the shutdown
+/// grace (its job keeps running; the redelivery follows it), a new push gets 503 at once, and
+/// health says `stopping`.
+#[tokio::test(start_paused = true)]
+async fn stopping_answers_in_flight_pushes_within_the_grace_and_refuses_new_ones() {
+    let store = Arc::new(MemoryStore::new());
+    store.create_bucket(BUCKET);
+    store.insert(BUCKET, DATA_FILE, b"1\n".to_vec());
+    let marker = store.insert(BUCKET, MARKER, Vec::new());
+    let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()));
+    warehouse.set_job_duration(u32::MAX);
+    let clock = StuckClock(Utc.with_ymd_and_hms(2020, 10, 26, 0, 0, 0).unwrap());
+    let ingestor = Ingestor::new(settings(), store, warehouse.clone(), Arc::new(clock));
+    let (stop, stopping) = ingest_http::stop_signal();
+    let grace = Duration::from_secs(3);
+    let state = HttpState::new(Arc::new(ingestor))
+        .with_stopping(stopping)
+        .with_shutdown_grace(grace);
+    let app = router(state);
+
+    let push = push_body(&marker, "NONE", "m-stop");
+    let in_flight = tokio::spawn({
+        let app = app.clone();
+        let push = push.clone();
+        async move { send(&app, post_json("/", push)).await }
+    });
+    // The job is submitted and followed; nothing ends it.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(!in_flight.is_finished());
+    assert_eq!(warehouse.submitted().len(), 1);
+
+    let stopped_at = tokio::time::Instant::now();
+    stop.stop();
+    let (status, body, response) = send(&app, post_json("/", push)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["outcome"], "stopping", "{body}");
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    let (status, _, _) = send(&app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let (status, body, _) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["outcome"], "stopping", "{body}");
+    assert_eq!(body["retry"], true, "{body}");
+    let waited = stopped_at.elapsed();
+    assert!(
+        waited >= grace && waited < grace + Duration::from_millis(10),
+        "{waited:?}"
+    );
+    assert_eq!(warehouse.submitted().len(), 1, "nothing submitted twice");
 }
 
 /// A body that stops arriving mid-way gets 408 once the body timeout passes, long before the

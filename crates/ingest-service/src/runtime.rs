@@ -18,9 +18,23 @@ pub enum ServiceError {
     /// An environment variable has an invalid value.
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    /// Neither `BQ_PROJECT` nor `GOOGLE_CLOUD_PROJECT` names the project that runs the jobs.
-    #[error("no project to run jobs in: set BQ_PROJECT or GOOGLE_CLOUD_PROJECT")]
+    /// Neither `BQ_PROJECT` nor `GOOGLE_CLOUD_PROJECT` names the project that runs the jobs, and
+    /// the environment names none either.
+    #[error(
+        "no project to run jobs in: set BQ_PROJECT or GOOGLE_CLOUD_PROJECT (no metadata server \
+         answered, and neither the credentials file nor the gcloud configuration names one)"
+    )]
     NoProject,
+    /// The project the environment names is not a valid project id.
+    #[error("the project {project:?} from {found_in} is not a valid project id: {message}")]
+    InvalidProject {
+        /// The project id found.
+        project: String,
+        /// Where it was found.
+        found_in: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A client of a Google service could not be set up.
     #[error("{service}: {source}")]
     Setup {
@@ -68,13 +82,21 @@ impl Runtime {
 
     /// Builds the adapters for `settings`, with the default retry policy. With a
     /// `FAILURE_TOPIC`, failed batches are also published there.
-    pub async fn build(settings: Settings) -> Result<Runtime, ServiceError> {
+    ///
+    /// Without `BQ_PROJECT` or `GOOGLE_CLOUD_PROJECT`, the project is the one of the environment,
+    /// found as Google's client libraries find it ([`ClientLayer::discover_project`]: the
+    /// metadata server, then the credentials file, then the gcloud configuration), and logged
+    /// with where it came from.
+    pub async fn build(mut settings: Settings) -> Result<Runtime, ServiceError> {
+        let setup = |service| move |source| ServiceError::Setup { service, source };
+        let layer = ClientLayer::new().map_err(setup("Google client"))?;
+        if settings.bq_project.is_none() {
+            settings.bq_project = discovered_project(&layer).await?;
+        }
         let project = settings
             .job_project()
             .ok_or(ServiceError::NoProject)?
             .to_string();
-        let setup = |service| move |source| ServiceError::Setup { service, source };
-        let layer = ClientLayer::new().map_err(setup("Google client"))?;
         let retry = RetryPolicy::default();
         let store = GcsStore::from_layer(&layer, retry)
             .await
@@ -126,6 +148,27 @@ impl Runtime {
     pub fn request_counts(&self) -> RequestCounts {
         self.layer.counters().snapshot()
     }
+}
+
+/// The environment's project, validated, when no setting names one.
+async fn discovered_project(layer: &ClientLayer) -> Result<Option<String>, ServiceError> {
+    let Some(found) = layer.discover_project().await else {
+        return Ok(None);
+    };
+    if let Err(message) = ingest_core::ident::validate_project_id(&found.project) {
+        return Err(ServiceError::InvalidProject {
+            project: found.project,
+            found_in: found.source.to_string(),
+            message,
+        });
+    }
+    tracing::info!(
+        project = %found.project,
+        "project {} from {} (no BQ_PROJECT or GOOGLE_CLOUD_PROJECT)",
+        found.project,
+        found.source
+    );
+    Ok(Some(found.project))
 }
 
 async fn pubsub_client(

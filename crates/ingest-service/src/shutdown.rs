@@ -1,27 +1,37 @@
 //! The stop signal of a service.
 
-/// Resolves when the process receives SIGTERM (Cloud Run's stop signal) or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+use std::future::Future;
+
+/// A future that resolves when the process receives SIGTERM (Cloud Run's stop signal) or
+/// SIGINT (Ctrl-C). The handlers are installed when this function is called, not when the
+/// future is first polled: call it first thing, so that a SIGTERM during start-up stops the
+/// service cleanly instead of killing it. Needs a Tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
+        let streams = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM: stop taking work, finish what is in flight"),
-                    _ = int.recv() => tracing::info!("SIGINT: stop taking work, finish what is in flight"),
+        );
+        async move {
+            match streams {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM: stop taking work, finish what is in flight"),
+                        _ = int.recv() => tracing::info!("SIGINT: stop taking work, finish what is in flight"),
+                    }
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

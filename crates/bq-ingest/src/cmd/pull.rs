@@ -22,10 +22,23 @@ pub struct PullArgs {
     /// How long one message may be handled before it is handed back, in seconds.
     #[arg(long, default_value_t = 600)]
     handle_deadline: u64,
+    /// After SIGTERM, how long the messages in flight may still take before they are handed
+    /// back (nacked), in seconds. Keep it under the platform's stop timeout (Cloud Run: 10 s).
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 5)]
+    shutdown_grace: u64,
+    /// Also serve `GET /health` (and `/healthz`) on this port, for platforms that need a
+    /// listening port or probe one (a Cloud Run service: pass `$PORT`; GKE).
+    #[arg(long, env = "HEALTH_PORT")]
+    health_port: Option<u16>,
+    /// The address of the health port.
+    #[arg(long, default_value = "0.0.0.0")]
+    health_host: String,
 }
 
 /// Pulls until SIGTERM, then finishes the messages in flight.
 pub async fn run(args: PullArgs) -> ExitCode {
+    // Installed before anything else, so a SIGTERM during start-up is a clean stop.
+    let stop_requested = shutdown_signal();
     let runtime = match Runtime::from_env().await {
         Ok(r) => r,
         Err(e) => {
@@ -43,6 +56,7 @@ pub async fn run(args: PullArgs) -> ExitCode {
     let config = ConsumerConfig {
         max_concurrency: args.concurrency.max(1),
         handle_deadline: Duration::from_secs(args.handle_deadline),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
         ..ConsumerConfig::default()
     };
     let consumer = PullConsumer::new(
@@ -55,7 +69,30 @@ pub async fn run(args: PullArgs) -> ExitCode {
         subscription = consumer.subscription(),
         "ready: pulling notifications"
     );
-    let result = consumer.run(shutdown_signal()).await;
+    let (stop, stopping) = ingest_http::stop_signal();
+    let (health_done, health_lifetime) = ingest_http::stop_signal();
+    let health = match args.health_port {
+        Some(port) => {
+            match serve_health(&args.health_host, port, stopping, health_lifetime).await {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen on {}:{port}: {e}", args.health_host);
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
+    let result = consumer
+        .run(async move {
+            stop_requested.await;
+            stop.stop();
+        })
+        .await;
+    health_done.stop();
+    if let Some(task) = health {
+        let _ = task.await;
+    }
     log_request_counts(&runtime);
     match result {
         Ok(stats) => {
@@ -72,4 +109,22 @@ pub async fn run(args: PullArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The health port: `/health` and `/healthz` (503 once `stopping` fires) until `lifetime` ends,
+/// after the consumer has finished.
+async fn serve_health(
+    host: &str,
+    port: u16,
+    stopping: ingest_http::Stopping,
+    lifetime: ingest_http::Stopping,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind((host, port)).await?;
+    let router = ingest_http::health_router(stopping);
+    Ok(tokio::spawn(async move {
+        let stopped = async move { lifetime.stopped().await };
+        if let Err(e) = ingest_http::serve(listener, router, stopped).await {
+            tracing::error!(error = %e, "health port: {e}");
+        }
+    }))
 }

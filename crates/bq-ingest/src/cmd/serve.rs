@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ingest_http::{router, serve, HttpState, PushAuthConfig};
+use ingest_http::{router, serve, stop_signal, HttpState, PushAuthConfig};
 
 use ingest_service::{shutdown_signal, Runtime};
 
@@ -27,6 +27,11 @@ pub struct ServeArgs {
     /// gets 408.
     #[arg(long, env = "BODY_TIMEOUT_SECONDS", default_value_t = 10)]
     body_timeout: u64,
+    /// After SIGTERM, how long a request in flight may still wait for its jobs before it
+    /// answers 503 (its jobs keep running; the redelivery follows them), in seconds. Keep it
+    /// under the platform's stop timeout (Cloud Run: 10 s).
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 5)]
+    shutdown_grace: u64,
     /// Verify push tokens: the expected audience (`aud`) of the OIDC tokens that the push
     /// subscription or Eventarc trigger sends. Needs `--push-auth-service-accounts`.
     #[arg(long, env = "PUSH_AUTH_AUDIENCE")]
@@ -56,6 +61,8 @@ impl ServeArgs {
 /// Runs the service until SIGTERM, then finishes the requests in flight.
 pub async fn run(args: ServeArgs) -> ExitCode {
     let started = Instant::now();
+    // Installed before anything else, so a SIGTERM during start-up is a clean stop.
+    let stop_requested = shutdown_signal();
     let runtime = match Runtime::from_env().await {
         Ok(r) => r,
         Err(e) => {
@@ -70,9 +77,12 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (stop, stopping) = stop_signal();
     let mut state = HttpState::new(runtime.ingestor.clone())
         .with_request_deadline(Duration::from_secs(args.request_deadline))
-        .with_body_timeout(Duration::from_secs(args.body_timeout.max(1)));
+        .with_body_timeout(Duration::from_secs(args.body_timeout.max(1)))
+        .with_stopping(stopping)
+        .with_shutdown_grace(Duration::from_secs(args.shutdown_grace));
     match auth {
         Some(auth) => {
             tracing::info!(
@@ -102,7 +112,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "ready"
     );
-    let result = serve(listener, router(state), shutdown_signal()).await;
+    let stopped = async move {
+        stop_requested.await;
+        stop.stop();
+    };
+    let result = serve(listener, router(state), stopped).await;
     log_request_counts(&runtime);
     match result {
         Ok(()) => ExitCode::SUCCESS,

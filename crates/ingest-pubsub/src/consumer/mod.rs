@@ -209,19 +209,24 @@ impl PullConsumer {
         F: Future<Output = ()>,
     {
         *lock(&self.stats) = RunStats::default();
+        let mut shutdown = pin!(shutdown);
+        let first_extension = tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(self.stats()),
+            first = self.first_extension() => first,
+        };
         let shared = Arc::new(Shared {
             client: self.client.clone(),
             subscription: self.name.clone(),
             ingestor: self.ingestor.clone(),
             config: self.config.clone(),
             stats: self.stats.clone(),
-            first_extension: self.first_extension().await,
+            first_extension,
             in_flight: Mutex::new(HashMap::new()),
         });
         let max_concurrency = self.config.max_concurrency.max(1);
         let permits = Arc::new(Semaphore::new(max_concurrency));
         let mut tasks = JoinSet::new();
-        let mut shutdown = pin!(shutdown);
         let mut backoff = PULL_BACKOFF_START;
         tracing::info!(subscription = %self.name, max_concurrency, "consuming {}", self.name);
 
