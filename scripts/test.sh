@@ -31,3 +31,9 @@ cargo run --quiet --locked -p bq-ingest-embedding
 
 echo "== a fresh clone runs the README's first command"
 scripts/test-fresh-clone.sh
+
+echo "== the Terraform module (parsed with python-hcl2; no terraform binary here)"
+deploy/terraform/test.sh
+
+echo "== the container image (FROM scratch under podman, against this stack)"
+deploy/test-image.sh
