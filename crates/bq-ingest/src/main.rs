@@ -2,13 +2,24 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod cmd;
 
 /// Event-driven ingest from Google Cloud Storage into BigQuery.
 #[derive(Debug, Parser)]
-#[command(name = "bq-ingest", version, about)]
+#[command(
+    name = "bq-ingest",
+    version,
+    about,
+    long_about = "bq-ingest loads batches of files from Google Cloud Storage into BigQuery when \
+their success marker (_SUCCESS) lands: it receives the bucket's notifications, derives the \
+destination from the object path, merges the _config/ files, plans and follows load jobs with \
+deterministic ids (a duplicate never loads twice), applies ordered tables' batches in order, and \
+records every outcome in a state table. Settings are environment variables \
+(docs/configuration.md).",
+    after_help = "Docs: docs/operations.md (commands), docs/configuration.md (settings), docs/deploy.md."
+)]
 struct Cli {
     /// Log format: Cloud Logging JSON on stdout, or text on stderr (default: json for `serve`
     /// and `pull`, text otherwise).
@@ -34,6 +45,14 @@ enum Command {
     Backfill(cmd::backfill::BackfillArgs),
     /// Print what the service would do with each object path, without touching anything.
     Explain(cmd::explain::ExplainArgs),
+    /// Print a shell completion script: `bq-ingest completions bash > /etc/bash_completion.d/bq-ingest`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from the same definitions as --help.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -43,8 +62,19 @@ fn main() -> ExitCode {
         Some(f) => f == LogFormat::Json,
         None => service,
     };
-    if let Command::Explain(args) = cli.command {
-        return cmd::explain::run(args);
+    match cli.command {
+        Command::Explain(args) => return cmd::explain::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "bq-ingest",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => return print_man_page(),
+        _ => {}
     }
     let project = ["BQ_PROJECT", "GOOGLE_CLOUD_PROJECT"]
         .iter()
@@ -66,7 +96,38 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Pull(args) => cmd::pull::run(args).await,
             Command::Backfill(args) => cmd::backfill::run(args).await,
-            Command::Explain(_) => ExitCode::SUCCESS,
+            Command::Explain(_) | Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
         }
     })
+}
+
+/// `bq-ingest man`: the page of the top-level command, with every subcommand's as a section.
+fn print_man_page() -> ExitCode {
+    let command = Cli::command();
+    let mut page = Vec::new();
+    let rendered = clap_mangen::Man::new(command.clone())
+        .render(&mut page)
+        .and_then(|()| {
+            for sub in command.get_subcommands().filter(|c| c.get_name() != "help") {
+                page.extend_from_slice(b".SH \"COMMAND: ");
+                page.extend_from_slice(sub.get_name().to_uppercase().as_bytes());
+                page.extend_from_slice(b"\"\n");
+                let sub = sub
+                    .clone()
+                    .bin_name(format!("bq-ingest {}", sub.get_name()));
+                let man = clap_mangen::Man::new(sub);
+                man.render_synopsis_section(&mut page)?;
+                man.render_description_section(&mut page)?;
+                man.render_options_section(&mut page)?;
+            }
+            Ok(())
+        })
+        .and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page));
+    match rendered {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bq-ingest man: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -198,3 +198,127 @@ fn the_job_id_prefix_is_the_one_the_jobs_really_get() {
         "gcf-ingest-ds_victim_WHERE_TRUE_--"
     );
 }
+
+#[test]
+fn without_a_project_the_destination_is_explained_with_a_null_project() {
+    let (code, lines, _) = explain(&["--format", "json", "gs://b/ds/t/$20201030/_SUCCESS"], &[]);
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines[0]["error"], Value::Null);
+    let destination = &lines[0]["destination"];
+    assert_eq!(destination["project"], Value::Null);
+    assert_eq!(destination["dataset"], "ds");
+    assert_eq!(destination["partition"], "$20201030");
+
+    let (code, _, text) = explain(&["gs://b/ds/t/_SUCCESS"], &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("destination:     (no project set).ds.t"),
+        "{text}"
+    );
+    // A path that names its project needs no setting.
+    let (_, lines, _) = explain(
+        &["--format", "json", "gs://b/proj-123456.ds/t/_SUCCESS"],
+        &[],
+    );
+    assert_eq!(lines[0]["destination"]["project"], "proj-123456");
+}
+
+#[test]
+fn the_lock_of_an_ordered_table_names_its_table_prefix() {
+    let (code, lines, _) = explain(&["--format", "json", "gs://b/ds/t/_bqlock"], &[]);
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines[0]["trigger"], "ignore");
+    assert_eq!(lines[0]["table_prefix"], "ds/t");
+    let (_, _, text) = explain(&["gs://b/ds/t/_bqlock"], &[]);
+    assert!(
+        text.contains("table prefix:    ds/t (the lock of this ordered table)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_regex_without_dataset_is_accepted_with_a_destination_table() {
+    let regex = r"^incoming/(?P<batch>[^/]+)/";
+    let path = "gs://b/incoming/batch-7/_SUCCESS";
+    // Without the table, the regex is refused, naming the missing group.
+    let (code, _, _) = explain(&["--destination-regex", regex, path], &[]);
+    assert_eq!(code, 1);
+
+    for (args, env) in [
+        (
+            vec!["--destination-regex", regex],
+            vec![("BQ_PROJECT", "my-project")],
+        ),
+        (
+            vec![],
+            vec![("BQ_PROJECT", "my-project"), ("DESTINATION_REGEX", regex)],
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--destination-table", "ds.t", "--format", "json", path]);
+        let (code, lines, _) = explain(&all, &env);
+        assert_eq!(code, 0, "{all:?} {env:?}: {lines:?}");
+        let d = &lines[0]["destination"];
+        assert_eq!(
+            (&d["project"], &d["dataset"], &d["table"]),
+            (
+                &Value::from("my-project"),
+                &Value::from("ds"),
+                &Value::from("t")
+            )
+        );
+        assert_eq!(lines[0]["batch"], "batch-7");
+    }
+    let (code, _, _) = explain(&["--destination-table", "just-one", path], &[]);
+    assert_eq!(code, 1, "a malformed --destination-table is an error");
+}
+
+fn bq_ingest(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bq-ingest"))
+        .args(args)
+        .output()
+        .expect("run bq-ingest");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    const COMMANDS: [&str; 6] = ["serve", "pull", "backfill", "explain", "completions", "man"];
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, script) = bq_ingest(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}");
+        for command in COMMANDS {
+            assert!(
+                script.contains(command),
+                "{shell} completion lacks {command}"
+            );
+        }
+        assert!(
+            script.contains("destination-table"),
+            "{shell}: options of subcommands"
+        );
+    }
+    let (code, page) = bq_ingest(&["man"]);
+    assert_eq!(code, 0);
+    assert!(page.contains(".TH bq-ingest 1"), "{page}");
+    for command in ["SERVE", "PULL", "BACKFILL", "EXPLAIN"] {
+        assert!(
+            page.contains(&format!(".SH \"COMMAND: {command}\"")),
+            "man page lacks {command}"
+        );
+    }
+    assert!(
+        page.contains("SHUTDOWN_GRACE_SECONDS"),
+        "options with their environment variables"
+    );
+    let (_, help) = bq_ingest(&["--help"]);
+    for command in COMMANDS {
+        assert!(
+            help.contains(&format!("  {command} ")),
+            "--help lists {command}: {help}"
+        );
+    }
+}

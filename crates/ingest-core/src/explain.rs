@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
-use crate::destination::{resolve_batch, table_prefix, Batch};
+use crate::destination::{resolve_batch, table_prefix, Batch, DestinationTable};
 use crate::event::EventType;
+use crate::ordering::LOCK_FILENAME;
 use crate::plan::{job_id_hint, job_id_prefix};
 use crate::settings::{Settings, BACKFILL_FILENAME};
 use crate::trigger::{classify_name, Trigger};
@@ -12,8 +13,9 @@ use crate::trigger::{classify_name, Trigger};
 /// The destination part of an [`Explanation`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExplainedDestination {
-    /// Project id.
-    pub project: String,
+    /// Project id; null when neither the path nor a setting names one (the service would use
+    /// the project of its environment: the metadata server, the credentials, gcloud).
+    pub project: Option<String>,
     /// Dataset id.
     pub dataset: String,
     /// Table id.
@@ -63,8 +65,13 @@ pub fn split_path(path: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// Stands in for the project while resolving a path when none is configured; reported as null.
+/// A valid project id, so that the rest of the path is still checked.
+const NO_PROJECT: &str = "explain-no-project";
+
 /// Explains one path with the settings' `DESTINATION_REGEX` (a `_config/load.json` on the way
-/// could change the destination; `explain` does not read the bucket).
+/// could change the destination; `explain` does not read the bucket). Without any project
+/// setting, the destination's project is null instead of an error.
 ///
 /// ```
 /// use ingest_core::{explain::explain, settings::Settings};
@@ -77,6 +84,28 @@ pub fn split_path(path: &str) -> Option<(&str, &str)> {
 /// assert_eq!(e.error, None);
 /// ```
 pub fn explain(settings: &Settings, path: &str) -> Explanation {
+    explain_with_table(settings, path, None)
+}
+
+/// [`explain`], with the `destinationTable` a `load.json` would give: the regex then needs no
+/// `dataset` or `table` group.
+///
+/// ```
+/// use ingest_core::destination::{DestinationRegex, DestinationTable};
+/// use ingest_core::{explain::explain_with_table, settings::Settings};
+/// let mut settings = Settings::default();
+/// settings.destination_regex = DestinationRegex::new(r"^(?P<batch>[^/]+)/", true).unwrap();
+/// let table = DestinationTable { project_id: None, dataset_id: "ds".into(), table_id: "t".into() };
+/// let e = explain_with_table(&settings, "gs://b/batch-7/_SUCCESS", Some(&table));
+/// let d = e.destination.unwrap();
+/// assert_eq!((d.project, d.dataset.as_str(), d.table.as_str()), (None, "ds", "t"));
+/// assert_eq!(e.batch.as_deref(), Some("batch-7"));
+/// ```
+pub fn explain_with_table(
+    settings: &Settings,
+    path: &str,
+    destination_table: Option<&DestinationTable>,
+) -> Explanation {
     let mut out = Explanation {
         path: path.to_string(),
         trigger: "ignore",
@@ -96,7 +125,11 @@ pub fn explain(settings: &Settings, path: &str) -> Explanation {
     let trigger = classify_name(settings, EventType::Finalize, name);
     out.trigger = trigger.name();
     let batch_name = match trigger {
-        Trigger::Ignore(_) => return out,
+        Trigger::Ignore(_) => {
+            // The lock of an ordered table: say whose it is.
+            out.table_prefix = table_prefix(&settings.destination_regex, name, &[LOCK_FILENAME]);
+            return out;
+        }
         Trigger::Backlog => name.replacen("/_backlog/", "/", 1),
         _ => name.to_string(),
     };
@@ -107,8 +140,8 @@ pub fn explain(settings: &Settings, path: &str) -> Explanation {
     out.table_prefix = table_prefix(&settings.destination_regex, name, &table_level);
     match resolve_batch(
         &settings.destination_regex,
-        None,
-        settings.storage_project(),
+        destination_table,
+        settings.storage_project().or(Some(NO_PROJECT)),
         settings.timestamp_regex.as_ref(),
         bucket,
         &batch_name,
@@ -122,7 +155,7 @@ pub fn explain(settings: &Settings, path: &str) -> Explanation {
 fn fill(out: &mut Explanation, settings: &Settings, batch: &Batch, trigger: &Trigger) {
     let d = &batch.destination;
     out.destination = Some(ExplainedDestination {
-        project: d.project.clone(),
+        project: (d.project != NO_PROJECT).then(|| d.project.clone()),
         dataset: d.dataset.clone(),
         table: d.table.clone(),
         partition: d.partition.clone(),
