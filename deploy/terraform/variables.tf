@@ -328,6 +328,12 @@ variable "push_auth_keys_url" {
   description = "PUSH_AUTH_KEYS_URL: where Google's signing keys are read. Null: Google's."
 }
 
+variable "metrics_table_labels" {
+  type        = bool
+  default     = false
+  description = "METRICS_TABLE_LABELS: label per-table metrics (batches, ordered backlog and lock) with the table; off, the number of series stays bounded."
+}
+
 variable "log_format" {
   type        = string
   default     = "json"

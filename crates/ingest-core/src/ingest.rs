@@ -31,7 +31,9 @@ use crate::pipeline::prepare::{
 };
 use crate::pipeline::{chrono_duration, record, warehouse_error, Context, Fatal, Ports, Step};
 use crate::plan::{job_id, LoadPlan};
-use crate::ports::{Clock, FailureSink, JobRef, ObjectStore, StoreError, TableRef, Warehouse};
+use crate::ports::{
+    Clock, FailureSink, JobRef, ObjectStore, Observer, StoreError, TableRef, Warehouse,
+};
 use crate::settings::Settings;
 use crate::trigger::{classify, Trigger};
 use crate::unordered::BatchRun;
@@ -93,6 +95,12 @@ impl Ingestor {
     /// Also announces every failed batch to `sink` (`FAILURE_TOPIC`).
     pub fn with_failure_sink(mut self, sink: Arc<dyn FailureSink>) -> Self {
         self.ports.failures = Some(sink);
+        self
+    }
+
+    /// Also reports what happens to `observer` (metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.ports.observer = observer;
         self
     }
 

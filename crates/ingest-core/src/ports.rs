@@ -502,6 +502,77 @@ pub trait FailureSink: Send + Sync + Debug {
     async fn announce(&self, failure: &FailureReport) -> Result<(), String>;
 }
 
+/// Where the core and the front ends report what they did, for metrics (the service's
+/// `bq_ingest_*` Prometheus metrics). Every method is called on the path of a notification:
+/// implementations must be cheap, must not block and cannot fail. [`NoObserver`] ignores
+/// everything; it is what a [`Ports`](crate::pipeline::Ports) has unless told otherwise.
+///
+/// Arguments are bounded in number (front ends, outcome names, job kinds), except `table` and
+/// `table_prefix`, which name tables: an implementation decides whether to keep them.
+pub trait Observer: Send + Sync + Debug {
+    /// A front end finished handling one notification. `front_end` is the form it came in
+    /// (`push`, `cloudevent_binary`, `cloudevent_structured`, `background`; `http` for a
+    /// request that was none of them) or `pull`. `outcome` is an
+    /// [`Outcome`](crate::ingest::Outcome) name, or `error` (transient, handed back),
+    /// `malformed` (not a notification), `stopping` (handed back at shutdown), `panicked` or
+    /// `timed_out` (pull). `elapsed` is from receipt to answer.
+    fn notification_handled(
+        &self,
+        front_end: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+    );
+
+    /// A batch's final state row was written (or, with no state table, would have been):
+    /// `state` is `done` or `failed`; `table` is `project.dataset.table` without decorator, or
+    /// empty when the batch failed before its destination was known.
+    fn batch_recorded(&self, table: &str, state: &str);
+
+    /// A job was submitted and created (not a duplicate of an existing id): `kind` is `load` or
+    /// `query`; `retry` when it resubmits a part whose job failed (`…-rN`).
+    fn job_submitted(&self, kind: &'static str, retry: bool);
+
+    /// A state row could not be written: `transient` when the notification is handed back so
+    /// that a redelivery writes it, else the row is lost (and logged at ERROR).
+    fn state_row_failed(&self, transient: bool);
+
+    /// A success marker's batch is done, `latency` after the notification's event time (the
+    /// marker's finalize).
+    fn marker_done(&self, latency: Duration);
+
+    /// An ordered table's subscriber listed its backlog: `items` batches wait, counted on the
+    /// first listing page (exact up to 100, a lower bound beyond).
+    fn ordered_backlog_observed(&self, table_prefix: &str, items: usize);
+
+    /// An ordered table's subscriber read its lock: `age` since it was last written (taken,
+    /// heartbeat, released), `None` when no lock is held.
+    fn ordered_lock_observed(&self, table_prefix: &str, age: Option<Duration>);
+}
+
+/// An [`Observer`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn notification_handled(&self, _: &'static str, _: &'static str, _: Duration) {}
+    fn batch_recorded(&self, _: &str, _: &str) {}
+    fn job_submitted(&self, _: &'static str, _: bool) {}
+    fn state_row_failed(&self, _: bool) {}
+    fn marker_done(&self, _: Duration) {}
+    fn ordered_backlog_observed(&self, _: &str, _: usize) {}
+    fn ordered_lock_observed(&self, _: &str, _: Option<Duration>) {}
+}
+
+impl JobKind {
+    /// `load` or `query`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::Load { .. } => "load",
+            JobKind::Query { .. } => "query",
+        }
+    }
+}
+
 // Shared handles are ports too, so that a decorator can wrap an `Arc` the caller keeps.
 
 #[deny(clippy::missing_trait_methods)]

@@ -45,6 +45,10 @@ pub struct Settings {
     pub order_per_table: bool,
     /// `WAIT_FOR_VALIDATION` (default false).
     pub wait_for_validation: bool,
+    /// `METRICS_TABLE_LABELS` (default false): label the service's per-table metrics (batches,
+    /// ordered backlog and lock) with the table. Off, they carry no table, so that the number
+    /// of series stays bounded whatever the bucket holds.
+    pub metrics_table_labels: bool,
     /// `FAIL_ON_ZERO_DML_ROWS_AFFECTED` (default true).
     pub fail_on_zero_dml_rows_affected: bool,
     /// `MAX_RETRIES_ON_BIGQUERY_ERROR` (default 3).
@@ -97,6 +101,7 @@ impl Default for Settings {
             bq_location: None,
             wait_for_job: Duration::from_secs(60),
             order_per_table: false,
+            metrics_table_labels: false,
             wait_for_validation: false,
             fail_on_zero_dml_rows_affected: true,
             max_retries_on_bigquery_error: 3,
@@ -210,6 +215,7 @@ impl Settings {
         for (variable, field) in [
             ("ORDER_PER_TABLE", &mut self.order_per_table),
             ("WAIT_FOR_VALIDATION", &mut self.wait_for_validation),
+            ("METRICS_TABLE_LABELS", &mut self.metrics_table_labels),
             (
                 "FAIL_ON_ZERO_DML_ROWS_AFFECTED",
                 &mut self.fail_on_zero_dml_rows_affected,

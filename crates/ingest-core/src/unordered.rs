@@ -49,7 +49,7 @@ pub(crate) async fn apply_new(
         }
     };
     let submitted_at = ctx.ports.clock.now();
-    let submitted = submit_all(ctx.ports.warehouse.as_ref(), event, &plan).await;
+    let submitted = submit_all(ctx.ports, event, &plan).await;
     drop(turn);
     let statuses = match submitted {
         Ok(s) => s,
@@ -182,7 +182,7 @@ async fn resubmit(
     record::write(ctx.settings, ctx.ports, &row)
         .await
         .map_err(|e| warehouse_error(event, e))?;
-    match submit_one(ctx.ports.warehouse.as_ref(), event, &job).await {
+    match submit_one(ctx.ports, event, &job).await {
         Ok(s) => Ok(Ok(s)),
         Err(SubmitError::Transient(e)) => Err(warehouse_error(event, e)),
         Err(SubmitError::Rejected(e)) => {
@@ -257,6 +257,10 @@ async fn finish(
     record::write(ctx.settings, ctx.ports, &row)
         .await
         .map_err(|e| warehouse_error(event, e))?;
+    if let (None, Some(at)) = (&row.error, event.event_time) {
+        let latency = (row.ended_at - at).to_std().unwrap_or_default();
+        ctx.ports.observer.marker_done(latency);
+    }
     Ok(match row.error {
         Some(error) => Outcome::Failed { error },
         None => Outcome::Done {

@@ -76,6 +76,11 @@ pub(crate) async fn health(State(state): State<HttpState>) -> Response {
     health_answer(&state.stopping)
 }
 
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(state): State<HttpState>) -> Response {
+    crate::metrics::metrics_answer(state.metrics.as_ref())
+}
+
 /// `200 ok`, or `503 stopping` once the service is stopping.
 pub(crate) fn health_answer(stopping: &crate::Stopping) -> Response {
     if stopping.is_stopping() {
@@ -135,20 +140,46 @@ pub(crate) fn trace_id(headers: &HeaderMap) -> Option<String> {
 /// The whole life of one notification request.
 async fn handle_request(state: &HttpState, accept: Accept, request: Request) -> Response {
     let started = Instant::now();
+    let (response, front_end, outcome) = answer(state, accept, request, started).await;
+    let observer = &state.ingestor.ports().observer;
+    observer.notification_handled(front_end, outcome, started.elapsed());
+    response
+}
+
+/// The answer to one request, with the front end (the notification's form, `http` when it has
+/// none) and the outcome name for metrics.
+async fn answer(
+    state: &HttpState,
+    accept: Accept,
+    request: Request,
+    started: Instant,
+) -> (Response, &'static str, &'static str) {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
 
     let body = match read_body(headers, body, state.body_limit, state.body_timeout).await {
         Ok(body) => body,
         Err(BodyError::TooLarge { length }) => {
-            return too_large(state.body_limit, length, started);
+            return (
+                too_large(state.body_limit, length, started),
+                HTTP,
+                MALFORMED,
+            );
         }
         Err(BodyError::TimedOut { received }) => {
-            return body_timed_out(state.body_timeout, received, started);
+            return (
+                body_timed_out(state.body_timeout, received, started),
+                HTTP,
+                MALFORMED,
+            );
         }
         Err(BodyError::Unreadable(message)) => {
             let log = RequestLog::new(None, None, &[], started);
-            return malformed(&log, &Malformed::Unreadable(message));
+            return (
+                malformed(&log, &Malformed::Unreadable(message)),
+                HTTP,
+                MALFORMED,
+            );
         }
     };
 
@@ -163,7 +194,11 @@ async fn handle_request(state: &HttpState, accept: Accept, request: Request) -> 
         Ok(n) => n,
         Err(error) => {
             let log = RequestLog::new(None, None, &body, started);
-            return malformed(&log, &Malformed::Notification(error));
+            return (
+                malformed(&log, &Malformed::Notification(error)),
+                HTTP,
+                MALFORMED,
+            );
         }
     };
     let mut log = RequestLog::new(
@@ -174,6 +209,7 @@ async fn handle_request(state: &HttpState, accept: Accept, request: Request) -> 
     );
     let event = &notification.event;
     log.event = Some(event);
+    let front_end = notification.form.name();
 
     let deadline = deadline_after(state, state.request_deadline);
     let abandoned = AbandonGuard { log: &log };
@@ -185,24 +221,35 @@ async fn handle_request(state: &HttpState, accept: Accept, request: Request) -> 
         result = handled => result,
         () = state.stopping.stopped_for(state.shutdown_grace) => {
             abandoned.disarm();
-            return stopping(
+            let response = stopping(
                 state,
                 &event.uri(),
                 "the service is stopping: the redelivery follows the same jobs",
             );
+            return (response, front_end, "stopping");
         }
     };
     abandoned.disarm();
 
     match result {
-        Ok(outcome) => match outcome.disposition() {
-            Disposition::Acknowledge => final_outcome(&log, &outcome),
-            Disposition::RetryAfter(_) => still_running(state, &log, &outcome),
-            Disposition::Reject => rejected(&log, &outcome),
-        },
-        Err(error) => transient(state, &log, &error),
+        Ok(outcome) => {
+            let response = match outcome.disposition() {
+                Disposition::Acknowledge => final_outcome(&log, &outcome),
+                Disposition::RetryAfter(_) => still_running(state, &log, &outcome),
+                Disposition::Reject => rejected(&log, &outcome),
+            };
+            (response, front_end, outcome.name())
+        }
+        Err(error) => (transient(state, &log, &error), front_end, ERROR),
     }
 }
+
+/// The front-end label of a request that carried no notification form.
+const HTTP: &str = "http";
+/// The outcome label of a request that was no notification.
+const MALFORMED: &str = "malformed";
+/// The outcome label of a transient failure (handed back).
+const ERROR: &str = "error";
 
 /// The ingestor's clock plus `wait` (saturating).
 fn deadline_after(state: &HttpState, wait: Duration) -> DateTime<Utc> {

@@ -71,6 +71,7 @@ use tower_http::timeout::TimeoutLayer;
 
 mod auth;
 mod handler;
+mod metrics;
 mod stopping;
 mod tls;
 
@@ -79,6 +80,7 @@ pub use auth::{
     GOOGLE_CERTS_URL, GOOGLE_ISSUERS, MIN_REFETCH,
 };
 pub use ingest_core::notification::NotificationForm;
+pub use metrics::{MetricsEndpoint, PROMETHEUS_TEXT};
 pub use stopping::{stop_signal, StopHandle, Stopping, DEFAULT_SHUTDOWN_GRACE};
 
 /// How long one request may wait for its jobs by default: 240 s, under Cloud Run's default
@@ -140,6 +142,8 @@ pub struct HttpState {
     /// 503 when the keys cannot be fetched); health stays open. Checked by the handlers before
     /// the body is read. See [`PushAuth`].
     pub auth: Option<Arc<PushAuth>>,
+    /// What `GET /metrics` answers; without it, 404.
+    pub metrics: Option<MetricsEndpoint>,
 }
 
 impl HttpState {
@@ -155,6 +159,7 @@ impl HttpState {
             stopping: Stopping::never(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             auth: None,
+            metrics: None,
         }
     }
 
@@ -167,6 +172,12 @@ impl HttpState {
     /// Sets [`HttpState::shutdown_grace`].
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`HttpState::metrics`].
+    pub fn with_metrics(mut self, metrics: MetricsEndpoint) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -256,6 +267,7 @@ where
         .route("/background", post(handler::background))
         .route("/health", get(handler::health))
         .route("/healthz", get(handler::health))
+        .route("/metrics", get(handler::metrics))
 }
 
 /// The router: [`routes`] with `state`, and the request timeout layer
@@ -292,32 +304,41 @@ pub fn router(state: HttpState) -> Router {
         ))
 }
 
-/// `GET /health` and `GET /healthz` alone (`200 ok`, `503 stopping` once `stopping` fires): the
-/// health port of a process that takes no HTTP notifications (`bq-ingest pull` on Cloud Run or
-/// GKE). Merge more routes into it as needed.
+/// `GET /health` and `GET /healthz` (`200 ok`, `503 stopping` once `stopping` fires) and
+/// `GET /metrics` (404 without `metrics`) alone: the health port of a process that takes no
+/// HTTP notifications (`bq-ingest pull` on Cloud Run or GKE). Merge more routes into it as
+/// needed.
 ///
 /// ```
 /// use axum::{body::Body, http::{Request, StatusCode}};
 /// use tower::ServiceExt;
 ///
 /// let (stop, stopping) = ingest_http::stop_signal();
-/// let app = ingest_http::health_router(stopping);
+/// let metrics = ingest_http::MetricsEndpoint::new(|| "bq_ingest_up 1\n".into());
+/// let app = ingest_http::health_router(stopping, Some(metrics));
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let ok = app.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
 /// assert_eq!(ok.status(), StatusCode::OK);
+/// let page = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(page.headers()["content-type"], ingest_http::PROMETHEUS_TEXT);
 /// stop.stop();
 /// let stopping = app.oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
 /// assert_eq!(stopping.status(), StatusCode::SERVICE_UNAVAILABLE);
 /// # });
 /// ```
-pub fn health_router(stopping: Stopping) -> Router {
+pub fn health_router(stopping: Stopping, metrics: Option<MetricsEndpoint>) -> Router {
     let health = move || {
         let stopping = stopping.clone();
         async move { handler::health_answer(&stopping) }
     };
+    let metrics = move || {
+        let metrics = metrics.clone();
+        async move { metrics::metrics_answer(metrics.as_ref()) }
+    };
     Router::new()
         .route("/health", get(health.clone()))
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
 }
 
 /// Serves `router` on `listener` (HTTP/1.1 and h2c, `TCP_NODELAY` on every connection) until

@@ -13,6 +13,7 @@
 //!   against a [`MemoryStore`] and counts rows per table and partition.
 //! - [`MemoryClock`]: a [`Clock`](ingest_core::ports::Clock) whose `sleep` advances virtual
 //!   time instantly.
+//! - [`MemoryObserver`]: an [`Observer`](ingest_core::ports::Observer) that keeps every report.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -28,9 +29,11 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod observer;
 mod store;
 mod warehouse;
 
 pub use clock::{MemoryClock, DEFAULT_START_SECONDS};
+pub use observer::{MemoryObserver, Observed};
 pub use store::{MemoryStore, FIRST_GENERATION};
 pub use warehouse::{MemoryWarehouse, QueryOutcome, QueryResponder};

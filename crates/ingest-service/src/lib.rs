@@ -28,11 +28,13 @@
 mod clock;
 mod failure_sink;
 pub mod logging;
+mod metrics;
 pub mod redact;
 mod runtime;
 mod shutdown;
 
 pub use clock::SystemClock;
 pub use failure_sink::TopicFailureSink;
+pub use metrics::{Metrics, SharedMetrics};
 pub use runtime::{Runtime, ServiceError};
 pub use shutdown::shutdown_signal;

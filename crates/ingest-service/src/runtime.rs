@@ -11,6 +11,7 @@ use ingest_pubsub::{Publisher, PubsubClient, PubsubError};
 
 use crate::clock::SystemClock;
 use crate::failure_sink::TopicFailureSink;
+use crate::metrics::Metrics;
 
 /// The runtime could not be built. Each variant names the setting or the service.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,8 @@ pub struct Runtime {
     pub store: Arc<GcsStore>,
     /// BigQuery.
     pub warehouse: Arc<BigQueryWarehouse>,
+    /// The metrics the ingestor and the front ends report to (`GET /metrics` renders them).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Runtime {
@@ -117,12 +120,17 @@ impl Runtime {
             }
             None => None,
         };
+        let metrics = Arc::new(Metrics::new(
+            layer.counters().clone(),
+            settings.metrics_table_labels,
+        ));
         let mut ingestor = Ingestor::new(
             settings,
             store.clone(),
             warehouse.clone(),
             Arc::new(SystemClock),
-        );
+        )
+        .with_observer(metrics.clone());
         if let Some(sink) = failure_sink {
             ingestor = ingestor.with_failure_sink(Arc::new(sink));
         }
@@ -131,6 +139,7 @@ impl Runtime {
             layer,
             store,
             warehouse,
+            metrics,
         })
     }
 

@@ -16,3 +16,9 @@ fn log_request_counts(runtime: &ingest_service::Runtime) {
         "stopped"
     );
 }
+
+/// `GET /metrics` of a service run: the runtime's metrics, rendered at each scrape.
+fn metrics_endpoint(runtime: &ingest_service::Runtime) -> ingest_http::MetricsEndpoint {
+    let metrics = runtime.metrics.clone();
+    ingest_http::MetricsEndpoint::new(move || metrics.render())
+}

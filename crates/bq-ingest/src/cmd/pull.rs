@@ -73,7 +73,8 @@ pub async fn run(args: PullArgs) -> ExitCode {
     let (health_done, health_lifetime) = ingest_http::stop_signal();
     let health = match args.health_port {
         Some(port) => {
-            match serve_health(&args.health_host, port, stopping, health_lifetime).await {
+            let metrics = super::metrics_endpoint(&runtime);
+            match serve_health(&args.health_host, port, stopping, health_lifetime, metrics).await {
                 Ok(task) => Some(task),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot listen on {}:{port}: {e}", args.health_host);
@@ -118,9 +119,10 @@ async fn serve_health(
     port: u16,
     stopping: ingest_http::Stopping,
     lifetime: ingest_http::Stopping,
+    metrics: ingest_http::MetricsEndpoint,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind((host, port)).await?;
-    let router = ingest_http::health_router(stopping);
+    let router = ingest_http::health_router(stopping, Some(metrics));
     Ok(tokio::spawn(async move {
         let stopped = async move { lifetime.stopped().await };
         if let Err(e) = ingest_http::serve(listener, router, stopped).await {

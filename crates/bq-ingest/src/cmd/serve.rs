@@ -82,7 +82,8 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         .with_request_deadline(Duration::from_secs(args.request_deadline))
         .with_body_timeout(Duration::from_secs(args.body_timeout.max(1)))
         .with_stopping(stopping)
-        .with_shutdown_grace(Duration::from_secs(args.shutdown_grace));
+        .with_shutdown_grace(Duration::from_secs(args.shutdown_grace))
+        .with_metrics(super::metrics_endpoint(&runtime));
     match auth {
         Some(auth) => {
             tracing::info!(

@@ -126,11 +126,25 @@ impl Subscriber<'_> {
             .read(self.bucket, &self.lock_name())
             .await
         {
-            Ok((meta, content)) => Ok(Some((
-                meta.generation,
-                LockContent::parse(&content, &self.ctx.settings.job_prefix),
-            ))),
-            Err(StoreError::NotFound { .. }) => Ok(None),
+            Ok((meta, content)) => {
+                let now = self.ctx.ports.clock.now();
+                let age = meta
+                    .updated
+                    .map(|at| (now - at).to_std().unwrap_or_default());
+                let observer = &self.ctx.ports.observer;
+                observer.ordered_lock_observed(&self.table, Some(age.unwrap_or_default()));
+                Ok(Some((
+                    meta.generation,
+                    LockContent::parse(&content, &self.ctx.settings.job_prefix),
+                )))
+            }
+            Err(StoreError::NotFound { .. }) => {
+                self.ctx
+                    .ports
+                    .observer
+                    .ordered_lock_observed(&self.table, None);
+                Ok(None)
+            }
             Err(e) => Err(transient(self.event, e)),
         }
     }
@@ -155,6 +169,7 @@ impl Subscriber<'_> {
     async fn first_item(&self) -> Result<Option<String>, IngestError> {
         let prefix = format!("{}/{BACKLOG_DIR}/", self.table);
         let success = &self.ctx.settings.success_filename;
+        let is_marker = |name: &str| name.rsplit('/').next() == Some(success.as_str());
         let mut token: Option<String> = None;
         loop {
             let page = self
@@ -164,11 +179,12 @@ impl Subscriber<'_> {
                 .list(self.bucket, &prefix, token.as_deref(), Some(100))
                 .await
                 .map_err(|e| transient(self.event, e))?;
-            if let Some(o) = page
-                .objects
-                .iter()
-                .find(|o| o.name.rsplit('/').next() == Some(success.as_str()))
-            {
+            if token.is_none() {
+                let items = page.objects.iter().filter(|o| is_marker(&o.name)).count();
+                let observer = &self.ctx.ports.observer;
+                observer.ordered_backlog_observed(&self.table, items);
+            }
+            if let Some(o) = page.objects.iter().find(|o| is_marker(&o.name)) {
                 return Ok(Some(o.name.clone()));
             }
             match page.next_page_token {
@@ -260,7 +276,7 @@ impl Subscriber<'_> {
         for (job, id) in plan.jobs.iter().zip(job_ids) {
             let mut job = job.clone();
             job.job_id = id.clone();
-            match submit_one(self.ctx.ports.warehouse.as_ref(), marker_event, &job).await {
+            match submit_one(self.ctx.ports, marker_event, &job).await {
                 Ok(_) => {}
                 Err(SubmitError::Transient(e)) => return Err(warehouse_error(self.event, e)),
                 Err(SubmitError::Rejected(msg)) => return Ok(Some(msg)),

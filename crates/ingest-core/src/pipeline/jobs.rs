@@ -112,13 +112,19 @@ pub(crate) enum SubmitError {
 
 /// Submits one job; an id that exists already is the same batch and is followed.
 pub(crate) async fn submit_one(
-    warehouse: &dyn Warehouse,
+    ports: &Ports,
     event: &ObjectEvent,
     job: &JobRequest,
 ) -> Result<JobStatus, SubmitError> {
+    let warehouse = ports.warehouse.as_ref();
     let job_ref = job_ref(job);
     match warehouse.submit(job).await {
-        Ok(s) => Ok(s),
+        Ok(s) => {
+            ports
+                .observer
+                .job_submitted(job.kind.name(), attempt_of(&job.job_id) > 0);
+            Ok(s)
+        }
         Err(WarehouseError::AlreadyExists { .. }) => match warehouse.job_status(&job_ref).await {
             Ok(Some(s)) => Ok(s),
             Ok(None) => Ok(JobStatus::new(job_ref, JobState::Pending)),
@@ -143,13 +149,13 @@ pub(crate) async fn submit_one(
 
 /// Submits every job of a plan, in order.
 pub(crate) async fn submit_all(
-    warehouse: &dyn Warehouse,
+    ports: &Ports,
     event: &ObjectEvent,
     plan: &LoadPlan,
 ) -> Result<Vec<JobStatus>, SubmitError> {
     let mut statuses = Vec::with_capacity(plan.jobs.len());
     for job in &plan.jobs {
-        statuses.push(submit_one(warehouse, event, job).await?);
+        statuses.push(submit_one(ports, event, job).await?);
     }
     Ok(statuses)
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use crate::event::ObjectEvent;
 use crate::outcome::IngestError;
-use crate::ports::{Clock, FailureSink, ObjectStore, StoreError, Warehouse, WarehouseError};
+use crate::ports::{
+    Clock, FailureSink, NoObserver, ObjectStore, Observer, StoreError, Warehouse, WarehouseError,
+};
 use crate::settings::Settings;
 
 pub(crate) mod jobs;
@@ -46,6 +48,8 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Where failed batches are announced (`FAILURE_TOPIC`), when set.
     pub failures: Option<Arc<dyn FailureSink>>,
+    /// What happened, for metrics ([`NoObserver`] unless set).
+    pub observer: Arc<dyn Observer>,
 }
 
 impl Ports {
@@ -60,6 +64,7 @@ impl Ports {
             warehouse,
             clock,
             failures: None,
+            observer: Arc::new(NoObserver),
         }
     }
 }

@@ -101,12 +101,15 @@ pub(crate) async fn write(
     if record.state == "failed" {
         announce(ports, record).await;
     }
+    let table_name = record.destination.split('$').next().unwrap_or_default();
+    ports.observer.batch_recorded(table_name, &record.state);
     let Some(table) = state_table(settings) else {
         return Ok(());
     };
     match ports.warehouse.record_outcome(&table, record).await {
         Ok(()) => Ok(()),
         Err(e) if e.is_transient() => {
+            ports.observer.state_row_failed(true);
             tracing::warn!(
                 marker = %record.marker_uri,
                 state = %record.state,
@@ -117,6 +120,7 @@ pub(crate) async fn write(
             Err(e)
         }
         Err(e) => {
+            ports.observer.state_row_failed(false);
             tracing::error!(
                 marker = %record.marker_uri,
                 state = %record.state,

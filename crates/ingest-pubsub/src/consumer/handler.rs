@@ -48,6 +48,9 @@ pub(super) enum Handled {
     TimedOut(Duration),
 }
 
+/// The front-end label of the pull consumer's notifications (metrics).
+const PULL: &str = "pull";
+
 /// Handles one message and acks or nacks it; holds its concurrency slot until done.
 pub(super) async fn handle_message(
     shared: Arc<Shared>,
@@ -60,6 +63,14 @@ pub(super) async fn handle_message(
         Ok(event) => {
             let handled = ingest(&shared, &received, &event).await;
             let latency = started.elapsed();
+            let outcome = match &handled {
+                Handled::Outcome(outcome) => outcome.name(),
+                Handled::Transient(_) => "error",
+                Handled::Panicked(_) => "panicked",
+                Handled::TimedOut(_) => "timed_out",
+            };
+            let observer = &shared.ingestor.ports().observer;
+            observer.notification_handled(PULL, outcome, latency);
             settle(&shared, &received, &event, handled, latency).await;
         }
         Err(error) => {
@@ -73,6 +84,8 @@ pub(super) async fn handle_message(
                 received.message_id()
             );
             count(&shared.stats, |s| s.malformed += 1);
+            let observer = &shared.ingestor.ports().observer;
+            observer.notification_handled(PULL, "malformed", started.elapsed());
             ack(&shared, &received).await;
         }
     }
