@@ -825,3 +825,81 @@ async fn push_subscriber_hands_over_before_the_request_deadline() {
         service.log_tail(60)
     );
 }
+
+/// `bq-ingest resume` on a stopped table: it refuses a `--skip` of another batch, changes
+/// nothing with `--dry-run`, and with `--skip` removes the failed batch's item and the lock and
+/// drops `_BACKFILL`, after which the rest of the backlog is applied in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_skips_the_failed_batch_and_the_rest_follows() {
+    let Some(t) = ordered_case("ordered_resume", true).await else {
+        return;
+    };
+    let service = t
+        .spawn_service(Mode::Pull, &[("START_BACKFILL_FILENAME", "_HISTORYDONE")])
+        .await;
+    for batch in ["03", "01"] {
+        upload_batch(&t, batch).await;
+    }
+    t.upload("ordering/02/data.csv", b"not-a-number|B\n".to_vec())
+        .await;
+    t.upload("ordering/02/_SUCCESS", Vec::new()).await;
+    wait_until(&service, "3 backlog items", TIMEOUT, || async {
+        backlog(&t).await.len() == 3
+    })
+    .await;
+    t.upload("ordering/_HISTORYDONE", Vec::new()).await;
+    service
+        .wait_for_log(|l| Service::message(l).contains("stopped at"), TIMEOUT)
+        .await;
+    let table = t.uri(TABLE);
+
+    let wrong = t
+        .run_command(&["resume", &table, "--skip", "03"], &[])
+        .await;
+    assert_eq!(wrong.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("is not the batch the table stopped at"),
+        "{stderr}"
+    );
+
+    let dry = t
+        .run_command(&["resume", &table, "--skip", "02", "--dry-run"], &[])
+        .await;
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(
+        stdout.contains("stopped at")
+            && stdout.contains("skip ")
+            && stdout.contains("dry run: nothing changed"),
+        "{stdout}"
+    );
+    assert!(
+        exists(&t, "ordering/_bqlock").await,
+        "a dry run changes nothing"
+    );
+    println!("{stdout}"); // docs/operations.md quotes it
+
+    let done = t
+        .run_command(&["resume", &table, "--skip", "02"], &[])
+        .await;
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(stdout.ends_with("done\n"), "{stdout}");
+    wait_drained(&t, &service, 2).await;
+    assert_eq!(applied(&service), strings(&["01", "03"]));
+    assert_eq!(t.count(TABLE).await, 2);
+
+    // Nothing is stopped any more: resume says so and changes nothing but _BACKFILL.
+    let again = t.run_command(&["resume", &table, "--dry-run"], &[]).await;
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("no lock"));
+}

@@ -45,6 +45,8 @@ enum Command {
     Backfill(cmd::backfill::BackfillArgs),
     /// Print what the service would do with each object path, without touching anything.
     Explain(cmd::explain::ExplainArgs),
+    /// Restart a stopped ordered table: skip or retry its failed batch, remove the lock, drop `_BACKFILL`.
+    Resume(cmd::resume::ResumeArgs),
     /// Print a shell completion script: `bq-ingest completions bash > /etc/bash_completion.d/bq-ingest`.
     Completions {
         /// The shell.
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Pull(args) => cmd::pull::run(args).await,
             Command::Backfill(args) => cmd::backfill::run(args).await,
+            Command::Resume(args) => cmd::resume::run(args).await,
             Command::Explain(_) | Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
         }
     })

@@ -3,19 +3,12 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ingest_core::destination::{DestinationRegex, DestinationTable};
 use ingest_core::explain::{explain_with_table, Explanation};
 use ingest_core::settings::Settings;
 
-/// Output format.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable.
-    Text,
-}
+use super::Format;
 
 /// Arguments of `explain`.
 #[derive(Debug, Args)]

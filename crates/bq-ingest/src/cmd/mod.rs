@@ -3,7 +3,17 @@
 pub mod backfill;
 pub mod explain;
 pub mod pull;
+pub mod resume;
 pub mod serve;
+
+/// How a command prints its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable.
+    Text,
+}
 
 /// Logs, at the end of a service run, how many requests went to each Google service.
 fn log_request_counts(runtime: &ingest_service::Runtime) {

@@ -46,10 +46,12 @@ use crate::pipeline::Context;
 use crate::settings::BACKFILL_FILENAME;
 
 mod publisher;
+mod resume;
 mod subscriber;
 
 pub use crate::pipeline::jobs::retry_id;
 pub(crate) use publisher::{open_start_gate, publish};
+pub use resume::{apply_resume, plan_resume, ResumeError, ResumePlan, ResumeStep};
 pub(crate) use subscriber::run_subscriber;
 
 /// The lock object's name at the table prefix.

@@ -1,0 +1,324 @@
+//! Resuming a stopped ordered table (`bq-ingest resume`): the steps an operator took by hand —
+//! skip the failed batch or keep it to retry, remove the lock, drop a new `_BACKFILL` — done
+//! with generation preconditions, and refused while the lock's jobs still run.
+
+use serde::Serialize;
+
+use super::{marker_of_item, LockContent, BACKLOG_DIR, LOCK_FILENAME};
+use crate::pipeline::Ports;
+use crate::ports::{JobRef, JobState, ObjectMeta, PutMode, StoreError, WarehouseError};
+use crate::settings::{Settings, BACKFILL_FILENAME};
+
+/// One step of a [`ResumePlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum ResumeStep {
+    /// Delete the backlog item of the batch the table stopped at (`--skip`), at this generation.
+    SkipItem {
+        /// The backlog item.
+        item: String,
+        /// Its generation.
+        generation: i64,
+    },
+    /// Delete `_bqlock`, at this generation.
+    RemoveLock {
+        /// Its generation.
+        generation: i64,
+        /// What it said.
+        was: String,
+    },
+    /// Write a new `_BACKFILL`: its notification starts the table's subscriber.
+    DropBackfill,
+}
+
+/// What resuming a table will do, found by [`plan_resume`] and done by [`apply_resume`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResumePlan {
+    /// `gs://bucket/table-prefix`.
+    pub table: String,
+    /// The batch the table stopped at (its backlog item), if any.
+    pub stopped_at: Option<String>,
+    /// Why it stopped, if the lock says.
+    pub error: Option<String>,
+    /// The steps, in order.
+    pub steps: Vec<ResumeStep>,
+}
+
+/// Why a table cannot be resumed, or the store or warehouse failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    /// Resuming now would be unsafe or pointless; nothing was changed.
+    #[error("{table}: not resumed: {reason}")]
+    Refused {
+        /// `gs://bucket/table-prefix`.
+        table: String,
+        /// Why.
+        reason: String,
+    },
+    /// The object store failed (a precondition failure means someone changed the table meanwhile).
+    #[error("{table}: {source}")]
+    Store {
+        /// `gs://bucket/table-prefix`.
+        table: String,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// The warehouse failed while the lock's jobs were checked.
+    #[error("{table}: {source}")]
+    Warehouse {
+        /// `gs://bucket/table-prefix`.
+        table: String,
+        /// The warehouse's error.
+        source: WarehouseError,
+    },
+}
+
+/// Finds what resuming the ordered table at `table_prefix` takes, changing nothing.
+///
+/// Refused while a bq-ingest lock without error is held (the subscriber runs or hands over and
+/// needs no help), while any job of the lock is not done, and for an operator's lock. `skip`
+/// names the batch to skip — its backlog item, its marker, or its directory under the table
+/// (`2024/01/02/batch-7`) — and must be the batch the table stopped at (or, without a lock,
+/// the first of the backlog).
+pub async fn plan_resume(
+    ports: &Ports,
+    settings: &Settings,
+    bucket: &str,
+    table_prefix: &str,
+    skip: Option<&str>,
+) -> Result<ResumePlan, ResumeError> {
+    let prefix = table_prefix.trim_matches('/');
+    let table = format!("gs://{bucket}/{prefix}");
+    let refused = |reason: String| ResumeError::Refused {
+        table: table.clone(),
+        reason,
+    };
+    let store_error = |source| ResumeError::Store {
+        table: table.clone(),
+        source,
+    };
+    let lock_name = format!("{prefix}/{LOCK_FILENAME}");
+    let mut plan = ResumePlan {
+        table: table.clone(),
+        stopped_at: None,
+        error: None,
+        steps: Vec::new(),
+    };
+    let lock = match ports.store.read(bucket, &lock_name).await {
+        Ok(found) => Some(found),
+        Err(StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(store_error(e)),
+    };
+    if let Some((meta, content)) = lock {
+        let was = String::from_utf8_lossy(&content).trim().to_string();
+        let jobs = match LockContent::parse(&content, &settings.job_prefix) {
+            LockContent::Ours(state) if state.error.is_none() => {
+                return Err(refused(format!(
+                    "the table is not stopped: its lock is held for {} ({}, heartbeat {}); the subscriber continues on its own",
+                    state.item,
+                    state.holder.as_deref().map_or("released for a hand-over".to_string(), |h| format!("holder {h}")),
+                    state.heartbeat.to_rfc3339()
+                )))
+            }
+            LockContent::Ours(state) => {
+                plan.stopped_at = Some(state.item.clone());
+                plan.error = state.error.clone();
+                let location = state.location.clone();
+                state
+                    .job_ids
+                    .iter()
+                    .map(|id| JobRef {
+                        project: state.project.clone(),
+                        job_id: id.clone(),
+                        location: location.clone(),
+                    })
+                    .collect()
+            }
+            LockContent::Legacy(job_id) => vec![JobRef {
+                project: settings.job_project().unwrap_or_default().to_string(),
+                job_id,
+                location: settings.bq_location.clone(),
+            }],
+            LockContent::Manual(text) => {
+                return Err(refused(format!(
+                    "{LOCK_FILENAME} holds {text:?}, an operator's lock, not bq-ingest's: remove it by hand if resuming is meant"
+                )))
+            }
+        };
+        check_jobs_ended(ports, &jobs).await.map_err(|e| match e {
+            Ended::Running(reason) => refused(reason),
+            Ended::Failed(source) => ResumeError::Warehouse {
+                table: table.clone(),
+                source,
+            },
+        })?;
+        plan.steps.push(ResumeStep::RemoveLock {
+            generation: meta.generation,
+            was,
+        });
+    }
+    if let Some(skip) = skip {
+        let item = match &plan.stopped_at {
+            Some(item) => item.clone(),
+            None => {
+                first_item(ports, settings, bucket, prefix)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| refused(format!("--skip {skip}: the backlog is empty")))?
+                    .name
+            }
+        };
+        if !names_item(bucket, prefix, &item, skip) {
+            return Err(refused(format!(
+                "--skip {skip} is not the batch the table stopped at ({item})"
+            )));
+        }
+        match ports.store.stat(bucket, &item).await {
+            Ok(meta) => plan.steps.insert(
+                0,
+                ResumeStep::SkipItem {
+                    item,
+                    generation: meta.generation,
+                },
+            ),
+            Err(StoreError::NotFound { .. }) => {} // already gone: nothing to skip
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    plan.steps.push(ResumeStep::DropBackfill);
+    Ok(plan)
+}
+
+/// Does the steps of `plan` in order, each with its generation precondition: a table changed
+/// since the plan fails with [`StoreError::PreconditionFailed`] at that step.
+pub async fn apply_resume(
+    ports: &Ports,
+    bucket: &str,
+    plan: &ResumePlan,
+) -> Result<(), ResumeError> {
+    let prefix = plan
+        .table
+        .strip_prefix(&format!("gs://{bucket}/"))
+        .unwrap_or(&plan.table);
+    let store_error = |source| ResumeError::Store {
+        table: plan.table.clone(),
+        source,
+    };
+    for step in &plan.steps {
+        match step {
+            ResumeStep::SkipItem { item, generation } => {
+                ports.store.delete(bucket, item, Some(*generation)).await
+            }
+            ResumeStep::RemoveLock { generation, .. } => {
+                let lock = format!("{prefix}/{LOCK_FILENAME}");
+                ports.store.delete(bucket, &lock, Some(*generation)).await
+            }
+            ResumeStep::DropBackfill => {
+                let name = format!("{prefix}/{BACKFILL_FILENAME}");
+                let put = ports
+                    .store
+                    .put(bucket, &name, Vec::new(), PutMode::Overwrite);
+                put.await.map(|_| ())
+            }
+        }
+        .map_err(store_error)?;
+    }
+    Ok(())
+}
+
+enum Ended {
+    Running(String),
+    Failed(WarehouseError),
+}
+
+/// Every job has ended (or does not exist); else which one still runs.
+async fn check_jobs_ended(ports: &Ports, jobs: &[JobRef]) -> Result<(), Ended> {
+    for job in jobs {
+        match ports
+            .warehouse
+            .job_status(job)
+            .await
+            .map_err(Ended::Failed)?
+        {
+            Some(status) if status.state != JobState::Done => {
+                return Err(Ended::Running(format!(
+                    "job {} of the lock is still {:?}: wait for it to end",
+                    job.job_id, status.state
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The first item of the table's backlog (lexicographic), if any.
+async fn first_item(
+    ports: &Ports,
+    settings: &Settings,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Option<ObjectMeta>, StoreError> {
+    let backlog = format!("{prefix}/{BACKLOG_DIR}/");
+    let mut token: Option<String> = None;
+    loop {
+        let page = ports
+            .store
+            .list(bucket, &backlog, token.as_deref(), None)
+            .await?;
+        let success = settings.success_filename.as_str();
+        if let Some(o) = page
+            .objects
+            .into_iter()
+            .find(|o| o.name.rsplit('/').next() == Some(success))
+        {
+            return Ok(Some(o));
+        }
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Whether `given` names backlog `item`: the item, its marker, or the batch directory under the
+/// table, with or without `gs://bucket/` and trailing `/`.
+fn names_item(bucket: &str, prefix: &str, item: &str, given: &str) -> bool {
+    let given = given
+        .strip_prefix(&format!("gs://{bucket}/"))
+        .unwrap_or(given)
+        .trim_end_matches('/');
+    let marker = marker_of_item(item).unwrap_or_default();
+    let batch_dir = marker
+        .rsplit_once('/')
+        .map(|(dir, _)| dir)
+        .unwrap_or_default();
+    let relative = batch_dir
+        .strip_prefix(&format!("{prefix}/"))
+        .unwrap_or(batch_dir);
+    [item, marker.as_str(), batch_dir, relative]
+        .iter()
+        .any(|candidate| !candidate.is_empty() && *candidate == given)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_item;
+
+    #[test]
+    fn a_batch_is_named_by_item_marker_or_directory() {
+        let item = "ds/t/_backlog/2024/01/02/b2/_SUCCESS";
+        for given in [
+            item,
+            "gs://bkt/ds/t/_backlog/2024/01/02/b2/_SUCCESS",
+            "ds/t/2024/01/02/b2/_SUCCESS",
+            "ds/t/2024/01/02/b2",
+            "2024/01/02/b2/",
+        ] {
+            assert!(names_item("bkt", "ds/t", item, given), "{given}");
+        }
+        for given in ["2024/01/02", "b2", "", "ds/t"] {
+            assert!(!names_item("bkt", "ds/t", item, given), "{given}");
+        }
+    }
+}
