@@ -182,10 +182,9 @@ fn a_running_or_manually_locked_table_is_refused() {
     let e = env();
     e.queue("ds/t/$20240101");
     // A lock of a running subscriber (no error).
-    let running = format!(
-        r#"{{"item":"ds/t/_backlog/$20240101/_SUCCESS","marker":"ds/t/$20240101/_SUCCESS","marker_generation":1,"job_ids":["gcf-ingest-x"],"project":"my-project","location":null,"holder":"h1","heartbeat":"2026-01-01T00:00:00Z","error":null}}"#
-    );
-    e.store.insert(B, "ds/t/_bqlock", running.into_bytes());
+    let running = r#"{"item":"ds/t/_backlog/$20240101/_SUCCESS","marker":"ds/t/$20240101/_SUCCESS","marker_generation":1,"job_ids":["gcf-ingest-x"],"project":"my-project","location":null,"holder":"h1","heartbeat":"2026-01-01T00:00:00Z","error":null}"#;
+    e.store
+        .insert(B, "ds/t/_bqlock", running.as_bytes().to_vec());
     let err = e.plan(None).unwrap_err();
     assert!(
         err.to_string().contains("the table is not stopped"),
