@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 use crate::jobs::{job_resource, load_needs_table_schema, parse_job, sort_in_execution_order};
 use crate::rest::{CallError, Method, Rest};
 use crate::state_table::{
-    load_record_insert_id, load_record_row, LOAD_STATE_PARTITION_FIELD, LOAD_STATE_SCHEMA_JSON,
+    load_record_from_row, load_record_insert_id, load_record_row, recorded_outcomes_sql,
+    LOAD_STATE_PARTITION_FIELD, LOAD_STATE_SCHEMA_JSON,
 };
 use crate::stats::{Operation, RequestStats};
 use ingest_google::{ClientLayer, Credentials, Endpoint, GoogleClient, RetryPolicy, Service};
@@ -850,6 +851,41 @@ impl Warehouse for BigQueryWarehouse {
         record: &LoadRecord,
     ) -> Result<(), WarehouseError> {
         self.record_outcome_row(table, record).await
+    }
+
+    async fn recorded_outcomes(
+        &self,
+        table: &TableRef,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        // One tables.get first: a missing table (or dataset) has no rows, and a query of it
+        // would fail with an error whose wording differs between BigQuery and emulators.
+        let exists = self
+            .rest
+            .call(
+                Operation::TablesGet,
+                Method::Get,
+                &[
+                    "projects",
+                    &table.project,
+                    "datasets",
+                    &table.dataset,
+                    "tables",
+                    &table.table,
+                ],
+                &[],
+                None,
+            )
+            .await;
+        match exists {
+            Ok(_) => {}
+            Err(e) if e.status == Some(404) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into_warehouse(table.to_string())),
+        }
+        let rows = self
+            .query_rows(&recorded_outcomes_sql(table, since))
+            .await?;
+        Ok(rows.iter().filter_map(load_record_from_row).collect())
     }
 }
 

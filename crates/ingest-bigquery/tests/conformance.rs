@@ -74,8 +74,9 @@ async fn warehouse_conformance() {
     };
     warehouse::run(&wh, &fixture).await;
 
-    // What the suite left behind: the load's rows, and one state row (the second
-    // record_outcome of the same outcome was deduplicated by its insertId).
+    // What the suite left behind: the load's rows, and two state rows: record_outcome's (its
+    // second write of the same outcome was deduplicated by its insertId) and
+    // recorded_outcomes' read-back row.
     let items = TableRef {
         project: env.project.clone(),
         dataset: dataset.clone(),
@@ -87,6 +88,6 @@ async fn warehouse_conformance() {
         wh.table_row_count(&fixture.state_table)
             .await
             .expect("state rows"),
-        1
+        2
     );
 }

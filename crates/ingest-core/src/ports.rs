@@ -457,6 +457,18 @@ pub trait Warehouse: Send + Sync + Debug {
         table: &TableRef,
         record: &LoadRecord,
     ) -> Result<(), WarehouseError>;
+
+    /// The rows of the load-state table `table` whose `ended_at` is at or after `since`, in no
+    /// particular order (the operator's commands: `status`, `reconcile`). A table or dataset
+    /// that does not exist has no rows: `Ok(vec![])`, not an error.
+    ///
+    /// Errors: transient ones as for every call; [`WarehouseError::Rejected`] when the table
+    /// cannot be read (no permission, another schema).
+    async fn recorded_outcomes(
+        &self,
+        table: &TableRef,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<LoadRecord>, WarehouseError>;
 }
 
 /// Time, for polling and deadlines.
@@ -637,5 +649,13 @@ impl<T: Warehouse + ?Sized> Warehouse for std::sync::Arc<T> {
         record: &LoadRecord,
     ) -> Result<(), WarehouseError> {
         (**self).record_outcome(table, record).await
+    }
+
+    async fn recorded_outcomes(
+        &self,
+        table: &TableRef,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        (**self).recorded_outcomes(table, since).await
     }
 }

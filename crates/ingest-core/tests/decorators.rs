@@ -370,7 +370,8 @@ fn queued_faults_apply_to_the_other_warehouse_methods() {
             submit: 0,
             job_status: 2,
             child_jobs: 2,
-            record_outcome: 2
+            record_outcome: 2,
+            recorded_outcomes: 0,
         }
     );
     warehouse.reset();

@@ -170,6 +170,14 @@ impl Warehouse for SteppedWarehouse {
     ) -> Result<(), WarehouseError> {
         self.0.record_outcome(table, record).await
     }
+
+    async fn recorded_outcomes(
+        &self,
+        table: &TableRef,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        self.0.recorded_outcomes(table, since).await
+    }
 }
 
 /// A small deterministic generator (SplitMix64).

@@ -2,6 +2,7 @@
 //! [`MemoryStore`], with job-level failures and inspection helpers. Call counting and call
 //! failures are the core's decorators (`ingest_core::decorators`).
 
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -694,5 +695,19 @@ impl Warehouse for MemoryWarehouse {
         state.records.push((table.clone(), record.clone()));
         *state.tables.entry(table_key(table)).or_insert(0) += 1;
         Ok(())
+    }
+
+    async fn recorded_outcomes(
+        &self,
+        table: &TableRef,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        let state = self.lock();
+        Ok(state
+            .records
+            .iter()
+            .filter(|(t, r)| table_key(t) == table_key(table) && r.ended_at >= since)
+            .map(|(_, r)| r.clone())
+            .collect())
     }
 }

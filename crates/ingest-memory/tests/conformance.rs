@@ -122,11 +122,14 @@ fn memory_warehouse_passes_the_warehouse_suite() {
             "conformance-load-run-1-fail".to_string()
         ]
     );
+    // record_outcome's two writes of one outcome (the memory warehouse keeps both), then
+    // recorded_outcomes' read-back row.
     let records = memory.records();
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 3);
     assert_eq!(records[0].0, fixture.state_table);
     assert_eq!(records[0].1.rows, Some(3));
-    assert_eq!(memory.table_rows(&fixture.state_table), 2);
+    assert_eq!(records[2].1.state, "failed");
+    assert_eq!(memory.table_rows(&fixture.state_table), 3);
 }
 
 #[test]
@@ -313,6 +316,14 @@ impl Warehouse for AcceptsDuplicates {
         record: &LoadRecord,
     ) -> Result<(), WarehouseError> {
         self.0.record_outcome(table, record).await
+    }
+
+    async fn recorded_outcomes(
+        &self,
+        table: &TableRef,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        self.0.recorded_outcomes(table, since).await
     }
 }
 

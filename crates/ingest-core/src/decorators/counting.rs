@@ -4,6 +4,7 @@
 //! Tests read the counts to prove request bounds ("a duplicate delivery costs one `jobs.get`");
 //! the service exports them as metrics.
 
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -93,12 +94,18 @@ pub struct WarehouseCalls {
     pub child_jobs: u64,
     /// Calls of [`Warehouse::record_outcome`].
     pub record_outcome: u64,
+    /// Calls of [`Warehouse::recorded_outcomes`].
+    pub recorded_outcomes: u64,
 }
 
 impl WarehouseCalls {
     /// All calls.
     pub fn total(&self) -> u64 {
-        self.submit + self.job_status + self.child_jobs + self.record_outcome
+        self.submit
+            + self.job_status
+            + self.child_jobs
+            + self.record_outcome
+            + self.recorded_outcomes
     }
 }
 
@@ -317,6 +324,7 @@ impl<W> CountingWarehouse<W> {
             job_status: self.tally.calls(WarehouseMethod::JobStatus),
             child_jobs: self.tally.calls(WarehouseMethod::ChildJobs),
             record_outcome: self.tally.calls(WarehouseMethod::RecordOutcome),
+            recorded_outcomes: self.tally.calls(WarehouseMethod::RecordedOutcomes),
         }
     }
 
@@ -376,6 +384,20 @@ impl<W: Warehouse> Warehouse for CountingWarehouse<W> {
         let result = self.inner.record_outcome(table, record).await;
         self.tally.end(
             WarehouseMethod::RecordOutcome,
+            CallResult::of_warehouse(&result),
+        );
+        result
+    }
+
+    async fn recorded_outcomes(
+        &self,
+        table: &TableRef,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        self.tally.start(WarehouseMethod::RecordedOutcomes);
+        let result = self.inner.recorded_outcomes(table, since).await;
+        self.tally.end(
+            WarehouseMethod::RecordedOutcomes,
             CallResult::of_warehouse(&result),
         );
         result

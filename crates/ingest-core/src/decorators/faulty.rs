@@ -5,6 +5,7 @@
 //! created the job but whose response never arrived; "hang" is a process killed while it
 //! waits (the caller drops the future).
 
+use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -54,6 +55,8 @@ pub enum WarehouseMethod {
     ChildJobs,
     /// [`Warehouse::record_outcome`].
     RecordOutcome,
+    /// [`Warehouse::recorded_outcomes`].
+    RecordedOutcomes,
 }
 
 /// A rule asked before every call, with the method and what the call is about (the object
@@ -318,5 +321,15 @@ impl<W: Warehouse> Warehouse for FaultyWarehouse<W> {
         let about = table.to_string();
         let fault = self.plan.take(WarehouseMethod::RecordOutcome, &about);
         apply(fault, self.inner.record_outcome(table, record)).await
+    }
+
+    async fn recorded_outcomes(
+        &self,
+        table: &TableRef,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        let about = table.to_string();
+        let fault = self.plan.take(WarehouseMethod::RecordedOutcomes, &about);
+        apply(fault, self.inner.recorded_outcomes(table, since)).await
     }
 }

@@ -76,6 +76,7 @@ pub async fn run(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
     child_jobs_of_load(warehouse, fixture).await;
     load_failing(warehouse, fixture).await;
     record_outcome(warehouse, fixture).await;
+    recorded_outcomes(warehouse, fixture).await;
 }
 
 /// Panics naming the check.
@@ -380,6 +381,95 @@ pub async fn record_outcome(warehouse: &dyn Warehouse, fixture: &WarehouseFixtur
                 .record_outcome(&fixture.state_table, &record)
                 .await,
         );
+    }
+}
+
+/// What [`Warehouse::record_outcome`] wrote, [`Warehouse::recorded_outcomes`] reads back (from
+/// `ended_at` on, not before it), and a table that does not exist has no rows.
+pub async fn recorded_outcomes(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
+    let check = "recorded_outcomes";
+    let ended_at = Utc::now();
+    let record = LoadRecord {
+        marker_uri: format!(
+            "gs://conformance/ds/t/{}/read-back/_SUCCESS",
+            fixture.run_id
+        ),
+        marker_generation: 1_600_000_000_000_002,
+        destination: fixture.load_ok_destination(),
+        batch_id: Some("read-back".to_string()),
+        job_ids: vec![format!("conformance-{}-read-back", fixture.run_id)],
+        mode: "load".to_string(),
+        state: "failed".to_string(),
+        error: Some("conformance: a recorded failure".to_string()),
+        rows: None,
+        bytes: None,
+        submitted_at: None,
+        started_at: None,
+        ended_at,
+    };
+    let table = &fixture.state_table;
+    ok(
+        check,
+        "record_outcome",
+        warehouse.record_outcome(table, &record).await,
+    );
+    let since = ended_at - chrono::Duration::seconds(1);
+    let rows = ok(
+        check,
+        "recorded_outcomes",
+        warehouse.recorded_outcomes(table, since).await,
+    );
+    let Some(found) = rows.iter().find(|r| r.marker_uri == record.marker_uri) else {
+        fail(
+            check,
+            format!("the row written is not read back from {table}: {rows:?}"),
+        )
+    };
+    for (what, same) in [
+        (
+            "marker_generation",
+            found.marker_generation == record.marker_generation,
+        ),
+        ("state", found.state == record.state),
+        ("error", found.error == record.error),
+        ("job_ids", found.job_ids == record.job_ids),
+        ("destination", found.destination == record.destination),
+        (
+            "ended_at (to the second)",
+            found.ended_at.timestamp() == ended_at.timestamp(),
+        ),
+    ] {
+        if !same {
+            fail(
+                check,
+                format!("{what} differs: wrote {record:?}, read {found:?}"),
+            );
+        }
+    }
+    let later = ended_at + chrono::Duration::seconds(60);
+    let rows = ok(
+        check,
+        "recorded_outcomes later",
+        warehouse.recorded_outcomes(table, later).await,
+    );
+    if rows.iter().any(|r| r.marker_uri == record.marker_uri) {
+        fail(check, "a row that ended before `since` was returned");
+    }
+    let missing = TableRef {
+        table: format!(
+            "{}_missing_{}",
+            table.table,
+            fixture.run_id.replace('-', "_")
+        ),
+        ..table.clone()
+    };
+    let rows = ok(
+        check,
+        "recorded_outcomes of a missing table",
+        warehouse.recorded_outcomes(&missing, since).await,
+    );
+    if !rows.is_empty() {
+        fail(check, format!("a missing table has rows: {rows:?}"));
     }
 }
 
