@@ -112,6 +112,57 @@ pub fn load_record_row(record: &LoadRecord) -> Map<String, Value> {
     row
 }
 
+/// The query of [`Warehouse::recorded_outcomes`](ingest_core::ports::Warehouse::recorded_outcomes):
+/// the rows of `table` that ended at or after `since`, timestamps as Unix microseconds. The
+/// table's name is a validated identifier (it comes from `BQ_LOAD_STATE_TABLE`), quoted; the
+/// time is formatted by chrono, not taken from input.
+pub fn recorded_outcomes_sql(table: &ingest_core::ports::TableRef, since: DateTime<Utc>) -> String {
+    format!(
+        "SELECT marker_uri, marker_generation, destination, batch_id, job_ids, mode, state, error, \
+         `rows`, bytes, UNIX_MICROS(submitted_at) AS submitted_at, \
+         UNIX_MICROS(started_at) AS started_at, UNIX_MICROS(ended_at) AS ended_at \
+         FROM `{}.{}.{}` WHERE ended_at >= TIMESTAMP('{}')",
+        table.project,
+        table.dataset,
+        table.table,
+        since.to_rfc3339_opts(SecondsFormat::Micros, true)
+    )
+}
+
+/// One row of [`recorded_outcomes_sql`] as a [`LoadRecord`]; `None` without `marker_uri` or
+/// `ended_at`.
+pub fn load_record_from_row(row: &Value) -> Option<LoadRecord> {
+    let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::to_string);
+    let int = |k: &str| {
+        row.get(k)
+            .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
+    };
+    let time = |k: &str| int(k).and_then(DateTime::<Utc>::from_timestamp_micros);
+    Some(LoadRecord {
+        marker_uri: text("marker_uri")?,
+        marker_generation: int("marker_generation").unwrap_or_default(),
+        destination: text("destination").unwrap_or_default(),
+        batch_id: text("batch_id"),
+        job_ids: row
+            .get("job_ids")
+            .and_then(Value::as_array)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        mode: text("mode").unwrap_or_default(),
+        state: text("state").unwrap_or_default(),
+        error: text("error"),
+        rows: int("rows").and_then(|v| u64::try_from(v).ok()),
+        bytes: int("bytes").and_then(|v| u64::try_from(v).ok()),
+        submitted_at: time("submitted_at"),
+        started_at: time("started_at"),
+        ended_at: time("ended_at")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,55 +243,4 @@ mod tests {
         assert_eq!(id.len(), 7 + 64);
         assert_eq!(id, load_record_insert_id(&long.clone()));
     }
-}
-
-/// The query of [`Warehouse::recorded_outcomes`](ingest_core::ports::Warehouse::recorded_outcomes):
-/// the rows of `table` that ended at or after `since`, timestamps as Unix microseconds. The
-/// table's name is a validated identifier (it comes from `BQ_LOAD_STATE_TABLE`), quoted; the
-/// time is formatted by chrono, not taken from input.
-pub fn recorded_outcomes_sql(table: &ingest_core::ports::TableRef, since: DateTime<Utc>) -> String {
-    format!(
-        "SELECT marker_uri, marker_generation, destination, batch_id, job_ids, mode, state, error, \
-         `rows`, bytes, UNIX_MICROS(submitted_at) AS submitted_at, \
-         UNIX_MICROS(started_at) AS started_at, UNIX_MICROS(ended_at) AS ended_at \
-         FROM `{}.{}.{}` WHERE ended_at >= TIMESTAMP('{}')",
-        table.project,
-        table.dataset,
-        table.table,
-        since.to_rfc3339_opts(SecondsFormat::Micros, true)
-    )
-}
-
-/// One row of [`recorded_outcomes_sql`] as a [`LoadRecord`]; `None` without `marker_uri` or
-/// `ended_at`.
-pub fn load_record_from_row(row: &Value) -> Option<LoadRecord> {
-    let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::to_string);
-    let int = |k: &str| {
-        row.get(k)
-            .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-    };
-    let time = |k: &str| int(k).and_then(DateTime::<Utc>::from_timestamp_micros);
-    Some(LoadRecord {
-        marker_uri: text("marker_uri")?,
-        marker_generation: int("marker_generation").unwrap_or_default(),
-        destination: text("destination").unwrap_or_default(),
-        batch_id: text("batch_id"),
-        job_ids: row
-            .get("job_ids")
-            .and_then(Value::as_array)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        mode: text("mode").unwrap_or_default(),
-        state: text("state").unwrap_or_default(),
-        error: text("error"),
-        rows: int("rows").and_then(|v| u64::try_from(v).ok()),
-        bytes: int("bytes").and_then(|v| u64::try_from(v).ok()),
-        submitted_at: time("submitted_at"),
-        started_at: time("started_at"),
-        ended_at: time("ended_at")?,
-    })
 }
