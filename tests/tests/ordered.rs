@@ -853,6 +853,25 @@ async fn resume_skips_the_failed_batch_and_the_rest_follows() {
         .await;
     let table = t.uri(TABLE);
 
+    // status: the stopped table needs a person, and says how to resume it.
+    let status = t
+        .run_command(&["status", &t.uri(""), "--format", "json"], &[])
+        .await;
+    assert_eq!(status.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let ordered = &report["ordered_tables"][0];
+    assert_eq!(ordered["table"], table.as_str(), "{report}");
+    assert_eq!(ordered["state"], "stopped", "{report}");
+    assert_eq!(ordered["backlog"], 2, "{report}");
+    assert!(ordered["lock"]["error"].is_string(), "{report}");
+    let text = t.run_command(&["status", &t.uri("")], &[]).await;
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("resume: bq-ingest resume {table}")),
+        "{text}"
+    );
+    println!("{text}"); // docs/operations.md quotes it
+
     let wrong = t
         .run_command(&["resume", &table, "--skip", "03"], &[])
         .await;

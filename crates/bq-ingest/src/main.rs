@@ -45,6 +45,10 @@ enum Command {
     Backfill(cmd::backfill::BackfillArgs),
     /// Print what the service would do with each object path, without touching anything.
     Explain(cmd::explain::ExplainArgs),
+    /// What loaded, what failed, what is stuck, what was missed (exit status 1: needs a person).
+    Status(cmd::status::StatusArgs),
+    /// Find markers without a final state row (missed notifications); `--apply` ingests them once.
+    Reconcile(cmd::reconcile::ReconcileArgs),
     /// Restart a stopped ordered table: skip or retry its failed batch, remove the lock, drop `_BACKFILL`.
     Resume(cmd::resume::ResumeArgs),
     /// Print a shell completion script: `bq-ingest completions bash > /etc/bash_completion.d/bq-ingest`.
@@ -99,6 +103,8 @@ fn main() -> ExitCode {
             Command::Pull(args) => cmd::pull::run(args).await,
             Command::Backfill(args) => cmd::backfill::run(args).await,
             Command::Resume(args) => cmd::resume::run(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
+            Command::Reconcile(args) => cmd::reconcile::run(args).await,
             Command::Explain(_) | Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
         }
     })

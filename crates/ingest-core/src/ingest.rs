@@ -306,6 +306,28 @@ impl Ingestor {
         }
     }
 
+    /// The latest attempt of part 0's job of a success marker's batch, found by its
+    /// deterministic id (one `job_status` per attempt), or `None` when no job exists — nor can
+    /// (no job project).
+    pub async fn first_job(
+        &self,
+        event: &ObjectEvent,
+    ) -> Result<Option<crate::ports::JobStatus>, crate::ports::WarehouseError> {
+        let Ok(project) = job_project(&self.settings, event) else {
+            return Ok(None);
+        };
+        let hint = job_hint(&self.settings, &event.bucket, &event.name);
+        let generation = event.generation.unwrap_or_default();
+        let jobs = self.marker_jobs(event, &project, &hint, generation);
+        let found = crate::pipeline::jobs::latest_attempt(
+            self.ports.warehouse.as_ref(),
+            &self.settings,
+            &jobs.first,
+        )
+        .await?;
+        Ok(found.map(|(_, status)| status))
+    }
+
     /// What handling a success marker would do, without submitting or writing anything: the
     /// batch, whether its table is ordered, and the plan (or why there is none). Reads the
     /// bucket like [`Ingestor::handle`] does.

@@ -28,6 +28,7 @@ pub mod explain;
 pub mod ident;
 pub mod ingest;
 pub mod notification;
+pub mod operate;
 pub mod ordering;
 mod outcome;
 pub mod pipeline;

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use futures::stream::{self, StreamExt};
-use ingest_core::event::{EventType, ObjectEvent};
+use ingest_core::event::ObjectEvent;
 use ingest_core::explain::split_path;
 use ingest_core::ingest::{DryRun, Ingestor, Outcome};
-use ingest_core::ports::{JobKind, ObjectStore};
-use ingest_core::trigger::{classify_name, Trigger};
+use ingest_core::operate::list_markers;
+use ingest_core::ports::JobKind;
 use ingest_pubsub::Publisher;
 use ingest_service::Runtime;
 
@@ -44,7 +44,7 @@ pub struct BackfillArgs {
 
 #[derive(Debug)]
 /// What became of one batch.
-enum BatchResult {
+pub(super) enum BatchResult {
     Ingested,
     Skipped(String, String),
     Failed(String, String),
@@ -67,7 +67,13 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
         }
     };
     let ingestor = runtime.ingestor.clone();
-    let markers = match list_markers(runtime.store.as_ref(), &bucket, &prefix, &ingestor).await {
+    let listed = list_markers(
+        runtime.store.as_ref(),
+        ingestor.settings(),
+        &bucket,
+        &prefix,
+    );
+    let markers = match listed.await {
         Ok(m) => m,
         Err(e) => {
             eprintln!("bq-ingest backfill: listing gs://{bucket}/{prefix}: {e}");
@@ -81,7 +87,7 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
     if args.dry_run {
         return print_plans(&ingestor, &markers).await;
     }
-    let publisher = match publisher(&args, &runtime).await {
+    let publisher = match publisher(args.mode, args.topic.as_deref(), &runtime).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("bq-ingest backfill: {e}");
@@ -104,7 +110,7 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
 }
 
 /// `gs://bucket/prefix` or `gs://bucket`.
-fn bucket_and_prefix(uri: &str) -> Option<(String, String)> {
+pub(super) fn bucket_and_prefix(uri: &str) -> Option<(String, String)> {
     split_path(uri)
         .map(|(b, p)| (b.to_string(), p.to_string()))
         .or_else(|| {
@@ -136,21 +142,22 @@ async fn print_plans(ingestor: &Ingestor, markers: &[ObjectEvent]) -> ExitCode {
 }
 
 /// The publisher of `--mode notifications`, `None` for `--mode local`.
-async fn publisher(args: &BackfillArgs, runtime: &Runtime) -> Result<Option<Publisher>, String> {
-    if args.mode != Mode::Notifications {
+pub(super) async fn publisher(
+    mode: Mode,
+    topic: Option<&str>,
+    runtime: &Runtime,
+) -> Result<Option<Publisher>, String> {
+    if mode != Mode::Notifications {
         return Ok(None);
     }
-    let topic = args
-        .topic
-        .as_deref()
-        .ok_or("--mode notifications needs --topic (or INGEST_TOPIC)")?;
+    let topic = topic.ok_or("--mode notifications needs --topic (or INGEST_TOPIC)")?;
     let client = runtime.pubsub().await.map_err(|e| e.to_string())?;
     Ok(Some(Publisher::new(&client, topic)))
 }
 
 /// Every marker, `concurrency` at a time: published, or ingested here; a progress bar on a
 /// terminal.
-async fn apply_all(
+pub(super) async fn apply_all(
     ingestor: &Ingestor,
     publisher: Option<&Publisher>,
     markers: &[ObjectEvent],
@@ -189,7 +196,7 @@ async fn apply_all(
 }
 
 /// Prints the counts and every skipped or failed batch; failure when any failed.
-fn report(verb: &str, results: Vec<BatchResult>) -> ExitCode {
+pub(super) fn report(verb: &str, results: Vec<BatchResult>) -> ExitCode {
     let (mut ok, mut skipped, mut failed) = (0, Vec::new(), Vec::new());
     for r in results {
         match r {
@@ -245,32 +252,6 @@ async fn local(ingestor: &Ingestor, event: &ObjectEvent) -> BatchResult {
         ),
         Ok(other) => BatchResult::Skipped(event.uri(), format!("{other:?}")),
         Err(e) => BatchResult::Failed(event.uri(), e.to_string()),
-    }
-}
-
-async fn list_markers(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    prefix: &str,
-    ingestor: &ingest_core::ingest::Ingestor,
-) -> Result<Vec<ObjectEvent>, ingest_core::ports::StoreError> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = store.list(bucket, prefix, token.as_deref(), None).await?;
-        for o in page.objects {
-            if classify_name(ingestor.settings(), EventType::Finalize, &o.name) == Trigger::Success
-            {
-                let mut e = ObjectEvent::finalized(bucket, &o.name, o.generation);
-                e.size = Some(o.size);
-                e.event_time = o.updated;
-                out.push(e);
-            }
-        }
-        match page.next_page_token {
-            Some(t) => token = Some(t),
-            None => return Ok(out),
-        }
     }
 }
 

@@ -3,8 +3,10 @@
 pub mod backfill;
 pub mod explain;
 pub mod pull;
+pub mod reconcile;
 pub mod resume;
 pub mod serve;
+pub mod status;
 
 /// How a command prints its results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
