@@ -298,7 +298,7 @@ pub fn last_success_per_table(rows: &[LoadRecord]) -> Vec<&LoadRecord> {
         }
     }
     let mut out: Vec<&LoadRecord> = last.into_values().collect();
-    out.sort_by(|a, b| b.ended_at.cmp(&a.ended_at));
+    out.sort_by_key(|r| std::cmp::Reverse(r.ended_at));
     out
 }
 
@@ -310,7 +310,7 @@ pub fn still_failed(rows: &[LoadRecord]) -> Vec<&LoadRecord> {
         .into_values()
         .filter(|r| r.state == "failed")
         .collect();
-    out.sort_by(|a, b| b.ended_at.cmp(&a.ended_at));
+    out.sort_by_key(|r| std::cmp::Reverse(r.ended_at));
     out
 }
 
