@@ -90,7 +90,45 @@ async fn a_missed_marker_is_found_reconciled_once_and_a_failed_batch_is_reported
         explain(&again)
     );
     assert_eq!(t.count("nation").await, 25, "loaded once");
-    assert_eq!(t.jobs().await.len(), 1, "one job");
+    let jobs = t.jobs().await;
+    assert_eq!(jobs.len(), 1, "one job");
+
+    // explain --live and backfill --dry-run read the bucket and give the real plan: the job
+    // that ran, its file, and the merged _config/load.json.
+    let live = t
+        .run_command(&["explain", "--live", "--format", "json", &marker], &[])
+        .await;
+    assert!(live.status.success(), "{}", explain(&live));
+    let line: Value = serde_json::from_str(stdout(&live).trim()).unwrap();
+    assert_eq!(line["trigger"], "success", "{line}");
+    assert_eq!(
+        line["live"]["jobs"][0]["job_id"],
+        jobs[0].id.as_str(),
+        "{line}"
+    );
+    assert_eq!(line["live"]["files"], 1, "{line}"); // part-m-00000 is empty: not loaded
+    assert_eq!(
+        line["live"]["jobs"][0]["config"]["fieldDelimiter"], "|",
+        "{line}"
+    );
+    let text = t.run_command(&["explain", "--live", &marker], &[]).await;
+    assert!(stdout(&text).contains("live plan:"), "{}", explain(&text));
+    let dry = t
+        .run_command(
+            &[
+                "backfill",
+                "--dry-run",
+                "--format",
+                "json",
+                &t.uri("nation/"),
+            ],
+            &[],
+        )
+        .await;
+    assert!(dry.status.success(), "{}", explain(&dry));
+    let plan: Value = serde_json::from_str(stdout(&dry).trim()).unwrap();
+    assert_eq!(plan["jobs"][0]["job_id"], jobs[0].id.as_str(), "{plan}");
+    assert_eq!(t.jobs().await.len(), 1, "explaining submits nothing");
 
     // A batch that fails: status names it and exits 1; the last success stays nation's.
     t.upload("nation/bad-batch/part-0", b"not-a-number|X|1|c\n".to_vec())

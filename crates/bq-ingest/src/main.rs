@@ -25,6 +25,9 @@ struct Cli {
     /// and `pull`, text otherwise).
     #[arg(long, global = true, value_enum, env = "LOG_FORMAT")]
     log_format: Option<LogFormat>,
+    /// The project that runs the jobs (sets `BQ_PROJECT` for this run).
+    #[arg(long, global = true)]
+    project: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +66,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(project) = &cli.project {
+        // Before any thread exists: the settings read it like any other variable.
+        std::env::set_var("BQ_PROJECT", project);
+    }
     let service = matches!(cli.command, Command::Serve(_) | Command::Pull(_));
     let json = match cli.log_format {
         Some(f) => f == LogFormat::Json,

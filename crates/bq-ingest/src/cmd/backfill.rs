@@ -13,6 +13,9 @@ use ingest_core::operate::list_markers;
 use ingest_core::ports::JobKind;
 use ingest_pubsub::Publisher;
 use ingest_service::Runtime;
+use serde_json::{json, Value};
+
+use super::Format;
 
 /// How to backfill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -40,6 +43,9 @@ pub struct BackfillArgs {
     /// Print the plan of each batch (destination, job ids, files, bytes) and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Output format of `--dry-run`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Debug)]
@@ -85,7 +91,7 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
         markers.len()
     );
     if args.dry_run {
-        return print_plans(&ingestor, &markers).await;
+        return print_plans(&ingestor, &markers, args.format).await;
     }
     let publisher = match publisher(args.mode, args.topic.as_deref(), &runtime).await {
         Ok(p) => p,
@@ -120,17 +126,25 @@ pub(super) fn bucket_and_prefix(uri: &str) -> Option<(String, String)> {
 }
 
 /// `--dry-run`: the plan of every batch; failure when any has an error.
-async fn print_plans(ingestor: &Ingestor, markers: &[ObjectEvent]) -> ExitCode {
+async fn print_plans(ingestor: &Ingestor, markers: &[ObjectEvent], format: Format) -> ExitCode {
     let mut failed = false;
     for event in markers {
         match ingestor.dry_run(event).await {
             Ok(d) => {
                 failed |= d.error.is_some();
-                print_plan(&d);
+                match format {
+                    Format::Text => print_plan(&d),
+                    Format::Json => println!("{}", plan_json(&d)),
+                }
             }
             Err(e) => {
                 failed = true;
-                println!("{}\n  error: {e}", event.uri());
+                match format {
+                    Format::Text => println!("{}\n  error: {e}", event.uri()),
+                    Format::Json => {
+                        println!("{}", json!({"marker": event.uri(), "error": e.to_string()}))
+                    }
+                }
             }
         }
     }
@@ -255,7 +269,47 @@ async fn local(ingestor: &Ingestor, event: &ObjectEvent) -> BatchResult {
     }
 }
 
-fn print_plan(d: &DryRun) {
+/// A batch's plan as one JSON object: what `--dry-run --format json` prints per marker and
+/// `explain --live --format json` puts under `live`.
+pub(super) fn plan_json(d: &DryRun) -> Value {
+    let jobs: Vec<Value> = d
+        .plan
+        .iter()
+        .flat_map(|p| &p.jobs)
+        .map(|job| match &job.kind {
+            JobKind::Load {
+                destination,
+                source_uris,
+                config,
+            } => json!({
+                "job_id": job.job_id, "kind": "load", "destination": destination.to_string(),
+                "source_uris": source_uris, "config": config,
+            }),
+            JobKind::Query {
+                sql,
+                table_definitions,
+                ..
+            } => json!({
+                "job_id": job.job_id, "kind": "query", "sql": sql,
+                "table_definitions": table_definitions,
+            }),
+        })
+        .collect();
+    json!({
+        "marker": d.marker,
+        "destination": d.batch.as_ref().map(|b| b.destination.to_string()),
+        "batch_id": d.batch.as_ref().and_then(|b| b.batch_id.clone()),
+        "ordered": d.ordered,
+        "mode": d.plan.as_ref().map(|p| p.mode.as_str()),
+        "files": d.plan.as_ref().map(|p| p.files),
+        "bytes": d.plan.as_ref().map(|p| p.bytes),
+        "jobs": jobs,
+        "error": d.error,
+    })
+}
+
+/// A batch's plan as text: destination, batch, mode, files, bytes, each job.
+pub(super) fn print_plan(d: &DryRun) {
     println!("{}", d.marker);
     if let Some(b) = &d.batch {
         println!("  destination: {}", b.destination);

@@ -26,6 +26,11 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Also read the bucket: for each success marker, the `_config/` files on its path and the
+    /// batch listing give the real plan (merged config, files, job ids, bytes), as
+    /// `backfill --dry-run` prints it. Needs the settings of a real run (a project).
+    #[arg(long)]
+    live: bool,
     /// Object paths: `gs://bucket/object` or `bucket/object`.
     #[arg(required = true)]
     paths: Vec<String>,
@@ -75,17 +80,38 @@ pub fn run(args: ExplainArgs) -> ExitCode {
     if let Some(name) = args.success_filename {
         settings.success_filename = name;
     }
+    let live = match args.live.then(|| Live::start(settings.clone())).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bq-ingest explain --live: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut failed = false;
     for path in &args.paths {
         let e = explain_with_table(&settings, path, table.as_ref());
         failed |= e.error.is_some();
+        let plan = match &live {
+            Some(live) if e.trigger == "success" && e.error.is_none() => Some(live.plan(path)),
+            _ => None,
+        };
+        failed |= plan
+            .as_ref()
+            .is_some_and(|p| p.get("error").is_some_and(|e| !e.is_null()));
         let written = match args.format {
-            Format::Json => serde_json::to_string(&e)
-                .map_err(std::io::Error::other)
-                .and_then(|line| writeln!(out, "{line}")),
-            Format::Text => write_text(&mut out, &e),
+            Format::Json => {
+                let mut line = serde_json::to_value(&e).unwrap_or_default();
+                if let Some(plan) = plan {
+                    line["live"] = plan;
+                }
+                writeln!(out, "{line}")
+            }
+            Format::Text => write_text(&mut out, &e).and_then(|()| match &plan {
+                Some(plan) => write_live(&mut out, plan),
+                None => Ok(()),
+            }),
         };
         if written.is_err() {
             return ExitCode::FAILURE;
@@ -96,6 +122,80 @@ pub fn run(args: ExplainArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// What `--live` needs: the service's runtime over the real (or emulated) GCS and BigQuery.
+struct Live {
+    tokio: tokio::runtime::Runtime,
+    runtime: ingest_service::Runtime,
+}
+
+impl Live {
+    fn start(settings: Settings) -> Result<Live, String> {
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let runtime = tokio
+            .block_on(ingest_service::Runtime::build(settings))
+            .map_err(|e| e.to_string())?;
+        Ok(Live { tokio, runtime })
+    }
+
+    /// The plan of the marker at `path` at its live generation, as JSON.
+    fn plan(&self, path: &str) -> serde_json::Value {
+        let Some((bucket, name)) = ingest_core::explain::split_path(path) else {
+            return serde_json::json!({"error": format!("{path:?} is not an object path")});
+        };
+        let ingestor = &self.runtime.ingestor;
+        self.tokio.block_on(async {
+            let meta = match ingestor.store().stat(bucket, name).await {
+                Ok(m) => m,
+                Err(e) => return serde_json::json!({"marker": path, "error": e.to_string()}),
+            };
+            let event = ingest_core::event::ObjectEvent::finalized(bucket, name, meta.generation);
+            match ingestor.dry_run(&event).await {
+                Ok(d) => super::backfill::plan_json(&d),
+                Err(e) => serde_json::json!({"marker": path, "error": e.to_string()}),
+            }
+        })
+    }
+}
+
+/// The `--live` plan as text, under the explanation.
+fn write_live(out: &mut impl Write, plan: &serde_json::Value) -> std::io::Result<()> {
+    let field = |k: &str| plan.get(k).cloned().unwrap_or_default();
+    writeln!(out, "  live plan:")?;
+    if let Some(error) = plan.get("error").and_then(|e| e.as_str()) {
+        return writeln!(out, "    error:       {error}");
+    }
+    writeln!(out, "    ordered:     {}", field("ordered"))?;
+    writeln!(
+        out,
+        "    mode:        {} ({} file(s), {} bytes)",
+        field("mode").as_str().unwrap_or("-"),
+        field("files"),
+        field("bytes")
+    )?;
+    for job in plan
+        .get("jobs")
+        .and_then(|j| j.as_array())
+        .into_iter()
+        .flatten()
+    {
+        writeln!(
+            out,
+            "    job:         {}",
+            job["job_id"].as_str().unwrap_or_default()
+        )?;
+        if let Some(uris) = job.get("source_uris").and_then(|u| u.as_array()) {
+            writeln!(out, "      sources:   {} URI(s)", uris.len())?;
+        }
+        if let Some(config) = job.get("config") {
+            writeln!(out, "      config:    {config}")?;
+        }
+    }
+    Ok(())
 }
 
 /// `[project.]dataset.table`, as `destinationTable` in `load.json` names it.
