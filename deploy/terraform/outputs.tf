@@ -57,3 +57,8 @@ output "state_table" {
   description = "BQ_LOAD_STATE_TABLE in full: project.dataset.table."
   value       = "${local.state_project}.${local.state_dataset}.${element(local.state_parts, length(local.state_parts) - 1)}"
 }
+
+output "reconcile_job" {
+  description = "The Cloud Run job of the scheduled reconcile sweep (null without reconcile_schedule)."
+  value       = length(google_cloud_run_v2_job.reconcile) > 0 ? google_cloud_run_v2_job.reconcile[0].name : null
+}

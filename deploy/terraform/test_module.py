@@ -225,6 +225,29 @@ def check_pipeline(module: dict) -> None:
         check(timeout_s <= ack <= 600, f"deadlines: ack deadline {ack} must cover the timeout {timeout} and be at most 600")
 
 
+def check_reconcile(module: dict) -> None:
+    """The scheduled sweep: a Cloud Run job running `reconcile --apply --mode notifications`
+    with the service's settings, started by Cloud Scheduler through the Jobs API with an OAuth
+    token of an account that may run only that job; all of it only with reconcile_schedule."""
+    resources = module["resource"]
+    job = resources.get("google_cloud_run_v2_job", {}).get("reconcile", {})
+    scheduler = resources.get("google_cloud_scheduler_job", {}).get("reconcile", {})
+    check(bool(job) and bool(scheduler), "reconcile: a Cloud Run job and a Cloud Scheduler job")
+    for name, body in [("job", job), ("scheduler", scheduler)]:
+        check(body.get("count") == "${local.reconcile ? 1 : 0}", f"reconcile {name}: only with reconcile_schedule")
+    check(module["locals"].get("reconcile") == "${var.reconcile_schedule != null}", "reconcile: local.reconcile follows the schedule")
+    check(module["variable"].get("reconcile_schedule", {}).get("default", "unset") is None, "reconcile: off by default")
+    args = str(module["locals"].get("reconcile_args"))
+    for needed in ("reconcile", "--apply", "notifications", "--topic", "google_pubsub_topic.notifications.name"):
+        check(needed in args, f"reconcile: the job's args include {needed}: {args}")
+    container = block(block(block(job, "template"), "template"), "containers")
+    check(container.get("args") == "${local.reconcile_args}", "reconcile: the job runs local.reconcile_args")
+    check(block(container, "dynamic").get("env", {}).get("for_each") == "${local.env}", "reconcile: the job has the service's settings")
+    target = block(scheduler, "http_target")
+    check(":run" in str(target.get("uri")) and "run.googleapis.com/v2" in str(target.get("uri")), "reconcile: the scheduler calls the Jobs API's :run")
+    check(bool(block(target, "oauth_token").get("service_account_email")), "reconcile: with an OAuth token")
+
+
 def check_settings(module: dict) -> None:
     settings_map = module["locals"].get("settings", {})
     variables = module["variable"]
@@ -288,6 +311,7 @@ def check_iam(module: dict) -> None:
         ("google_pubsub_topic_iam_member", "roles/pubsub.publisher", pubsub_agent),
         ("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber", pubsub_agent),
         ("google_cloud_run_v2_service_iam_member", "roles/run.invoker", "serviceAccount:${google_service_account.invoker.email}"),
+        ("google_cloud_run_v2_job_iam_member", "roles/run.invoker", "serviceAccount:${google_service_account.scheduler[0].email}"),
     ]:
         check(needed in members, f"IAM: missing {needed}")
     project_roles = [body.get("role") for rtype, _, body in iam_resources(module) if rtype == "google_project_iam_member"]
@@ -323,6 +347,7 @@ def main() -> int:
     check_pipeline(module)
     check_settings(module)
     check_iam(module)
+    check_reconcile(module)
     check_example(example, module)
     check_migration_table(module)
     counts = {kind: sum(len(v) for v in module[kind].values()) if kind in ("resource", "data") else len(module[kind])

@@ -345,3 +345,23 @@ variable "rust_log" {
   default     = "info"
   description = "RUST_LOG: the log filter."
 }
+
+# --- the scheduled reconcile sweep (bq-ingest reconcile) ------------------------------------
+
+variable "reconcile_schedule" {
+  type        = string
+  default     = null
+  description = "A cron expression (Cloud Scheduler, UTC), e.g. \"17 * * * *\": run `bq-ingest reconcile --apply --mode notifications` as a Cloud Run job on it, republishing the notification of every marker that has no final state row (missed notifications). Null: no sweep."
+}
+
+variable "reconcile_since" {
+  type        = string
+  default     = "24h"
+  description = "How far back the sweep looks (--since)."
+}
+
+variable "reconcile_grace" {
+  type        = string
+  default     = "10m"
+  description = "How old a marker without a row must be before the sweep counts it missed (--grace)."
+}

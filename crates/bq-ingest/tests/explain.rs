@@ -286,7 +286,17 @@ fn bq_ingest(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn completions_and_the_man_page_cover_every_command() {
-    const COMMANDS: [&str; 6] = ["serve", "pull", "backfill", "explain", "completions", "man"];
+    const COMMANDS: [&str; 9] = [
+        "serve",
+        "pull",
+        "backfill",
+        "explain",
+        "status",
+        "reconcile",
+        "resume",
+        "completions",
+        "man",
+    ];
     for shell in ["bash", "zsh", "fish"] {
         let (code, script) = bq_ingest(&["completions", shell]);
         assert_eq!(code, 0, "{shell}");
