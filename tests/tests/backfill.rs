@@ -519,14 +519,18 @@ async fn notifications_mode_goes_through_the_service() {
     fresh_subscription(&t).await;
     let service = t.spawn_service(Mode::Pull, &[]).await;
 
+    // As the Python function's backfill.py is called: -p, an upper-case mode, --pubsub_topic
+    // with the topic's full name.
+    let topic = format!("projects/{}/topics/{}", t.stack.project, t.stack.topic);
     let out = backfill(
         &t,
         &[
+            "-p",
             &root(&t),
-            "--mode",
-            "notifications",
-            "--topic",
-            &t.stack.topic,
+            "-m",
+            "NOTIFICATIONS",
+            "--pubsub_topic",
+            &topic,
         ],
     )
     .await;

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use futures::stream::{self, StreamExt};
+use ingest_core::destination::DestinationRegex;
 use ingest_core::event::ObjectEvent;
 use ingest_core::explain::split_path;
 use ingest_core::ingest::{DryRun, Ingestor, Outcome};
 use ingest_core::operate::list_markers;
 use ingest_core::ports::JobKind;
+use ingest_core::settings::Settings;
 use ingest_pubsub::Publisher;
 use ingest_service::Runtime;
 use serde_json::{json, Value};
@@ -26,17 +28,40 @@ pub enum Mode {
     Notifications,
 }
 
-/// Arguments of `backfill`.
+/// Arguments of `backfill`. The flags of the Python function's `backfill.py` are accepted too:
+/// `--gcs-path`/`-p`, `--mode`/`-m` in any case, `--pubsub_topic`/`-t`, `--success-filename`/`-f`.
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
     /// `gs://bucket/prefix`: every success marker under it (never those under `_backlog/`).
-    uri: String,
-    /// Where the batches are applied.
-    #[arg(long, value_enum, default_value_t = Mode::Local)]
+    #[arg(required_unless_present = "gcs_path")]
+    uri: Option<String>,
+    /// The same as URI, as `backfill.py` names it.
+    #[arg(
+        long = "gcs-path",
+        short = 'p',
+        conflicts_with = "uri",
+        value_name = "URI"
+    )]
+    gcs_path: Option<String>,
+    /// Where the batches are applied (`backfill.py`'s LOCAL and NOTIFICATIONS are accepted;
+    /// its default was NOTIFICATIONS, this one is local).
+    #[arg(long, short = 'm', value_enum, ignore_case = true, default_value_t = Mode::Local)]
     mode: Mode,
-    /// The notification topic, for `--mode notifications`.
-    #[arg(long, env = "INGEST_TOPIC")]
+    /// The notification topic, for `--mode notifications` (an id or `projects/P/topics/T`).
+    #[arg(
+        long,
+        short = 't',
+        env = "INGEST_TOPIC",
+        visible_alias = "pubsub_topic",
+        alias = "pubsub-topic"
+    )]
     topic: Option<String>,
+    /// The success marker's name for this run (default: `SUCCESS_FILENAME`, else `_SUCCESS`).
+    #[arg(long, short = 'f')]
+    success_filename: Option<String>,
+    /// The destination regex for this run (default: `DESTINATION_REGEX`, else the built-in one).
+    #[arg(long)]
+    destination_regex: Option<String>,
     /// Batches handled at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -46,6 +71,21 @@ pub struct BackfillArgs {
     /// Output format of `--dry-run`.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+}
+
+impl BackfillArgs {
+    /// The settings of the environment with this run's overrides.
+    fn settings(&self) -> Result<Settings, String> {
+        let mut settings = Settings::from_env().map_err(|e| e.to_string())?;
+        if let Some(name) = &self.success_filename {
+            settings.success_filename = name.clone();
+        }
+        if let Some(pattern) = &self.destination_regex {
+            settings.destination_regex = DestinationRegex::new(pattern, false)
+                .map_err(|e| format!("--destination-regex: {e}"))?;
+        }
+        Ok(settings)
+    }
 }
 
 #[derive(Debug)]
@@ -58,14 +98,23 @@ pub(super) enum BatchResult {
 
 /// Runs the backfill; exit status 1 if any batch failed.
 pub async fn run(args: BackfillArgs) -> ExitCode {
-    let Some((bucket, prefix)) = bucket_and_prefix(&args.uri) else {
-        eprintln!(
-            "bq-ingest backfill: {:?} is not gs://bucket[/prefix]",
-            args.uri
-        );
+    let uri = args
+        .uri
+        .as_deref()
+        .or(args.gcs_path.as_deref())
+        .unwrap_or_default();
+    let Some((bucket, prefix)) = bucket_and_prefix(uri) else {
+        eprintln!("bq-ingest backfill: {uri:?} is not gs://bucket[/prefix]");
         return ExitCode::FAILURE;
     };
-    let runtime = match Runtime::from_env().await {
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bq-ingest backfill: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match Runtime::build(settings).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("bq-ingest backfill: {e}");
