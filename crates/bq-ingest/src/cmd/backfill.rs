@@ -90,7 +90,7 @@ impl BackfillArgs {
 
 #[derive(Debug)]
 /// What became of one batch.
-pub(super) enum BatchResult {
+enum BatchResult {
     Ingested,
     Skipped(String, String),
     Failed(String, String),
@@ -142,26 +142,51 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
     if args.dry_run {
         return print_plans(&ingestor, &markers, args.format).await;
     }
-    let publisher = match publisher(args.mode, args.topic.as_deref(), &runtime).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("bq-ingest backfill: {e}");
-            return ExitCode::FAILURE;
-        }
+    let how = Apply {
+        mode: args.mode,
+        topic: args.topic.as_deref(),
+        concurrency: args.concurrency,
     };
-    let results = apply_all(
-        &ingestor,
-        publisher.as_ref(),
-        &markers,
-        args.concurrency.max(1),
-    )
-    .await;
-    let verb = if publisher.is_some() {
-        "published"
-    } else {
-        "ingested"
-    };
-    report(verb, results)
+    how.run("backfill", &runtime, &markers).await
+}
+
+/// How markers are driven through the normal path: `backfill` and `reconcile --apply`.
+pub(super) struct Apply<'a> {
+    pub(super) mode: Mode,
+    pub(super) topic: Option<&'a str>,
+    pub(super) concurrency: usize,
+}
+
+impl Apply<'_> {
+    /// Ingests or publishes every marker, then prints the report; exit status 1 if any failed.
+    pub(super) async fn run(
+        &self,
+        command: &str,
+        runtime: &Runtime,
+        markers: &[ObjectEvent],
+    ) -> ExitCode {
+        let publisher = match publisher(self.mode, self.topic, runtime).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("bq-ingest {command}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let ingestor = &runtime.ingestor;
+        let results = apply_all(
+            ingestor,
+            publisher.as_ref(),
+            markers,
+            self.concurrency.max(1),
+        )
+        .await;
+        let verb = if publisher.is_some() {
+            "published"
+        } else {
+            "ingested"
+        };
+        report(verb, results)
+    }
 }
 
 /// `gs://bucket/prefix` or `gs://bucket`.
@@ -205,7 +230,7 @@ async fn print_plans(ingestor: &Ingestor, markers: &[ObjectEvent], format: Forma
 }
 
 /// The publisher of `--mode notifications`, `None` for `--mode local`.
-pub(super) async fn publisher(
+async fn publisher(
     mode: Mode,
     topic: Option<&str>,
     runtime: &Runtime,
@@ -220,7 +245,7 @@ pub(super) async fn publisher(
 
 /// Every marker, `concurrency` at a time: published, or ingested here; a progress bar on a
 /// terminal.
-pub(super) async fn apply_all(
+async fn apply_all(
     ingestor: &Ingestor,
     publisher: Option<&Publisher>,
     markers: &[ObjectEvent],
@@ -259,7 +284,7 @@ pub(super) async fn apply_all(
 }
 
 /// Prints the counts and every skipped or failed batch; failure when any failed.
-pub(super) fn report(verb: &str, results: Vec<BatchResult>) -> ExitCode {
+fn report(verb: &str, results: Vec<BatchResult>) -> ExitCode {
     let (mut ok, mut skipped, mut failed) = (0, Vec::new(), Vec::new());
     for r in results {
         match r {

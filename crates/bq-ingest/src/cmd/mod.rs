@@ -34,3 +34,12 @@ fn metrics_endpoint(runtime: &ingest_service::Runtime) -> ingest_http::MetricsEn
     let metrics = runtime.metrics.clone();
     ingest_http::MetricsEndpoint::new(move || metrics.render())
 }
+
+/// The runtime of an operator's command from the environment, or the error printed as
+/// `bq-ingest <command>: …`.
+async fn runtime_for(command: &str) -> Result<ingest_service::Runtime, std::process::ExitCode> {
+    ingest_service::Runtime::from_env().await.map_err(|e| {
+        eprintln!("bq-ingest {command}: {e}");
+        std::process::ExitCode::FAILURE
+    })
+}

@@ -9,10 +9,9 @@ use std::time::Duration;
 use clap::Args;
 use ingest_core::event::ObjectEvent;
 use ingest_core::explain::split_path;
-use ingest_service::Runtime;
 use serde_json::json;
 
-use super::backfill::{apply_all, bucket_and_prefix, publisher, report, Mode};
+use super::backfill::{bucket_and_prefix, Apply, Mode};
 use super::status::scan;
 use super::Format;
 
@@ -55,12 +54,9 @@ pub async fn run(args: ReconcileArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let runtime = match Runtime::from_env().await {
+    let runtime = match super::runtime_for("reconcile").await {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("bq-ingest reconcile: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let found = match scan(&runtime, &bucket, &prefix, args.since, args.grace).await {
         Ok(f) => f.unrecorded,
@@ -106,25 +102,10 @@ pub async fn run(args: ReconcileArgs) -> ExitCode {
             Some(event)
         })
         .collect();
-    let publisher = match publisher(args.mode, args.topic.as_deref(), &runtime).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("bq-ingest reconcile: {e}");
-            return ExitCode::FAILURE;
-        }
+    let how = Apply {
+        mode: args.mode,
+        topic: args.topic.as_deref(),
+        concurrency: args.concurrency,
     };
-    let ingestor = runtime.ingestor.clone();
-    let results = apply_all(
-        &ingestor,
-        publisher.as_ref(),
-        &markers,
-        args.concurrency.max(1),
-    )
-    .await;
-    let verb = if publisher.is_some() {
-        "published"
-    } else {
-        "ingested"
-    };
-    report(verb, results)
+    how.run("reconcile", &runtime, &markers).await
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Args;
 use ingest_core::explain::split_path;
 use ingest_core::ordering::{apply_resume, plan_resume, ResumePlan, ResumeStep};
-use ingest_service::Runtime;
 
 use super::Format;
 
@@ -36,12 +35,9 @@ pub async fn run(args: ResumeArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let runtime = match Runtime::from_env().await {
+    let runtime = match super::runtime_for("resume").await {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("bq-ingest resume: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let ports = runtime.ingestor.ports();
     let settings = runtime.ingestor.settings();

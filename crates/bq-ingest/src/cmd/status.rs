@@ -60,12 +60,9 @@ pub async fn run(args: StatusArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let runtime = match Runtime::from_env().await {
+    let runtime = match super::runtime_for("status").await {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("bq-ingest status: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let findings = match scan(&runtime, &bucket, &prefix, args.since, args.grace).await {
         Ok(f) => f,
