@@ -33,6 +33,8 @@ pub struct ConfigDir {
     pub load_json: Option<ConfigFile>,
     /// `external.json`.
     pub external_json: Option<ConfigFile>,
+    /// `table.json`: the destination's template.
+    pub table_json: Option<ConfigFile>,
     /// Every `*.sql`.
     pub sql: Vec<ConfigFile>,
     /// Whether `ORDERME` exists.
@@ -91,6 +93,8 @@ pub struct BatchConfig {
     pub external: Option<Map<String, Value>>,
     /// The nearest transform SQL, when any: transform mode.
     pub transform_sql: Option<ConfigFile>,
+    /// The nearest `table.json`, when any (its fields are also in [`BatchConfig::load`]).
+    pub table_template: Option<String>,
     /// Whether an `ORDERME` is on the path.
     pub ordered: bool,
     /// The config objects that contributed, root first (for `explain` and logs).
@@ -105,6 +109,21 @@ pub const LOAD_JSON: &str = "load.json";
 pub const EXTERNAL_JSON: &str = "external.json";
 /// The file whose presence turns on ordering.
 pub const ORDERME: &str = "ORDERME";
+/// The destination table's template of a folder: created from it when missing (load mode).
+pub const TABLE_JSON: &str = "table.json";
+
+/// The keys a `table.json` may hold (BigQuery's `Table` resource), and where each goes in the
+/// load job: `schema`, `timePartitioning`, `rangePartitioning` and `clustering` as they are
+/// (when `load.json` does not set them), `description` and `labels` under
+/// `destinationTableProperties`.
+pub const TABLE_TEMPLATE_KEYS: &[&str] = &[
+    "schema",
+    "timePartitioning",
+    "rangePartitioning",
+    "clustering",
+    "description",
+    "labels",
+];
 
 /// The `configuration.load` fields every batch starts from, before any `load.json`.
 pub const BASE_LOAD_CONFIG: &[(&str, &str)] = &[
@@ -184,7 +203,11 @@ pub fn files_to_read(prefix: &str, names: &[&str]) -> (Vec<String>, bool) {
         }
         if relative == ORDERME {
             orderme = true;
-        } else if relative == LOAD_JSON || relative == EXTERNAL_JSON || is_sql_file(relative) {
+        } else if relative == LOAD_JSON
+            || relative == EXTERNAL_JSON
+            || relative == TABLE_JSON
+            || is_sql_file(relative)
+        {
             to_read.push((*name).to_string());
         }
     }
@@ -260,6 +283,7 @@ struct Merging<'a> {
     table: Option<OwnValue>,
     source: Option<OwnValue>,
     external: Option<Map<String, Value>>,
+    table_template: Option<(Map<String, Value>, String)>,
     transform_sql: Option<ConfigFile>,
     ordered: bool,
 }
@@ -276,6 +300,7 @@ impl<'a> Merging<'a> {
             table: None,
             source: None,
             external: None,
+            table_template: None,
             transform_sql: None,
             ordered: false,
         }
@@ -288,6 +313,9 @@ impl<'a> Merging<'a> {
         }
         if let Some(file) = &dir.external_json {
             self.external = Some(parse_object(self.bucket, file)?);
+        }
+        if let Some(file) = &dir.table_json {
+            self.table_template = Some((parse_object(self.bucket, file)?, file.name.clone()));
         }
         match dir.sql.as_slice() {
             [] => {}
@@ -335,8 +363,20 @@ impl<'a> Merging<'a> {
     }
 
     /// Checks and reads what was collected.
-    fn finish(self, dirs: &[ConfigDir]) -> Result<BatchConfig, ConfigError> {
+    fn finish(mut self, dirs: &[ConfigDir]) -> Result<BatchConfig, ConfigError> {
         let bucket = self.bucket;
+        let table_template = match self.table_template.take() {
+            Some((template, file)) => {
+                if self.transform_sql.is_some() {
+                    let problem = "a table template applies to load mode; in transform mode \
+                                   create the table in the SQL or beforehand";
+                    return Err(invalid_value(bucket, &file, "table.json", problem));
+                }
+                apply_table_template(bucket, &file, template, &mut self.load)?;
+                Some(file)
+            }
+            None => None,
+        };
         if let Some(sql) = &self.transform_sql {
             if let Err(e) = std::str::from_utf8(&sql.content) {
                 let problem = format!("not UTF-8: {e}");
@@ -364,10 +404,56 @@ impl<'a> Merging<'a> {
             data_source_name,
             external: self.external,
             transform_sql: self.transform_sql,
+            table_template,
             ordered: self.ordered,
             sources,
         })
     }
+}
+
+/// Puts a `table.json`'s fields into the load configuration (see [`TABLE_TEMPLATE_KEYS`]): the
+/// load job then creates the destination from it when it does not exist
+/// (`createDisposition: CREATE_IF_NEEDED`, BigQuery's default, set explicitly). A key of
+/// another kind is an error naming the file.
+fn apply_table_template(
+    bucket: &str,
+    file: &str,
+    template: Map<String, Value>,
+    load: &mut Map<String, Value>,
+) -> Result<(), ConfigError> {
+    let mut properties = Map::new();
+    for (key, value) in template {
+        match key.as_str() {
+            "schema" | "timePartitioning" | "rangePartitioning" | "clustering" => {
+                if !value.is_object() {
+                    let problem = format!("expected an object, found {}", kind_of(&value));
+                    return Err(invalid_value(bucket, file, &key, &problem));
+                }
+                load.entry(key).or_insert(value);
+            }
+            "description" | "labels" => {
+                properties.insert(key, value);
+            }
+            _ => {
+                let problem = format!(
+                    "unknown key in a table template; allowed: {}",
+                    TABLE_TEMPLATE_KEYS.join(", ")
+                );
+                return Err(invalid_value(bucket, file, &key, &problem));
+            }
+        }
+    }
+    if !properties.is_empty() && !load.contains_key("destinationTableProperties") {
+        load.insert(
+            "destinationTableProperties".to_string(),
+            Value::Object(properties),
+        );
+    }
+    load.insert(
+        "createDisposition".to_string(),
+        Value::String("CREATE_IF_NEEDED".to_string()),
+    );
+    Ok(())
 }
 
 /// `destinationTable`: an object with `datasetId` and `tableId`.
@@ -415,6 +501,16 @@ fn contributing_sources(dirs: &[ConfigDir], transform_sql: Option<&ConfigFile>) 
     for dir in dirs {
         if let Some(file) = &dir.load_json {
             sources.push(file.name.clone());
+        }
+        if let Some(file) = &dir.table_json {
+            if dirs
+                .iter()
+                .rev()
+                .find_map(|d| d.table_json.as_ref())
+                .is_some_and(|n| std::ptr::eq(n, file))
+            {
+                sources.push(file.name.clone());
+            }
         }
         if let (Some(file), Some(nearest)) = (&dir.external_json, nearest_external) {
             if std::ptr::eq(file, nearest) {

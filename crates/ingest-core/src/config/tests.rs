@@ -594,3 +594,87 @@ fn merge_sources_are_root_first_across_kinds() {
         ]
     );
 }
+
+// ---- table.json ----
+
+fn table_dir(prefix: &str, json: &str) -> ConfigDir {
+    ConfigDir {
+        prefix: prefix.to_string(),
+        table_json: Some(file(&format!("{prefix}table.json"), json)),
+        ..ConfigDir::default()
+    }
+}
+
+#[test]
+fn a_table_template_goes_into_the_load_job_and_the_nearest_wins() {
+    let root = table_dir(
+        "_config/",
+        r#"{"schema": {"fields": [{"name": "old", "type": "STRING"}]}}"#,
+    );
+    let near = table_dir(
+        "ds/t/_config/",
+        r#"{"schema": {"fields": [{"name": "id", "type": "INT64"}]},
+            "timePartitioning": {"type": "DAY", "field": "ts"},
+            "clustering": {"fields": ["id"]}, "description": "orders", "labels": {"team": "crm"}}"#,
+    );
+    let config = BatchConfig::merge(BUCKET, &[root, near]).unwrap();
+    assert_eq!(
+        config.table_template.as_deref(),
+        Some("ds/t/_config/table.json")
+    );
+    assert_eq!(config.load["schema"]["fields"][0]["name"], "id");
+    assert_eq!(config.load["timePartitioning"]["field"], "ts");
+    assert_eq!(config.load["clustering"]["fields"][0], "id");
+    assert_eq!(
+        config.load["destinationTableProperties"]["description"],
+        "orders"
+    );
+    assert_eq!(
+        config.load["destinationTableProperties"]["labels"]["team"],
+        "crm"
+    );
+    assert_eq!(config.load["createDisposition"], "CREATE_IF_NEEDED");
+    assert!(config
+        .sources
+        .contains(&"ds/t/_config/table.json".to_string()));
+    assert!(!config.sources.contains(&"_config/table.json".to_string()));
+}
+
+#[test]
+fn load_json_wins_over_the_template_for_the_same_key() {
+    let template = table_dir(
+        "_config/",
+        r#"{"schema": {"fields": [{"name": "a", "type": "STRING"}]}}"#,
+    );
+    let load = load_dir(
+        "ds/_config/",
+        r#"{"schema": {"fields": [{"name": "b", "type": "STRING"}]}}"#,
+    );
+    let config = BatchConfig::merge(BUCKET, &[template, load]).unwrap();
+    assert_eq!(config.load["schema"]["fields"][0]["name"], "b");
+}
+
+#[test]
+fn an_unknown_template_key_is_an_error_naming_the_file() {
+    let dir = table_dir(
+        "ds/_config/",
+        r#"{"schema": {"fields": []}, "expirationTime": "1"}"#,
+    );
+    let err = BatchConfig::merge(BUCKET, &[dir]).unwrap_err().to_string();
+    assert!(err.contains("ds/_config/table.json"), "{err}");
+    assert!(
+        err.contains("expirationTime") && err.contains("allowed: schema"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_template_in_transform_mode_is_an_error() {
+    let mut dir = table_dir("ds/_config/", r#"{"schema": {"fields": []}}"#);
+    dir.sql = vec![file(
+        "ds/_config/bq_transform.sql",
+        "INSERT INTO {dest_dataset}.{dest_table} SELECT * FROM temp_ext",
+    )];
+    let err = BatchConfig::merge(BUCKET, &[dir]).unwrap_err().to_string();
+    assert!(err.contains("applies to load mode"), "{err}");
+}

@@ -229,6 +229,8 @@ async fn config_dir(
             dir.load_json = Some(file);
         } else if base == "external.json" {
             dir.external_json = Some(file);
+        } else if base == crate::config::TABLE_JSON {
+            dir.table_json = Some(file);
         } else if base.ends_with(".sql") {
             dir.sql.push(file);
         }
