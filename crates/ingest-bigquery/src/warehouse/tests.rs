@@ -91,3 +91,44 @@ fn only_commit_conflicts_are_retried() {
     assert!(!is_commit_conflict("no such field: foo"));
     assert!(!is_commit_conflict("Failed to commit"));
 }
+
+#[test]
+fn catalog_conflicts_are_retriable_against_an_emulator_only() {
+    let failed = || {
+        let mut status = JobStatus::new(
+            JobRef {
+                project: "p".into(),
+                job_id: "j".into(),
+                location: None,
+            },
+            ingest_core::ports::JobState::Done,
+        );
+        status.error = Some(ingest_core::ports::JobError {
+            reason: "invalidQuery".into(),
+            message: r#"Catalog write-write conflict on create with "gcs_emulator""#.into(),
+        });
+        status
+    };
+    let emulator = BigQueryWarehouse::for_emulator("p", "127.0.0.1:9050").unwrap();
+    let error = emulator.emulator_conflicts_retried(failed()).error.unwrap();
+    assert_eq!(error.reason, "backendError");
+    assert!(
+        error.message.contains("was invalidQuery"),
+        "{}",
+        error.message
+    );
+    assert!(ingest_core::ingest::is_retriable_job_error(&error));
+
+    let google = BigQueryWarehouse::at(
+        "p",
+        "https://bigquery.googleapis.com/bigquery/v2",
+        ingest_google::Credentials::Anonymous,
+    )
+    .unwrap();
+    let error = google.emulator_conflicts_retried(failed()).error.unwrap();
+    assert_eq!(
+        error.reason, "invalidQuery",
+        "BigQuery's answers are never rewritten"
+    );
+    assert!(!is_catalog_conflict("Provided Schema does not match Table"));
+}
