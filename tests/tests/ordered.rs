@@ -917,6 +917,12 @@ async fn resume_skips_the_failed_batch_and_the_rest_follows() {
     assert_eq!(applied(&service), strings(&["01", "03"]));
     assert_eq!(t.count(TABLE).await, 2);
 
+    // The skipped batch no longer needs a person: status is green again.
+    let status = t.run_command(&["status", &t.uri("")], &[]).await;
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("failed batches: 0"), "{text}");
+
     // Nothing is stopped any more: resume says so and changes nothing but _BACKFILL.
     let again = t.run_command(&["resume", &table, "--dry-run"], &[]).await;
     assert!(again.status.success());

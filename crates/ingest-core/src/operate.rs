@@ -42,14 +42,12 @@ pub async fn list_markers(
     }
 }
 
-/// The final states (`done`, `failed`) recorded per (marker URI, generation), the latest row
-/// winning.
+/// The final states (`done`, `failed`, `skipped` by `resume --skip`) recorded per (marker URI,
+/// generation), the latest row winning.
 pub fn final_states(rows: &[LoadRecord]) -> HashMap<(String, i64), &LoadRecord> {
     let mut out: HashMap<(String, i64), &LoadRecord> = HashMap::new();
-    for row in rows
-        .iter()
-        .filter(|r| r.state == "done" || r.state == "failed")
-    {
+    let is_final = |r: &&LoadRecord| matches!(r.state.as_str(), "done" | "failed" | "skipped");
+    for row in rows.iter().filter(is_final) {
         let key = (row.marker_uri.clone(), row.marker_generation);
         if out.get(&key).is_none_or(|r| r.ended_at <= row.ended_at) {
             out.insert(key, row);

@@ -125,7 +125,13 @@ fn skipping_the_failed_batch_applies_the_rest() {
         ),
         "{plan:?}"
     );
-    block_on(apply_resume(e.ingestor.ports(), B, &plan)).unwrap();
+    block_on(apply_resume(
+        e.ingestor.ports(),
+        e.ingestor.settings(),
+        B,
+        &plan,
+    ))
+    .unwrap();
     assert!(e.store.meta(B, "ds/t/_bqlock").is_none());
     let outcome = e.backfill();
     assert!(
@@ -138,6 +144,28 @@ fn skipping_the_failed_batch_applies_the_rest() {
             .meta(B, "ds/t/_backlog/$20240102/_SUCCESS")
             .is_none(),
         "applied"
+    );
+    // The skipped batch has its own row, after its failure, for the same marker generation.
+    let records = e.warehouse.records();
+    let row = |state: &str| {
+        records
+            .iter()
+            .map(|(_, r)| r)
+            .find(|r| r.state == state && r.marker_uri == "gs://bucket/ds/t/$20240101/_SUCCESS")
+            .cloned()
+    };
+    let (failed, skipped) = (
+        row("failed").unwrap(),
+        row("skipped").expect("a skipped row"),
+    );
+    assert_eq!(failed.marker_generation, skipped.marker_generation);
+    assert!(
+        skipped
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("bad row"),
+        "{skipped:?}"
     );
 }
 
@@ -153,7 +181,13 @@ fn resuming_without_skip_retries_the_failed_batch() {
         ),
         "{plan:?}"
     );
-    block_on(apply_resume(e.ingestor.ports(), B, &plan)).unwrap();
+    block_on(apply_resume(
+        e.ingestor.ports(),
+        e.ingestor.settings(),
+        B,
+        &plan,
+    ))
+    .unwrap();
     let outcome = e.backfill();
     assert!(
         format!("{outcome:?}").contains("applied 2 batch(es)"),
@@ -169,7 +203,13 @@ fn a_table_changed_since_the_plan_is_left_alone() {
     // Another operator resumed it meanwhile: the lock's generation is gone.
     let lock = e.store.meta(B, "ds/t/_bqlock").unwrap();
     e.store.insert(B, "ds/t/_bqlock", b"someone else".to_vec());
-    let err = block_on(apply_resume(e.ingestor.ports(), B, &plan)).unwrap_err();
+    let err = block_on(apply_resume(
+        e.ingestor.ports(),
+        e.ingestor.settings(),
+        B,
+        &plan,
+    ))
+    .unwrap_err();
     assert!(matches!(err, ResumeError::Store { .. }), "{err}");
     assert_ne!(
         e.store.meta(B, "ds/t/_bqlock").unwrap().generation,

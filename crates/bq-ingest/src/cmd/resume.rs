@@ -51,7 +51,9 @@ pub async fn run(args: ResumeArgs) -> ExitCode {
     let applied = if args.dry_run {
         Ok(false)
     } else {
-        apply_resume(ports, bucket, &plan).await.map(|()| true)
+        apply_resume(ports, settings, bucket, &plan)
+            .await
+            .map(|()| true)
     };
     match args.format {
         Format::Json => {
@@ -79,7 +81,9 @@ fn print_text<E>(bucket: &str, plan: &ResumePlan, applied: &Result<bool, E>) {
     let prefix = plan.table.as_str();
     for step in &plan.steps {
         match step {
-            ResumeStep::SkipItem { item, generation } => {
+            ResumeStep::SkipItem {
+                item, generation, ..
+            } => {
                 println!("  skip   gs://{bucket}/{item} (generation {generation}): the batch is not applied")
             }
             ResumeStep::RemoveLock { generation, .. } => {

@@ -19,6 +19,9 @@ pub enum ResumeStep {
         item: String,
         /// Its generation.
         generation: i64,
+        /// The generation of the batch's marker, when the lock names it (for the `skipped`
+        /// state row).
+        marker_generation: Option<i64>,
     },
     /// Delete `_bqlock`, at this generation.
     RemoveLock {
@@ -109,6 +112,7 @@ pub async fn plan_resume(
         Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(store_error(e)),
     };
+    let mut marker_generation = None;
     if let Some((meta, content)) = lock {
         let was = String::from_utf8_lossy(&content).trim().to_string();
         let jobs = match LockContent::parse(&content, &settings.job_prefix) {
@@ -122,6 +126,7 @@ pub async fn plan_resume(
             }
             LockContent::Ours(state) => {
                 plan.stopped_at = Some(state.item.clone());
+                marker_generation = Some(state.marker_generation);
                 plan.error = state.error.clone();
                 let location = state.location.clone();
                 state
@@ -177,6 +182,8 @@ pub async fn plan_resume(
             Ok(meta) => plan.steps.insert(
                 0,
                 ResumeStep::SkipItem {
+                    marker_generation: marker_generation
+                        .filter(|_| plan.stopped_at.as_deref() == Some(item.as_str())),
                     item,
                     generation: meta.generation,
                 },
@@ -190,9 +197,11 @@ pub async fn plan_resume(
 }
 
 /// Does the steps of `plan` in order, each with its generation precondition: a table changed
-/// since the plan fails with [`StoreError::PreconditionFailed`] at that step.
+/// since the plan fails with [`StoreError::PreconditionFailed`] at that step. A skipped batch
+/// gets a `skipped` state row, so that it no longer counts as failed.
 pub async fn apply_resume(
     ports: &Ports,
+    settings: &Settings,
     bucket: &str,
     plan: &ResumePlan,
 ) -> Result<(), ResumeError> {
@@ -206,8 +215,15 @@ pub async fn apply_resume(
     };
     for step in &plan.steps {
         match step {
-            ResumeStep::SkipItem { item, generation } => {
-                ports.store.delete(bucket, item, Some(*generation)).await
+            ResumeStep::SkipItem {
+                item,
+                generation,
+                marker_generation,
+            } => {
+                let deleted = ports.store.delete(bucket, item, Some(*generation)).await;
+                deleted.map_err(store_error)?;
+                record_skip(ports, settings, bucket, item, *marker_generation, plan).await;
+                Ok(())
             }
             ResumeStep::RemoveLock { generation, .. } => {
                 let lock = format!("{prefix}/{LOCK_FILENAME}");
@@ -224,6 +240,35 @@ pub async fn apply_resume(
         .map_err(store_error)?;
     }
     Ok(())
+}
+
+/// The `skipped` row of a skipped batch; a failure to write it is logged and changes nothing
+/// (the batch was skipped all the same).
+async fn record_skip(
+    ports: &Ports,
+    settings: &Settings,
+    bucket: &str,
+    item: &str,
+    marker_generation: Option<i64>,
+    plan: &ResumePlan,
+) {
+    let marker = marker_of_item(item).unwrap_or_else(|| item.to_string());
+    let reason = format!(
+        "skipped by bq-ingest resume --skip (was: {})",
+        plan.error.as_deref().unwrap_or("no error recorded")
+    );
+    let record = crate::pipeline::record::row(
+        format!("gs://{bucket}/{marker}"),
+        marker_generation.unwrap_or_default(),
+        &[],
+        "skipped",
+        Some(reason),
+        ports.clock.now(),
+    );
+    if let Err(e) = crate::pipeline::record::write(settings, ports, &record).await {
+        let marker = &record.marker_uri;
+        tracing::error!(marker = %marker, error = %e, "could not record the skip of {marker}: {e}");
+    }
 }
 
 enum Ended {
