@@ -202,7 +202,7 @@ impl ClientLayer {
         })
     }
 
-    /// The project of this environment when no setting names one (see [`discover_project`]).
+    /// The project of this environment when no setting names one (see [`discover_project`](crate::discover_project)).
     pub async fn discover_project(&self) -> Option<crate::DiscoveredProject> {
         crate::discover_project(&self.http).await
     }
