@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A fresh clone with nothing beside it runs both README commands: clones this repository into an
-# empty folder (no ../shared, no test data outside the repository, no installed emulators), runs
+# empty folder (no test data outside the repository, no installed emulators), runs
 # the two commands of the README's first code block there, and checks that the first loaded the
 # batch and the second passed. What is checked is the committed tree (CI runs on a clean checkout).
 # The second command, scripts/test.sh, runs in the clone with BQ_INGEST_NESTED_TEST=1: it skips

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::event::{EventType, ObjectEvent};
 use crate::ingest::Ingestor;
-use crate::ordering::{LockContent, BACKLOG_DIR, LOCK_FILENAME};
+use crate::ordering::{self, LockContent, BACKLOG_DIR, LOCK_FILENAME};
 use crate::ports::{JobState, LoadRecord, ObjectStore, StoreError, WarehouseError};
 use crate::settings::{Settings, BACKFILL_FILENAME};
 use crate::trigger::{classify_name, Trigger};
@@ -244,17 +244,12 @@ async fn read_lock(
     table: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<LockSummary>, StoreError> {
-    let (meta, content) = match store
-        .read(bucket, &format!("{table}/{LOCK_FILENAME}"))
-        .await
-    {
-        Ok(found) => found,
-        Err(StoreError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some((meta, _, lock)) =
+        ordering::read_lock(store, bucket, table, &settings.job_prefix).await?
+    else {
+        return Ok(None);
     };
-    let age_seconds = meta
-        .updated
-        .map(|at| (now - at).num_seconds().max(0).unsigned_abs());
+    let age_seconds = meta.updated.map(|_| ordering::age_of(&meta, now).as_secs());
     let mut summary = LockSummary {
         kind: "bq-ingest",
         item: None,
@@ -264,7 +259,7 @@ async fn read_lock(
         age_seconds,
         text: None,
     };
-    match LockContent::parse(&content, &settings.job_prefix) {
+    match lock {
         LockContent::Ours(state) => {
             summary.item = Some(state.item);
             summary.job_ids = state.job_ids;

@@ -385,32 +385,56 @@ pub(super) fn plan_json(d: &DryRun) -> Value {
 /// A batch's plan as text: destination, batch, mode, files, bytes, each job.
 pub(super) fn print_plan(d: &DryRun) {
     println!("{}", d.marker);
+    // Writing to stdout fails only when it is closed; the report is then lost either way.
+    let _ = write_plan(&mut std::io::stdout(), d, "  ", false);
+}
+
+/// The lines of a batch's plan under its marker, each after `indent`; with `config`, each load
+/// job's merged configuration too (`explain --live`).
+pub(super) fn write_plan(
+    out: &mut impl std::io::Write,
+    d: &DryRun,
+    indent: &str,
+    config: bool,
+) -> std::io::Result<()> {
     if let Some(b) = &d.batch {
-        println!("  destination: {}", b.destination);
+        writeln!(out, "{indent}destination: {}", b.destination)?;
         if let Some(id) = &b.batch_id {
-            println!("  batch:       {id}");
+            writeln!(out, "{indent}batch:       {id}")?;
         }
     }
     if d.ordered {
-        println!("  ordered:     yes (applied through the table's backlog)");
+        writeln!(
+            out,
+            "{indent}ordered:     yes (applied through the table's backlog)"
+        )?;
     }
     if let Some(plan) = &d.plan {
-        println!(
-            "  mode:        {} ({} file(s), {} bytes, {} job(s))",
+        writeln!(
+            out,
+            "{indent}mode:        {} ({} file(s), {} bytes, {} job(s))",
             plan.mode.as_str(),
             plan.files,
             plan.bytes,
             plan.jobs.len()
-        );
+        )?;
         for job in &plan.jobs {
             let uris = match &job.kind {
                 JobKind::Load { source_uris, .. } => source_uris.len(),
                 JobKind::Query { .. } => 1,
             };
-            println!("  job:         {} ({uris} source URI(s))", job.job_id);
+            writeln!(
+                out,
+                "{indent}job:         {} ({uris} source URI(s))",
+                job.job_id
+            )?;
+            if let (true, JobKind::Load { config: load, .. }) = (config, &job.kind) {
+                writeln!(out, "{indent}  config:    {}", Value::Object(load.clone()))?;
+            }
         }
     }
     if let Some(e) = &d.error {
-        println!("  error:       {e}");
+        writeln!(out, "{indent}error:       {e}")?;
     }
+    Ok(())
 }

@@ -99,17 +99,24 @@ pub fn run(args: ExplainArgs) -> ExitCode {
         };
         failed |= plan
             .as_ref()
-            .is_some_and(|p| p.get("error").is_some_and(|e| !e.is_null()));
+            .is_some_and(|p| p.as_ref().map_or(true, |d| d.error.is_some()));
         let written = match args.format {
             Format::Json => {
                 let mut line = serde_json::to_value(&e).unwrap_or_default();
-                if let Some(plan) = plan {
-                    line["live"] = plan;
+                if let Some(plan) = &plan {
+                    line["live"] = match plan {
+                        Ok(d) => super::backfill::plan_json(d),
+                        Err(error) => serde_json::json!({"marker": path, "error": error}),
+                    };
                 }
                 writeln!(out, "{line}")
             }
             Format::Text => write_text(&mut out, &e).and_then(|()| match &plan {
-                Some(plan) => write_live(&mut out, plan),
+                Some(Ok(d)) => {
+                    writeln!(out, "  live plan:")?;
+                    super::backfill::write_plan(&mut out, d, "    ", true)
+                }
+                Some(Err(error)) => writeln!(out, "  live plan:\n    error:       {error}"),
                 None => Ok(()),
             }),
         };
@@ -142,60 +149,21 @@ impl Live {
         Ok(Live { tokio, runtime })
     }
 
-    /// The plan of the marker at `path` at its live generation, as JSON.
-    fn plan(&self, path: &str) -> serde_json::Value {
-        let Some((bucket, name)) = ingest_core::explain::split_path(path) else {
-            return serde_json::json!({"error": format!("{path:?} is not an object path")});
-        };
+    /// The plan of the marker at `path` at its live generation, as `backfill --dry-run` finds it.
+    fn plan(&self, path: &str) -> Result<ingest_core::ingest::DryRun, String> {
+        let (bucket, name) = ingest_core::explain::split_path(path)
+            .ok_or_else(|| format!("{path:?} is not an object path"))?;
         let ingestor = &self.runtime.ingestor;
         self.tokio.block_on(async {
-            let meta = match ingestor.store().stat(bucket, name).await {
-                Ok(m) => m,
-                Err(e) => return serde_json::json!({"marker": path, "error": e.to_string()}),
-            };
+            let meta = ingestor
+                .store()
+                .stat(bucket, name)
+                .await
+                .map_err(|e| e.to_string())?;
             let event = ingest_core::event::ObjectEvent::finalized(bucket, name, meta.generation);
-            match ingestor.dry_run(&event).await {
-                Ok(d) => super::backfill::plan_json(&d),
-                Err(e) => serde_json::json!({"marker": path, "error": e.to_string()}),
-            }
+            ingestor.dry_run(&event).await.map_err(|e| e.to_string())
         })
     }
-}
-
-/// The `--live` plan as text, under the explanation.
-fn write_live(out: &mut impl Write, plan: &serde_json::Value) -> std::io::Result<()> {
-    let field = |k: &str| plan.get(k).cloned().unwrap_or_default();
-    writeln!(out, "  live plan:")?;
-    if let Some(error) = plan.get("error").and_then(|e| e.as_str()) {
-        return writeln!(out, "    error:       {error}");
-    }
-    writeln!(out, "    ordered:     {}", field("ordered"))?;
-    writeln!(
-        out,
-        "    mode:        {} ({} file(s), {} bytes)",
-        field("mode").as_str().unwrap_or("-"),
-        field("files"),
-        field("bytes")
-    )?;
-    for job in plan
-        .get("jobs")
-        .and_then(|j| j.as_array())
-        .into_iter()
-        .flatten()
-    {
-        writeln!(
-            out,
-            "    job:         {}",
-            job["job_id"].as_str().unwrap_or_default()
-        )?;
-        if let Some(uris) = job.get("source_uris").and_then(|u| u.as_array()) {
-            writeln!(out, "      sources:   {} URI(s)", uris.len())?;
-        }
-        if let Some(config) = job.get("config") {
-            writeln!(out, "      config:    {config}")?;
-        }
-    }
-    Ok(())
 }
 
 /// `[project.]dataset.table`, as `destinationTable` in `load.json` names it.

@@ -43,6 +43,7 @@ use crate::destination::table_prefix;
 use crate::event::ObjectEvent;
 use crate::outcome::Outcome;
 use crate::pipeline::Context;
+use crate::ports::{ObjectMeta, ObjectStore, StoreError};
 use crate::settings::BACKFILL_FILENAME;
 
 mod publisher;
@@ -154,6 +155,62 @@ pub fn marker_of_item(item: &str) -> Option<String> {
 struct BacklogEntry {
     marker: String,
     generation: i64,
+}
+
+/// A table's `_bqlock`: its metadata, its raw content and what it says; `None` without a lock.
+/// The subscriber, `resume` and `status` read it alike.
+pub(crate) async fn read_lock(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    table: &str,
+    job_prefix: &str,
+) -> Result<Option<(ObjectMeta, Vec<u8>, LockContent)>, StoreError> {
+    match store
+        .read(bucket, &format!("{table}/{LOCK_FILENAME}"))
+        .await
+    {
+        Ok((meta, content)) => {
+            let lock = LockContent::parse(&content, job_prefix);
+            Ok(Some((meta, content, lock)))
+        }
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// How long ago `meta`'s object was last written, as of `now` (zero when it has no time).
+pub(crate) fn age_of(meta: &ObjectMeta, now: DateTime<Utc>) -> std::time::Duration {
+    meta.updated
+        .and_then(|at| (now - at).to_std().ok())
+        .unwrap_or_default()
+}
+
+/// The first item of a table's backlog in lexicographic order, and how many items the first
+/// listing page (100 objects) holds: exact up to 100, a lower bound beyond.
+pub(crate) async fn first_backlog_item(
+    store: &dyn ObjectStore,
+    success_filename: &str,
+    bucket: &str,
+    table: &str,
+) -> Result<(Option<ObjectMeta>, usize), StoreError> {
+    let prefix = format!("{table}/{BACKLOG_DIR}/");
+    let is_marker = |o: &ObjectMeta| o.name.rsplit('/').next() == Some(success_filename);
+    let mut first_page_items = None;
+    let mut token: Option<String> = None;
+    loop {
+        let page = store
+            .list(bucket, &prefix, token.as_deref(), Some(100))
+            .await?;
+        let counted = page.objects.iter().filter(|o| is_marker(o)).count();
+        let items = *first_page_items.get_or_insert(counted);
+        if let Some(o) = page.objects.into_iter().find(|o| is_marker(o)) {
+            return Ok((Some(o), items));
+        }
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => return Ok((None, items)),
+        }
+    }
 }
 
 /// The table prefix of `event`'s object, or the failed outcome that says there is none (the

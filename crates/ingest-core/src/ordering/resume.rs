@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use super::{marker_of_item, LockContent, BACKLOG_DIR, LOCK_FILENAME};
+use super::{first_backlog_item, marker_of_item, read_lock, LockContent, LOCK_FILENAME};
 use crate::pipeline::Ports;
-use crate::ports::{JobRef, JobState, ObjectMeta, PutMode, StoreError, WarehouseError};
+use crate::ports::{JobRef, JobState, PutMode, StoreError, WarehouseError};
 use crate::settings::{Settings, BACKFILL_FILENAME};
 
 /// One step of a [`ResumePlan`].
@@ -100,22 +100,19 @@ pub async fn plan_resume(
         table: table.clone(),
         source,
     };
-    let lock_name = format!("{prefix}/{LOCK_FILENAME}");
     let mut plan = ResumePlan {
         table: table.clone(),
         stopped_at: None,
         error: None,
         steps: Vec::new(),
     };
-    let lock = match ports.store.read(bucket, &lock_name).await {
-        Ok(found) => Some(found),
-        Err(StoreError::NotFound { .. }) => None,
-        Err(e) => return Err(store_error(e)),
-    };
+    let lock = read_lock(ports.store.as_ref(), bucket, prefix, &settings.job_prefix)
+        .await
+        .map_err(store_error)?;
     let mut marker_generation = None;
-    if let Some((meta, content)) = lock {
+    if let Some((meta, content, lock)) = lock {
         let was = String::from_utf8_lossy(&content).trim().to_string();
-        let jobs = match LockContent::parse(&content, &settings.job_prefix) {
+        let jobs = match lock {
             LockContent::Ours(state) if state.error.is_none() => {
                 return Err(refused(format!(
                     "the table is not stopped: its lock is held for {} ({}, heartbeat {}); the subscriber continues on its own",
@@ -166,9 +163,11 @@ pub async fn plan_resume(
         let item = match &plan.stopped_at {
             Some(item) => item.clone(),
             None => {
-                first_item(ports, settings, bucket, prefix)
+                let success = &settings.success_filename;
+                first_backlog_item(ports.store.as_ref(), success, bucket, prefix)
                     .await
                     .map_err(store_error)?
+                    .0
                     .ok_or_else(|| refused(format!("--skip {skip}: the backlog is empty")))?
                     .name
             }
@@ -295,35 +294,6 @@ async fn check_jobs_ended(ports: &Ports, jobs: &[JobRef]) -> Result<(), Ended> {
         }
     }
     Ok(())
-}
-
-/// The first item of the table's backlog (lexicographic), if any.
-async fn first_item(
-    ports: &Ports,
-    settings: &Settings,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Option<ObjectMeta>, StoreError> {
-    let backlog = format!("{prefix}/{BACKLOG_DIR}/");
-    let mut token: Option<String> = None;
-    loop {
-        let page = ports
-            .store
-            .list(bucket, &backlog, token.as_deref(), None)
-            .await?;
-        let success = settings.success_filename.as_str();
-        if let Some(o) = page
-            .objects
-            .into_iter()
-            .find(|o| o.name.rsplit('/').next() == Some(success))
-        {
-            return Ok(Some(o));
-        }
-        match page.next_page_token {
-            Some(t) => token = Some(t),
-            None => return Ok(None),
-        }
-    }
 }
 
 /// Whether `given` names backlog `item`: the item, its marker, or the batch directory under the

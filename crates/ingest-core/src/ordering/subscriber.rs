@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::publisher::start_gate_open;
 use super::{
-    marker_of_item, resume_steps, table_of, BacklogEntry, LockContent, LockState, BACKLOG_DIR,
-    LOCK_FILENAME,
+    age_of, first_backlog_item, marker_of_item, resume_steps, table_of, BacklogEntry, LockContent,
+    LockState, LOCK_FILENAME,
 };
 use crate::destination::resolve_batch;
 use crate::event::ObjectEvent;
@@ -119,34 +119,16 @@ impl Subscriber<'_> {
     }
 
     async fn read_lock(&self) -> Result<Option<(i64, LockContent)>, IngestError> {
-        match self
-            .ctx
-            .ports
-            .store
-            .read(self.bucket, &self.lock_name())
+        let ports = self.ctx.ports;
+        let job_prefix = &self.ctx.settings.job_prefix;
+        let lock = super::read_lock(ports.store.as_ref(), self.bucket, &self.table, job_prefix)
             .await
-        {
-            Ok((meta, content)) => {
-                let now = self.ctx.ports.clock.now();
-                let age = meta
-                    .updated
-                    .map(|at| (now - at).to_std().unwrap_or_default());
-                let observer = &self.ctx.ports.observer;
-                observer.ordered_lock_observed(&self.table, Some(age.unwrap_or_default()));
-                Ok(Some((
-                    meta.generation,
-                    LockContent::parse(&content, &self.ctx.settings.job_prefix),
-                )))
-            }
-            Err(StoreError::NotFound { .. }) => {
-                self.ctx
-                    .ports
-                    .observer
-                    .ordered_lock_observed(&self.table, None);
-                Ok(None)
-            }
-            Err(e) => Err(transient(self.event, e)),
-        }
+            .map_err(|e| transient(self.event, e))?;
+        let age = lock
+            .as_ref()
+            .map(|(meta, ..)| age_of(meta, ports.clock.now()));
+        ports.observer.ordered_lock_observed(&self.table, age);
+        Ok(lock.map(|(meta, _, content)| (meta.generation, content)))
     }
 
     async fn step(&mut self) -> Result<Next, IngestError> {
@@ -167,31 +149,14 @@ impl Subscriber<'_> {
 
     /// The first backlog item in lexicographic order.
     async fn first_item(&self) -> Result<Option<String>, IngestError> {
-        let prefix = format!("{}/{BACKLOG_DIR}/", self.table);
+        let ports = self.ctx.ports;
         let success = &self.ctx.settings.success_filename;
-        let is_marker = |name: &str| name.rsplit('/').next() == Some(success.as_str());
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .ctx
-                .ports
-                .store
-                .list(self.bucket, &prefix, token.as_deref(), Some(100))
+        let (first, items) =
+            first_backlog_item(ports.store.as_ref(), success, self.bucket, &self.table)
                 .await
                 .map_err(|e| transient(self.event, e))?;
-            if token.is_none() {
-                let items = page.objects.iter().filter(|o| is_marker(&o.name)).count();
-                let observer = &self.ctx.ports.observer;
-                observer.ordered_backlog_observed(&self.table, items);
-            }
-            if let Some(o) = page.objects.iter().find(|o| is_marker(&o.name)) {
-                return Ok(Some(o.name.clone()));
-            }
-            match page.next_page_token {
-                Some(t) => token = Some(t),
-                None => return Ok(None),
-            }
-        }
+        ports.observer.ordered_backlog_observed(&self.table, items);
+        Ok(first.map(|o| o.name))
     }
 
     async fn acquire_next(&mut self) -> Result<Next, IngestError> {
