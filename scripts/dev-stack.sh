@@ -42,6 +42,9 @@ VENV="$INSTALL_DIR/venv"
 DUCKDB_HOME="$INSTALL_DIR/duckdb-home"
 FAKE_GCS="$INSTALL_DIR/bin/fake-gcs-server"
 STAMP="$INSTALL_DIR/install.stamp"
+# bq-ingest's patch to local-bigquery 0.4.0 (see scripts/dev-stack/local-bigquery/README.md).
+LBQ_PATCH_DIR="$SCRIPT_DIR/dev-stack/local-bigquery"
+LBQ_PATCH="$LBQ_PATCH_DIR/local-bigquery-0.4.0.patch"
 
 PROJECT=${DEV_STACK_PROJECT:-local-project}
 BUCKET=ingest-bucket
@@ -174,10 +177,11 @@ ext_dir() { printf '%s\n' "$DUCKDB_HOME/.duckdb/extensions/v$DUCKDB_VERSION/linu
 install_key() {
   local py=$1
   {
-    echo "dev-stack install format 1"
+    echo "dev-stack install format 2"
     echo "python $("$py" -c 'import sys; print(sys.version.split()[0])') $py"
     printf '%s\n' "${PINNED[@]}"
     lock_contents
+    cat "$LBQ_PATCH" "$LBQ_PATCH_DIR/SHA256SUMS"
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -188,6 +192,23 @@ install_ok() {
   for e in "${EXPECTED_EXTENSIONS[@]}"; do
     [[ -e "$(ext_dir)/$e.duckdb_extension" ]] || return 1
   done
+}
+
+# Applies bq-ingest's patch to exactly the pinned local-bigquery: every file it changes must be
+# byte-for-byte the released one (SHA256SUMS), the files it adds must not exist yet.
+patch_local_bigquery() {
+  local site out
+  site=$(site_packages)
+  command -v patch >/dev/null || die "install: the program patch is needed (Debian: apt-get install patch)"
+  if ! out=$(cd "$site" && sha256sum --quiet -c "$LBQ_PATCH_DIR/SHA256SUMS" 2>&1); then
+    die "install: the installed local-bigquery is not the released 0.4.0 the patch was written for" \
+      "(checksums in $LBQ_PATCH_DIR/SHA256SUMS):"$'\n'"$out"
+  fi
+  if ! out=$(patch --dry-run --forward --batch -p1 -d "$site" <"$LBQ_PATCH" 2>&1); then
+    die "install: $LBQ_PATCH does not apply to $site:"$'\n'"$out"
+  fi
+  patch --forward --batch --quiet -p1 -d "$site" <"$LBQ_PATCH"
+  log "install: patched local-bigquery ($(grep -c '^+++ ' "$LBQ_PATCH") files; $LBQ_PATCH_DIR/README.md)"
 }
 
 do_install() {
@@ -228,6 +249,8 @@ do_install() {
   out=$(printf '%s\n' "$out" | grep -v -e '^local-bigquery 0\.4\.0 has requirement duckdb>=2\.0\.0' \
     -e '^No broken requirements' -e '^$' || true)
   [[ -z $out ]] || die "pip check found broken requirements:"$'\n'"$out"
+
+  patch_local_bigquery
 
   # DuckDB looks for extensions in $HOME/.duckdb/extensions/v<version>/<platform>/; local-bigquery runs
   # with HOME=$DUCKDB_HOME so it finds the ones the wheels installed instead of downloading them.

@@ -146,13 +146,8 @@ async fn several_pull_instances_load_every_batch_once_and_in_order() {
         loads_per_batch.values().all(|n| *n == 1),
         "{loads_per_batch:#?}"
     );
-    for failed in jobs.iter().filter(|j| j.error.is_some()) {
-        let error = failed.error.as_deref().unwrap_or_default();
-        assert!(
-            error.contains("write-write conflict"),
-            "only the emulator's own conflicts may fail a job (then retried): {error}"
-        );
-    }
+    let failed: Vec<_> = jobs.iter().filter(|j| j.error.is_some()).collect();
+    assert!(failed.is_empty(), "no job failed: {failed:#?}");
     let order = applied_in_order(&[&first, &second, &third]);
     let expected: Vec<String> = (1..=BATCHES).map(|i| format!("{i:02}")).collect();
     assert_eq!(

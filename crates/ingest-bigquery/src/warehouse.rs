@@ -759,7 +759,7 @@ impl Warehouse for BigQueryWarehouse {
             )
             .await
         {
-            Ok(job) => Ok(self.emulator_conflicts_retried(parse_job(&job, &fallback))),
+            Ok(job) => Ok(parse_job(&job, &fallback)),
             Err(e) if e.status == Some(409) => Err(WarehouseError::AlreadyExists {
                 job_id: request.job_id.clone(),
             }),
@@ -783,9 +783,7 @@ impl Warehouse for BigQueryWarehouse {
             )
             .await
         {
-            Ok(resource) => Ok(Some(
-                self.emulator_conflicts_retried(parse_job(&resource, job)),
-            )),
+            Ok(resource) => Ok(Some(parse_job(&resource, job))),
             Err(e) if e.status == Some(404) => Ok(None),
             Err(e) => Err(e.into_warehouse(format!("job {}", job.job_id))),
         }
@@ -968,36 +966,6 @@ impl BigQueryWarehouse {
 fn is_commit_conflict(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("failed to commit") && m.contains("transaction")
-}
-
-/// Whether a job failed with local-bigquery's DuckLake catalog conflict between concurrent
-/// loads (`invalidQuery: Catalog write-write conflict on create with "gcs_emulator"`): the
-/// emulator's own transaction conflict, which BigQuery does not have. The load wrote nothing.
-fn is_catalog_conflict(message: &str) -> bool {
-    message
-        .to_ascii_lowercase()
-        .contains("write-write conflict")
-}
-
-impl BigQueryWarehouse {
-    /// Against an emulator only: a job that failed with [`is_catalog_conflict`] is reported as
-    /// failed with `backendError`, which the core retries under the next attempt's id
-    /// (`MAX_RETRIES_ON_BIGQUERY_ERROR`). Against BigQuery every status is returned as it is.
-    fn emulator_conflicts_retried(&self, mut status: JobStatus) -> JobStatus {
-        if !self.rest.client.is_emulator() {
-            return status;
-        }
-        if let Some(error) = status.error.as_mut() {
-            if error.reason != "backendError" && is_catalog_conflict(&error.message) {
-                error.message = format!(
-                    "{} (was {}: the emulator's catalog conflict under concurrent loads, retried against the emulator only)",
-                    error.message, error.reason
-                );
-                error.reason = "backendError".to_string();
-            }
-        }
-        status
-    }
 }
 
 #[cfg(test)]
