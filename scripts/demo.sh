@@ -3,7 +3,9 @@
 # Pub/Sub), starts `bq-ingest pull` on the bucket's notification subscription, uploads the
 # TPC-H NATION batch from testdata/nation under demo/nation/ with a bucket-level
 # _config/load.json {"fieldDelimiter": "|"}, waits for the notification-driven load, prints the
-# rows read back from BigQuery, and stops everything it started.
+# rows read back from BigQuery; then loads the same files as a transform batch (a query over the
+# external table temp_ext, with external.json and bq_transform.sql) into nations per region, and
+# stops everything it started.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -92,3 +94,39 @@ print(f"({len(rows)} rows)")'
 
 say "what bq-ingest logged for the batch"
 grep -h '"outcome"' "$DEV_STACK_DIR/logs/bq-ingest.log" | tail -n 3 || true
+
+say "a transform batch: the same files through temp_ext into $dataset.nations_per_region"
+bq_post "datasets/$dataset/tables" "{\"tableReference\": {\"projectId\": \"$project\", \"datasetId\": \"$dataset\", \"tableId\": \"nations_per_region\"}, \"schema\": {\"fields\": [{\"name\": \"region\", \"type\": \"INT64\"}, {\"name\": \"nations\", \"type\": \"INT64\"}]}}" >/dev/null
+tmp="$(mktemp)"
+python3 -c '
+import json, sys
+print(json.dumps({"sourceFormat": "CSV", "csvOptions": {"fieldDelimiter": "|"},
+                  "schema": {"fields": json.load(open(sys.argv[1]))}}))' "$testdata/nation_schema.json" >"$tmp"
+gcs_upload "$dataset/nations_per_region/_config/external.json" "$tmp"
+printf 'INSERT {dest_dataset}.{dest_table} (region, nations)\nSELECT N_REGIONKEY, COUNT(*) FROM temp_ext GROUP BY N_REGIONKEY\n' >"$tmp"
+gcs_upload "$dataset/nations_per_region/_config/bq_transform.sql" "$tmp"; rm -f "$tmp"
+echo "_config/bq_transform.sql:"; echo "  INSERT {dest_dataset}.{dest_table} (region, nations)"
+echo "  SELECT N_REGIONKEY, COUNT(*) FROM temp_ext GROUP BY N_REGIONKEY"
+gcs_upload "$dataset/nations_per_region/b1/part-m-00001" "$testdata/nation/part-m-00001"
+gcs_upload "$dataset/nations_per_region/b1/_SUCCESS" "$testdata/nation/_SUCCESS"
+regions=0
+for _ in $(seq 1 300); do
+  regions="$(query "SELECT COUNT(*) FROM \`$project.$dataset.nations_per_region\`" | python3 -c 'import json,sys; r=json.load(sys.stdin).get("rows") or [{"f":[{"v":"0"}]}]; print(r[0]["f"][0]["v"])' 2>/dev/null || echo 0)"
+  [ "$regions" -ge 5 ] 2>/dev/null && break
+  kill -0 "$pull_pid" 2>/dev/null || { echo "bq-ingest pull exited:" >&2; tail -n 40 "$DEV_STACK_DIR/logs/bq-ingest.log" >&2; exit 1; }
+  sleep 0.2
+done
+if [ "$regions" != 5 ]; then
+  echo "expected 5 regions, found $regions; bq-ingest log:" >&2
+  tail -n 40 "$DEV_STACK_DIR/logs/bq-ingest.log" >&2
+  exit 1
+fi
+query "SELECT region, nations FROM \`$project.$dataset.nations_per_region\` ORDER BY region" | python3 -c '
+import json, sys
+rows = json.load(sys.stdin).get("rows", [])
+print("region  nations")
+for r in rows:
+    g, n = (c["v"] for c in r["f"])
+    print(f"{g:>6}  {n:>7}")
+print(f"({len(rows)} rows)")'
+grep -h '"outcome"' "$DEV_STACK_DIR/logs/bq-ingest.log" | grep nations_per_region | grep _SUCCESS | tail -n 1 || true

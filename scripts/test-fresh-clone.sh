@@ -36,6 +36,7 @@ run() { # name command: runs it as a newcomer would, output to $work/<name>.log
 
 run first "$first"
 grep -q '^(25 rows)$' "$work/first.log" || { tail -n 40 "$work/first.log" >&2; echo "no '(25 rows)' in its output" >&2; exit 1; }
+grep -q '^(5 rows)$' "$work/first.log" || { tail -n 40 "$work/first.log" >&2; echo "no '(5 rows)' of the transform batch in its output" >&2; exit 1; }
 grep 'loaded in' "$work/first.log"
 echo "== the README's first command works in a fresh clone"
 

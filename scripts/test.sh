@@ -20,6 +20,10 @@ scripts/dev-stack.sh up >/dev/null
 . "$DEV_STACK_DIR/env"
 scripts/dev-stack.sh status
 
+# First, while the stack is fresh: one of these checks the emulator's first concurrent jobs.
+echo "== the local-bigquery patch, over REST (scripts/dev-stack/local-bigquery)"
+python3 scripts/dev-stack/local-bigquery/test_patch.py
+
 echo "== build"
 cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
 

@@ -2,10 +2,11 @@
 //! table's backlog, lock and `_BACKFILL` in fake-gcs-server and the `_BACKFILL` notifications
 //! the service writes coming back through the topic and the test's subscription.
 //!
-//! local-bigquery runs no external-table query, so the batches are LOAD jobs (WRITE_APPEND)
-//! of one row each, and the order is checked on the jobs: the batch each job loaded (from its
-//! source URI), sorted by the job's creation time, and each job created only after the
-//! previous one ended; the service's `applied …` log lines must say the same.
+//! Most batches here are LOAD jobs (WRITE_APPEND) of one row each, and the order is checked on
+//! the jobs: the batch each job loaded (from its source URI), sorted by the job's creation
+//! time, and each job created only after the previous one ended; the service's `applied …` log
+//! lines must say the same. One test runs the Python function's own check instead: a transform
+//! `UPDATE` over `temp_ext` that concatenates the batches' letters (`ABC`, then `ABCD`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -927,4 +928,75 @@ async fn resume_skips_the_failed_batch_and_the_rest_follows() {
     let again = t.run_command(&["resume", &table, "--dry-run"], &[]).await;
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("no lock"));
+}
+
+/// The Python function's ordering test with its transform: each batch is an `UPDATE` over
+/// `temp_ext` that appends the batch's letter to one row, so only the right order gives
+/// `ABC` from the history (uploaded 03, 01, 02 behind the start gate), then `ABCD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_update_transform_concatenates_in_order() {
+    let Some(t) = TestCase::new("ordered_update").await else {
+        return;
+    };
+    t.create_table(TABLE, testdata("ordering_schema.json"))
+        .await;
+    t.rows(&format!(
+        "INSERT {} (id, alpha_update) VALUES (1, '')",
+        t.table_sql(TABLE)
+    ))
+    .await;
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(testdata("ordering_schema.json")).expect("reading the schema"),
+    )
+    .expect("a JSON schema");
+    let external = json!({
+        "sourceFormat": "CSV",
+        "csvOptions": {"fieldDelimiter": "|"},
+        "schema": {"fields": schema},
+    });
+    for (name, content) in [
+        ("ORDERME", Vec::new()),
+        ("external.json", external.to_string().into_bytes()),
+        (
+            "bq_transform.sql",
+            b"UPDATE {dest_dataset}.{dest_table} dest \
+              SET alpha_update = CONCAT(dest.alpha_update, src.alpha_update) \
+              FROM temp_ext src WHERE dest.id = src.id"
+                .to_vec(),
+        ),
+    ] {
+        t.upload(&format!("{TABLE}/_config/{name}"), content).await;
+    }
+    let service = t
+        .spawn_service(Mode::Pull, &[("START_BACKFILL_FILENAME", "_HISTORYDONE")])
+        .await;
+    let letters = || async {
+        let rows = t
+            .rows(&format!("SELECT alpha_update FROM {}", t.table_sql(TABLE)))
+            .await;
+        rows.iter()
+            .filter_map(|r| r["alpha_update"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    for batch in ["03", "01", "02"] {
+        upload_batch(&t, batch).await;
+    }
+    wait_until(&service, "3 backlog items", TIMEOUT, || async {
+        backlog(&t).await.len() == 3
+    })
+    .await;
+    t.upload("ordering/_HISTORYDONE", Vec::new()).await;
+    wait_until(&service, "the history applied", TIMEOUT, || async {
+        applied(&service).len() == 3 && idle(&t).await
+    })
+    .await;
+    assert_eq!(letters().await, ["ABC"]);
+    upload_batch(&t, "04").await;
+    wait_until(&service, "04 applied", TIMEOUT, || async {
+        applied(&service).len() == 4 && idle(&t).await
+    })
+    .await;
+    assert_eq!(letters().await, ["ABCD"]);
+    assert_eq!(applied(&service), strings(&["01", "02", "03", "04"]));
+    assert_eq!(done_batches(&t).await, strings(&["01", "02", "03", "04"]));
 }

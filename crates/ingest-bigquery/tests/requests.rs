@@ -1,8 +1,10 @@
 //! The adapter's requests on the wire, recorded by a local HTTP server, checked field by field
 //! against the BigQuery REST reference; and the mapping of HTTP statuses to `WarehouseError`.
 //!
-//! Emulators cannot run partition decorators or queries with external tables, so these
-//! request bodies are checked here instead. References (BigQuery REST API v2):
+//! The local stack runs partition decorators and external-table queries end to end (bq-ingest's
+//! patch to local-bigquery; `tests/tests/transform.rs`), but an emulator accepts more than
+//! BigQuery does, so the exact REST shape of these requests is checked here too. References
+//! (BigQuery REST API v2):
 //! - `jobs.insert`: POST `/bigquery/v2/projects/{projectId}/jobs`, body a `Job` resource —
 //!   https://cloud.google.com/bigquery/docs/reference/rest/v2/jobs/insert
 //! - `JobReference {projectId, jobId, location}` —
