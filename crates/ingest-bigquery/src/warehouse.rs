@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ingest_core::ports::{
-    JobKind, JobRef, JobRequest, JobStatus, LoadRecord, TableRef, Warehouse, WarehouseError,
+    JobKind, JobRef, JobRequest, JobStatus, LoadRecord, PartitionGranularity, TableRef,
+    TimePartitioning, Warehouse, WarehouseError,
 };
 use serde_json::{json, Map, Value};
 
@@ -887,6 +888,53 @@ impl Warehouse for BigQueryWarehouse {
             .await?;
         Ok(rows.iter().filter_map(load_record_from_row).collect())
     }
+
+    async fn time_partitioning(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<TimePartitioning>, WarehouseError> {
+        let resource = self
+            .rest
+            .call(
+                Operation::TablesGet,
+                Method::Get,
+                &[
+                    "projects",
+                    &table.project,
+                    "datasets",
+                    &table.dataset,
+                    "tables",
+                    &table.table,
+                ],
+                &[("fields", "timePartitioning")],
+                None,
+            )
+            .await
+            .map_err(|e| {
+                e.into_warehouse(format!(
+                    "table {}.{}.{}",
+                    table.project, table.dataset, table.table
+                ))
+            })?;
+        Ok(time_partitioning_of(&resource))
+    }
+}
+
+/// `Table.timePartitioning` of a `tables.get` answer: `type` (BigQuery's default `DAY` when
+/// absent) and `field`; `None` without it or with a type this version does not know.
+fn time_partitioning_of(table: &Value) -> Option<TimePartitioning> {
+    let partitioning = table.get("timePartitioning")?.as_object()?;
+    let kind = partitioning
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("DAY");
+    Some(TimePartitioning {
+        granularity: PartitionGranularity::parse(kind)?,
+        field: partitioning
+            .get("field")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
 }
 
 impl BigQueryWarehouse {

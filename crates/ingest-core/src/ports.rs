@@ -434,6 +434,75 @@ impl WarehouseError {
     }
 }
 
+/// The granularity of a table's time partitioning (BigQuery's `timePartitioning.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PartitionGranularity {
+    /// `HOUR`: decorators `$YYYYMMDDHH`.
+    Hour,
+    /// `DAY` (BigQuery's default): decorators `$YYYYMMDD`.
+    Day,
+    /// `MONTH`: decorators `$YYYYMM`.
+    Month,
+    /// `YEAR`: decorators `$YYYY`.
+    Year,
+}
+
+impl PartitionGranularity {
+    /// From BigQuery's `timePartitioning.type` (any case); `None` for another value.
+    ///
+    /// ```
+    /// use ingest_core::ports::PartitionGranularity;
+    /// assert_eq!(PartitionGranularity::parse("hour"), Some(PartitionGranularity::Hour));
+    /// assert_eq!(PartitionGranularity::parse("WEEK"), None);
+    /// ```
+    pub fn parse(kind: &str) -> Option<PartitionGranularity> {
+        match kind.to_ascii_uppercase().as_str() {
+            "HOUR" => Some(PartitionGranularity::Hour),
+            "DAY" => Some(PartitionGranularity::Day),
+            "MONTH" => Some(PartitionGranularity::Month),
+            "YEAR" => Some(PartitionGranularity::Year),
+            _ => None,
+        }
+    }
+
+    /// BigQuery's name: `HOUR`, `DAY`, `MONTH`, `YEAR`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PartitionGranularity::Hour => "HOUR",
+            PartitionGranularity::Day => "DAY",
+            PartitionGranularity::Month => "MONTH",
+            PartitionGranularity::Year => "YEAR",
+        }
+    }
+
+    /// The partition decorator's digits for `time`: `2024010203` (hour), `20240102` (day), …
+    ///
+    /// ```
+    /// use ingest_core::ports::PartitionGranularity;
+    /// let t = chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z").unwrap().to_utc();
+    /// assert_eq!(PartitionGranularity::Hour.decorator(t), "2024010203");
+    /// assert_eq!(PartitionGranularity::Month.decorator(t), "202401");
+    /// ```
+    pub fn decorator(&self, time: DateTime<Utc>) -> String {
+        let format = match self {
+            PartitionGranularity::Hour => "%Y%m%d%H",
+            PartitionGranularity::Day => "%Y%m%d",
+            PartitionGranularity::Month => "%Y%m",
+            PartitionGranularity::Year => "%Y",
+        };
+        time.format(format).to_string()
+    }
+}
+
+/// How a table is partitioned by time (BigQuery's `Table.timePartitioning`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimePartitioning {
+    /// `type`.
+    pub granularity: PartitionGranularity,
+    /// `field`; `None` for ingestion-time partitioning (`_PARTITIONTIME`).
+    pub field: Option<String>,
+}
+
 /// A data warehouse such as BigQuery.
 #[async_trait]
 pub trait Warehouse: Send + Sync + Debug {
@@ -469,6 +538,16 @@ pub trait Warehouse: Send + Sync + Debug {
         table: &TableRef,
         since: DateTime<Utc>,
     ) -> Result<Vec<LoadRecord>, WarehouseError>;
+
+    /// How the existing table `table` is partitioned by time (its partition decorator, if any,
+    /// is ignored); `None` when it is not partitioned by time (or by integer range).
+    ///
+    /// Errors: [`WarehouseError::Rejected`] naming the table when it does not exist or cannot
+    /// be read; transient ones as for every call.
+    async fn time_partitioning(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<TimePartitioning>, WarehouseError>;
 }
 
 /// Time, for polling and deadlines.
@@ -657,5 +736,12 @@ impl<T: Warehouse + ?Sized> Warehouse for std::sync::Arc<T> {
         since: DateTime<Utc>,
     ) -> Result<Vec<LoadRecord>, WarehouseError> {
         (**self).recorded_outcomes(table, since).await
+    }
+
+    async fn time_partitioning(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<TimePartitioning>, WarehouseError> {
+        (**self).time_partitioning(table).await
     }
 }

@@ -344,6 +344,7 @@ fn queued_faults_apply_to_the_other_warehouse_methods() {
         WarehouseMethod::JobStatus,
         WarehouseMethod::ChildJobs,
         WarehouseMethod::RecordOutcome,
+        WarehouseMethod::TimePartitioning,
     ] {
         warehouse.inner().inject(method, Fault::Fail(error.clone()));
     }
@@ -360,8 +361,13 @@ fn queued_faults_apply_to_the_other_warehouse_methods() {
         );
         assert_eq!(warehouse.child_jobs(&job_ref("j")).await, Ok(vec![]));
         let state = table("load_state");
-        assert_eq!(warehouse.record_outcome(&state, &record).await, Err(error));
+        assert_eq!(
+            warehouse.record_outcome(&state, &record).await,
+            Err(error.clone())
+        );
         assert_eq!(warehouse.record_outcome(&state, &record).await, Ok(()));
+        assert_eq!(warehouse.time_partitioning(&state).await, Err(error));
+        assert_eq!(warehouse.time_partitioning(&state).await, Ok(None));
     });
     assert_eq!(memory.records().len(), 1);
     assert_eq!(
@@ -372,6 +378,7 @@ fn queued_faults_apply_to_the_other_warehouse_methods() {
             child_jobs: 2,
             record_outcome: 2,
             recorded_outcomes: 0,
+            time_partitioning: 2,
         }
     );
     warehouse.reset();

@@ -178,6 +178,13 @@ impl Warehouse for SteppedWarehouse {
     ) -> Result<Vec<LoadRecord>, WarehouseError> {
         self.0.recorded_outcomes(table, since).await
     }
+
+    async fn time_partitioning(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<ingest_core::ports::TimePartitioning>, WarehouseError> {
+        self.0.time_partitioning(table).await
+    }
 }
 
 /// A small deterministic generator (SplitMix64).

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use ingest_core::ports::{
     Clock, JobError, JobKind, JobRef, JobRequest, JobState, JobStatus, LoadRecord, TableRef,
-    Warehouse, WarehouseError,
+    TimePartitioning, Warehouse, WarehouseError,
 };
 use serde_json::{Map, Value};
 
@@ -94,6 +94,7 @@ struct WarehouseState {
     job_duration: u32,
     query_responder: Option<Arc<QueryResponder>>,
     child_jobs: HashMap<String, Vec<JobStatus>>,
+    partitioning: HashMap<TableKey, TimePartitioning>,
 }
 
 /// A [`Warehouse`] held in memory, behaving like BigQuery where the core relies on it.
@@ -191,6 +192,7 @@ impl MemoryWarehouse {
                 job_duration: 0,
                 query_responder: None,
                 child_jobs: HashMap::new(),
+                partitioning: HashMap::new(),
             })),
         }
     }
@@ -300,6 +302,18 @@ impl MemoryWarehouse {
             ..table.clone()
         };
         self.lock().table_exists(&unpartitioned)
+    }
+
+    /// Makes the table (created when missing, with no rows) partitioned by time as
+    /// `partitioning` says, for [`Warehouse::time_partitioning`].
+    pub fn set_time_partitioning(&self, table: &TableRef, partitioning: TimePartitioning) {
+        let base = TableRef {
+            partition: None,
+            ..table.clone()
+        };
+        let mut state = self.lock();
+        state.tables.entry(table_key(&base)).or_insert(0);
+        state.partitioning.insert(table_key(&base), partitioning);
     }
 
     /// Creates the table (or partition) when missing and sets its rows.
@@ -709,5 +723,26 @@ impl Warehouse for MemoryWarehouse {
             .filter(|(t, r)| table_key(t) == table_key(table) && r.ended_at >= since)
             .map(|(_, r)| r.clone())
             .collect())
+    }
+
+    async fn time_partitioning(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<TimePartitioning>, WarehouseError> {
+        let base = TableRef {
+            partition: None,
+            ..table.clone()
+        };
+        let state = self.lock();
+        if let Some(partitioning) = state.partitioning.get(&table_key(&base)) {
+            return Ok(Some(partitioning.clone()));
+        }
+        if state.table_exists(&base) {
+            return Ok(None);
+        }
+        Err(WarehouseError::Rejected {
+            what: base.to_string(),
+            message: "Not found: Table".to_string(),
+        })
     }
 }

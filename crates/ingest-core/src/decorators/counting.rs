@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use super::faulty::{StoreMethod, WarehouseMethod};
 use crate::ports::{
     JobRef, JobRequest, JobStatus, ListPage, LoadRecord, ObjectMeta, ObjectStore, PutMode,
-    StoreError, TableRef, Warehouse, WarehouseError,
+    StoreError, TableRef, TimePartitioning, Warehouse, WarehouseError,
 };
 
 /// How a call ended, in few enough classes to be a metric label.
@@ -96,6 +96,8 @@ pub struct WarehouseCalls {
     pub record_outcome: u64,
     /// Calls of [`Warehouse::recorded_outcomes`].
     pub recorded_outcomes: u64,
+    /// Calls of [`Warehouse::time_partitioning`].
+    pub time_partitioning: u64,
 }
 
 impl WarehouseCalls {
@@ -106,6 +108,7 @@ impl WarehouseCalls {
             + self.child_jobs
             + self.record_outcome
             + self.recorded_outcomes
+            + self.time_partitioning
     }
 }
 
@@ -325,6 +328,7 @@ impl<W> CountingWarehouse<W> {
             child_jobs: self.tally.calls(WarehouseMethod::ChildJobs),
             record_outcome: self.tally.calls(WarehouseMethod::RecordOutcome),
             recorded_outcomes: self.tally.calls(WarehouseMethod::RecordedOutcomes),
+            time_partitioning: self.tally.calls(WarehouseMethod::TimePartitioning),
         }
     }
 
@@ -398,6 +402,19 @@ impl<W: Warehouse> Warehouse for CountingWarehouse<W> {
         let result = self.inner.recorded_outcomes(table, since).await;
         self.tally.end(
             WarehouseMethod::RecordedOutcomes,
+            CallResult::of_warehouse(&result),
+        );
+        result
+    }
+
+    async fn time_partitioning(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<TimePartitioning>, WarehouseError> {
+        self.tally.start(WarehouseMethod::TimePartitioning);
+        let result = self.inner.time_partitioning(table).await;
+        self.tally.end(
+            WarehouseMethod::TimePartitioning,
             CallResult::of_warehouse(&result),
         );
         result

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::ports::{
     JobRef, JobRequest, JobStatus, ListPage, LoadRecord, ObjectMeta, ObjectStore, PutMode,
-    StoreError, TableRef, Warehouse, WarehouseError,
+    StoreError, TableRef, TimePartitioning, Warehouse, WarehouseError,
 };
 
 /// What an injected fault does to one call.
@@ -57,6 +57,8 @@ pub enum WarehouseMethod {
     RecordOutcome,
     /// [`Warehouse::recorded_outcomes`].
     RecordedOutcomes,
+    /// [`Warehouse::time_partitioning`].
+    TimePartitioning,
 }
 
 /// A rule asked before every call, with the method and what the call is about (the object
@@ -331,5 +333,14 @@ impl<W: Warehouse> Warehouse for FaultyWarehouse<W> {
         let about = table.to_string();
         let fault = self.plan.take(WarehouseMethod::RecordedOutcomes, &about);
         apply(fault, self.inner.recorded_outcomes(table, since)).await
+    }
+
+    async fn time_partitioning(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<TimePartitioning>, WarehouseError> {
+        let about = table.to_string();
+        let fault = self.plan.take(WarehouseMethod::TimePartitioning, &about);
+        apply(fault, self.inner.time_partitioning(table)).await
     }
 }

@@ -77,6 +77,7 @@ pub async fn run(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
     load_failing(warehouse, fixture).await;
     record_outcome(warehouse, fixture).await;
     recorded_outcomes(warehouse, fixture).await;
+    time_partitioning(warehouse, fixture).await;
 }
 
 /// Panics naming the check.
@@ -470,6 +471,40 @@ pub async fn recorded_outcomes(warehouse: &dyn Warehouse, fixture: &WarehouseFix
     );
     if !rows.is_empty() {
         fail(check, format!("a missing table has rows: {rows:?}"));
+    }
+}
+
+/// [`Warehouse::time_partitioning`]: `None` for the unpartitioned destination of `load_ok`
+/// (after it ran), [`WarehouseError::Rejected`] for a table that does not exist.
+pub async fn time_partitioning(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
+    let check = "time_partitioning";
+    let suite = Suite { warehouse, fixture };
+    let (request, _) = suite.done_load(check).await;
+    let crate::ports::JobKind::Load { destination, .. } = &request.kind else {
+        return;
+    };
+    let found = ok(
+        check,
+        "time_partitioning of load_ok's destination",
+        warehouse.time_partitioning(destination).await,
+    );
+    if found.is_some() {
+        fail(
+            check,
+            format!("{destination} is not partitioned, yet: {found:?}"),
+        );
+    }
+    let missing = TableRef {
+        table: format!("missing_{}", fixture.run_id.replace('-', "_")),
+        partition: None,
+        ..destination.clone()
+    };
+    match warehouse.time_partitioning(&missing).await {
+        Err(WarehouseError::Rejected { .. }) => {}
+        other => fail(
+            check,
+            format!("a missing table {missing} must be Rejected, got {other:?}"),
+        ),
     }
 }
 
