@@ -7,9 +7,17 @@
 //! - `external.json`: the nearest one wins, not merged.
 //! - `*.sql`: turns on transform mode; the nearest directory that has one wins; two in one
 //!   directory is an error.
+//! - `table.json`: the nearest one is the destination's template (load mode).
+//! - `ingest.json`: bq-ingest's own options ([`IngestOptions`]), merged like `load.json`.
 //! - `ORDERME`: anywhere on the path turns on ordering.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
+
+mod options;
+
+pub use options::{AfterSuccess, IngestOptions, INGEST_JSON, INGEST_KEYS};
 
 use crate::destination::{DestinationRegex, DestinationTable};
 
@@ -35,6 +43,8 @@ pub struct ConfigDir {
     pub external_json: Option<ConfigFile>,
     /// `table.json`: the destination's template.
     pub table_json: Option<ConfigFile>,
+    /// `ingest.json`: bq-ingest's own options.
+    pub ingest_json: Option<ConfigFile>,
     /// Every `*.sql`.
     pub sql: Vec<ConfigFile>,
     /// Whether `ORDERME` exists.
@@ -97,6 +107,8 @@ pub struct BatchConfig {
     pub table_template: Option<String>,
     /// Whether an `ORDERME` is on the path.
     pub ordered: bool,
+    /// bq-ingest's own options, from the `ingest.json` files on the path.
+    pub ingest: IngestOptions,
     /// The config objects that contributed, root first (for `explain` and logs).
     pub sources: Vec<String>,
 }
@@ -206,6 +218,7 @@ pub fn files_to_read(prefix: &str, names: &[&str]) -> (Vec<String>, bool) {
         } else if relative == LOAD_JSON
             || relative == EXTERNAL_JSON
             || relative == TABLE_JSON
+            || relative == INGEST_JSON
             || is_sql_file(relative)
         {
             to_read.push((*name).to_string());
@@ -284,6 +297,9 @@ struct Merging<'a> {
     source: Option<OwnValue>,
     external: Option<Map<String, Value>>,
     table_template: Option<(Map<String, Value>, String)>,
+    ingest: Map<String, Value>,
+    /// The nearest `ingest.json` that set each key of `ingest`.
+    ingest_sources: HashMap<String, String>,
     transform_sql: Option<ConfigFile>,
     ordered: bool,
 }
@@ -301,6 +317,8 @@ impl<'a> Merging<'a> {
             source: None,
             external: None,
             table_template: None,
+            ingest: Map::new(),
+            ingest_sources: HashMap::new(),
             transform_sql: None,
             ordered: false,
         }
@@ -316,6 +334,14 @@ impl<'a> Merging<'a> {
         }
         if let Some(file) = &dir.table_json {
             self.table_template = Some((parse_object(self.bucket, file)?, file.name.clone()));
+        }
+        if let Some(file) = &dir.ingest_json {
+            let object = parse_object(self.bucket, file)?;
+            options::check_keys(self.bucket, file, &object)?;
+            for key in object.keys() {
+                self.ingest_sources.insert(key.clone(), file.name.clone());
+            }
+            merge_patch(&mut self.ingest, object);
         }
         match dir.sql.as_slice() {
             [] => {}
@@ -396,6 +422,22 @@ impl<'a> Merging<'a> {
             .source
             .map(|v| own_string(bucket, v, "dataSourceName"))
             .transpose()?;
+        let ingest_sources = &self.ingest_sources;
+        let ingest = IngestOptions::from_merged(bucket, &self.ingest, |key| {
+            ingest_sources
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| INGEST_JSON.to_string())
+        })?;
+        if ingest.file_timestamp_regex.is_some() && self.transform_sql.is_some() {
+            let problem = "per-file partitions apply to load mode; in transform mode select \
+                           _FILE_NAME from temp_ext and take the timestamp from it in the SQL";
+            let file = ingest_sources
+                .get("fileTimestampRegex")
+                .cloned()
+                .unwrap_or_default();
+            return Err(invalid_value(bucket, &file, "fileTimestampRegex", problem));
+        }
         let sources = contributing_sources(dirs, self.transform_sql.as_ref());
         Ok(BatchConfig {
             load: self.load,
@@ -406,6 +448,7 @@ impl<'a> Merging<'a> {
             transform_sql: self.transform_sql,
             table_template,
             ordered: self.ordered,
+            ingest,
             sources,
         })
     }
@@ -500,6 +543,9 @@ fn contributing_sources(dirs: &[ConfigDir], transform_sql: Option<&ConfigFile>) 
     let mut sources = Vec::new();
     for dir in dirs {
         if let Some(file) = &dir.load_json {
+            sources.push(file.name.clone());
+        }
+        if let Some(file) = &dir.ingest_json {
             sources.push(file.name.clone());
         }
         if let Some(file) = &dir.table_json {

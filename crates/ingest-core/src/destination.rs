@@ -302,7 +302,7 @@ impl DateGroups<'_> {
 /// The batch timestamp `TIMESTAMP_REGEX` finds anywhere in `name`: groups `yyyy`, `mm`, `dd`
 /// (required) and `hh`, `mi`, `ss` (optional, default 0). `Ok(None)` when the regex does not
 /// match or a required group did not participate.
-fn timestamp_from_regex(
+pub(crate) fn timestamp_from_regex(
     timestamp_regex: &regex::Regex,
     name: &str,
 ) -> Result<Option<DateTime<Utc>>, (String, String)> {

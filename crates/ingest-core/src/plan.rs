@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{BatchConfig, FORBIDDEN_LOAD_KEYS, OWN_KEYS};
 use crate::destination::Batch;
-use crate::ports::{JobKind, JobRequest, ObjectMeta};
+use crate::ports::{JobKind, JobRequest, ObjectMeta, PartitionGranularity};
 use crate::settings::{Settings, MAX_SOURCE_URIS_PER_JOB};
 
 /// A data file of a batch.
@@ -513,6 +513,203 @@ pub fn plan_load(
     hint: &str,
     marker_generation: i64,
 ) -> Result<LoadPlan, PlanError> {
+    let data = sorted_data(batch, files)?;
+    let groups = vec![(batch.destination.clone(), data)];
+    let parts = split_groups(batch, groups, settings.max_batch_bytes)?;
+    let ids = JobIds {
+        settings,
+        project: job_project,
+        hint,
+        generation: marker_generation,
+    };
+    Ok(load_plan(&ids, batch, config, listing, parts))
+}
+
+/// Plans the load jobs of a batch whose files go into the partitions their names carry
+/// (`fileTimestampRegex` in `ingest.json`): each data file's name, relative to the batch's
+/// folder, is matched with `config.ingest.file_timestamp_regex`; the timestamp found gives its
+/// partition at `granularity` (`table$YYYYMMDD`, …). Files of one partition are split into parts
+/// as [`plan_load`] does, partitions in order; parts are numbered across the whole batch (so
+/// every job id is distinct and deterministic), and a `WRITE_TRUNCATE` applies to the first
+/// part of each partition: it replaces that partition only.
+///
+/// A file whose name carries no timestamp goes to `defaultPartition` when configured, else the
+/// batch is [`PlanError::Invalid`] naming the file; so is a `defaultPartition` of another
+/// granularity, a timestamp that is not a real date, and a destination whose path already
+/// names a partition.
+///
+/// ```
+/// use ingest_core::config::{BatchConfig, ConfigDir, ConfigFile};
+/// use ingest_core::destination::Batch;
+/// use ingest_core::plan::{plan_partitioned_load, select_data_files};
+/// use ingest_core::ports::{JobKind, ObjectMeta, PartitionGranularity, TableRef};
+/// use ingest_core::settings::Settings;
+///
+/// let batch = Batch {
+///     bucket: "b".into(),
+///     marker: "ds/t/_SUCCESS".into(),
+///     destination: TableRef { project: "p".into(), dataset: "ds".into(), table: "t".into(), partition: None },
+///     batch_id: None,
+///     batch_timestamp: None,
+///     batch_prefix: "ds/t/".into(),
+///     table_prefix: "ds/t".into(),
+/// };
+/// let ingest_json = ConfigFile {
+///     name: "_config/ingest.json".into(),
+///     generation: 1,
+///     content: br#"{"fileTimestampRegex": "(?P<yyyy>\\d{4})-(?P<mm>\\d\\d)-(?P<dd>\\d\\d)"}"#.to_vec(),
+/// };
+/// let config = BatchConfig::merge(
+///     "b",
+///     &[ConfigDir { prefix: "_config/".into(), ingest_json: Some(ingest_json), ..ConfigDir::default() }],
+/// )
+/// .unwrap();
+/// let object = |name: &str| ObjectMeta { name: name.into(), size: 10, generation: 1, updated: None };
+/// let listing = [object("ds/t/2024-01-02.csv"), object("ds/t/2024-01-03.csv")];
+/// let files = select_data_files(&batch, "_SUCCESS", &listing);
+/// let plan = plan_partitioned_load(
+///     &Settings::default(), &batch, &config, &files, &listing, PartitionGranularity::Day, "p", "ds_t", 7,
+/// )
+/// .unwrap();
+/// let partitions: Vec<_> = plan
+///     .jobs
+///     .iter()
+///     .map(|job| match &job.kind {
+///         JobKind::Load { destination, .. } => destination.partition.clone().unwrap(),
+///         _ => unreachable!(),
+///     })
+///     .collect();
+/// assert_eq!(partitions, ["$20240102", "$20240103"]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn plan_partitioned_load(
+    settings: &Settings,
+    batch: &Batch,
+    config: &BatchConfig,
+    files: &BatchFiles,
+    listing: &[ObjectMeta],
+    granularity: PartitionGranularity,
+    job_project: &str,
+    hint: &str,
+    marker_generation: i64,
+) -> Result<LoadPlan, PlanError> {
+    let invalid = |message: String| PlanError::Invalid {
+        bucket: batch.bucket.clone(),
+        marker: batch.marker.clone(),
+        message,
+    };
+    let Some(regex) = config.ingest.file_timestamp_regex.as_ref() else {
+        return plan_load(
+            settings,
+            batch,
+            config,
+            files,
+            listing,
+            job_project,
+            hint,
+            marker_generation,
+        );
+    };
+    if let Some(partition) = &batch.destination.partition {
+        return Err(invalid(format!(
+            "the path names partition {partition}, and fileTimestampRegex puts each file into \
+             the partition of its name: use one or the other"
+        )));
+    }
+    let data = sorted_data(batch, files)?;
+    let by_partition = partition_files(batch, data, regex, granularity, config)?;
+    let groups = by_partition
+        .into_iter()
+        .map(|(decorator, files)| {
+            let mut destination = batch.destination.clone();
+            destination.partition = Some(format!("${decorator}"));
+            (destination, files)
+        })
+        .collect();
+    let parts = split_groups(batch, groups, settings.max_batch_bytes)?;
+    let ids = JobIds {
+        settings,
+        project: job_project,
+        hint,
+        generation: marker_generation,
+    };
+    Ok(load_plan(&ids, batch, config, listing, parts))
+}
+
+/// The data files by the partition (its decorator's digits) their names carry, in partition
+/// order; see [`plan_partitioned_load`].
+fn partition_files<'f>(
+    batch: &Batch,
+    data: Vec<&'f DataFile>,
+    regex: &regex::Regex,
+    granularity: PartitionGranularity,
+    config: &BatchConfig,
+) -> Result<BTreeMap<String, Vec<&'f DataFile>>, PlanError> {
+    let invalid = |message: String| PlanError::Invalid {
+        bucket: batch.bucket.clone(),
+        marker: batch.marker.clone(),
+        message,
+    };
+    let width = granularity.decorator(chrono::DateTime::UNIX_EPOCH).len();
+    let default = config.ingest.default_partition.as_deref();
+    if let Some(default) = default.filter(|d| d.len() != width) {
+        return Err(invalid(format!(
+            "defaultPartition {default:?} is not a {} partition of the table ({width} digits)",
+            granularity.as_str()
+        )));
+    }
+    let mut groups: BTreeMap<String, Vec<&DataFile>> = BTreeMap::new();
+    for file in data {
+        let relative = file
+            .name
+            .strip_prefix(batch.batch_prefix.as_str())
+            .unwrap_or(&file.name);
+        let decorator = match crate::destination::timestamp_from_regex(regex, relative) {
+            Ok(Some(time)) => granularity.decorator(time),
+            Ok(None) => match default {
+                Some(default) => default.to_string(),
+                None => {
+                    return Err(invalid(format!(
+                        "gs://{}/{}: fileTimestampRegex {:?} finds no timestamp in the file's \
+                         name (relative to the batch, {relative:?}); rename the file, fix the \
+                         regex, or set defaultPartition in ingest.json",
+                        batch.bucket,
+                        file.name,
+                        regex.as_str()
+                    )))
+                }
+            },
+            Err((value, rule)) => {
+                return Err(invalid(format!(
+                    "gs://{}/{}: {} (matched {value:?})",
+                    batch.bucket,
+                    file.name,
+                    rule.replace("TIMESTAMP_REGEX", "fileTimestampRegex")
+                )))
+            }
+        };
+        groups.entry(decorator).or_default().push(file);
+    }
+    Ok(groups)
+}
+
+/// What every job id of a batch is made from (see [`job_id`]).
+struct JobIds<'a> {
+    settings: &'a Settings,
+    project: &'a str,
+    hint: &'a str,
+    generation: i64,
+}
+
+/// One load job to be: its destination, its index within that destination's parts, its files.
+struct Part<'f> {
+    destination: crate::ports::TableRef,
+    index_in_destination: usize,
+    files: Vec<&'f DataFile>,
+}
+
+/// The data files in name order, without duplicates; none is [`PlanError::NoDataFiles`].
+fn sorted_data<'f>(batch: &Batch, files: &'f BatchFiles) -> Result<Vec<&'f DataFile>, PlanError> {
     let mut data: Vec<&DataFile> = files.data.iter().collect();
     data.sort_by(|a, b| a.name.cmp(&b.name));
     data.dedup_by(|a, b| a.name == b.name);
@@ -522,50 +719,87 @@ pub fn plan_load(
             marker: batch.marker.clone(),
         });
     }
-    let (parts, total_bytes) = split_into_parts(batch, data, settings.max_batch_bytes)?;
-    let files_total = parts.iter().map(Vec::len).sum();
-    let uris = compact_uris(batch, listing, &parts);
+    Ok(data)
+}
 
-    let base_labels = job_labels(settings, batch, config);
+/// Each destination's files split into parts (see [`split_into_parts`]), destinations in the
+/// given order.
+fn split_groups<'f>(
+    batch: &Batch,
+    groups: Vec<(crate::ports::TableRef, Vec<&'f DataFile>)>,
+    max_bytes: u64,
+) -> Result<Vec<Part<'f>>, PlanError> {
+    let mut parts = Vec::new();
+    for (destination, files) in groups {
+        let (split, _) = split_into_parts(batch, files, max_bytes)?;
+        for (index_in_destination, files) in split.into_iter().enumerate() {
+            parts.push(Part {
+                destination: destination.clone(),
+                index_in_destination,
+                files,
+            });
+        }
+    }
+    Ok(parts)
+}
+
+/// The jobs of the parts: ids numbered across the batch, labels, URIs with safe wildcards, and
+/// the load configuration of each part.
+fn load_plan(
+    ids: &JobIds<'_>,
+    batch: &Batch,
+    config: &BatchConfig,
+    listing: &[ObjectMeta],
+    parts: Vec<Part<'_>>,
+) -> LoadPlan {
+    let files_of: Vec<Vec<&DataFile>> = parts.iter().map(|p| p.files.clone()).collect();
+    let files_total = files_of.iter().map(Vec::len).sum();
+    let total_bytes = files_of
+        .iter()
+        .flatten()
+        .fold(0u64, |sum, f| sum.saturating_add(f.size));
+    let uris = compact_uris(batch, listing, &files_of);
+
+    let base_labels = job_labels(ids.settings, batch, config);
     let mut load = config.load.clone();
     for key in FORBIDDEN_LOAD_KEYS.iter().chain(OWN_KEYS) {
         load.remove(*key);
     }
     let parts_count = parts.len();
-    let jobs = uris
+    let jobs = parts
         .into_iter()
+        .zip(uris)
         .enumerate()
-        .map(|(part, source_uris)| {
+        .map(|(index, (part, source_uris))| {
             let mut labels = base_labels.clone();
-            labels.insert(PART_LABEL.to_string(), part.to_string());
+            labels.insert(PART_LABEL.to_string(), index.to_string());
             labels.insert(PARTS_LABEL.to_string(), parts_count.to_string());
             JobRequest {
-                project: job_project.to_string(),
+                project: ids.project.to_string(),
                 job_id: job_id(
-                    &settings.job_prefix,
-                    hint,
+                    &ids.settings.job_prefix,
+                    ids.hint,
                     &batch.bucket,
                     &batch.marker,
-                    marker_generation,
-                    part,
+                    ids.generation,
+                    index,
                 ),
-                location: settings.bq_location.clone(),
+                location: ids.settings.bq_location.clone(),
                 labels,
                 kind: JobKind::Load {
-                    destination: batch.destination.clone(),
+                    destination: part.destination,
                     source_uris,
-                    config: part_config(&load, part),
+                    config: part_config(&load, part.index_in_destination),
                 },
             }
         })
         .collect();
-
-    Ok(LoadPlan {
+    LoadPlan {
         mode: PlanMode::Load,
         jobs,
         files: files_total,
         bytes: total_bytes,
-    })
+    }
 }
 
 /// The data files (sorted) in parts of at most [`MAX_SOURCE_URIS_PER_JOB`] files and

@@ -573,7 +573,7 @@ fn split_list(value: &str) -> Vec<String> {
 /// The named groups `TIMESTAMP_REGEX` may use; the first three are required.
 const TIMESTAMP_GROUPS: [&str; 6] = ["yyyy", "mm", "dd", "hh", "mi", "ss"];
 
-fn compile_timestamp_regex(pattern: &str) -> Result<regex::Regex, String> {
+pub(crate) fn compile_timestamp_regex(pattern: &str) -> Result<regex::Regex, String> {
     let regex = regex::Regex::new(pattern).map_err(|e| e.to_string())?;
     if let Some(unknown) = regex
         .capture_names()

@@ -10,7 +10,9 @@ use ingest_core::decorators::{
 };
 use ingest_core::event::ObjectEvent;
 use ingest_core::ingest::{IngestError, Ingestor, Outcome};
-use ingest_core::ports::{JobError, JobKind, TableRef, WarehouseError};
+use ingest_core::ports::{
+    JobError, JobKind, PartitionGranularity, TableRef, TimePartitioning, WarehouseError,
+};
 use ingest_core::settings::Settings;
 use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse, QueryOutcome};
 
@@ -730,4 +732,123 @@ fn failed_batches_are_announced_with_what_is_needed_to_replay_them() {
     assert_eq!(got[0].generation, marker.generation);
     assert!(got[0].error.contains("bad row"));
     assert_eq!(got[0].job_ids.len(), 1);
+}
+
+// ---- ingest.json: fileTimestampRegex ----
+
+const DAILY_FILES: &str =
+    r#"{"fileTimestampRegex": "(?P<yyyy>\\d{4})-(?P<mm>\\d\\d)-(?P<dd>\\d\\d)"}"#;
+
+fn load_destinations(e: &Env) -> Vec<String> {
+    e.warehouse
+        .submitted()
+        .iter()
+        .map(|job| match &job.kind {
+            JobKind::Load { destination, .. } => destination.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+/// Each file goes into the partition of its name, at the granularity the table has (one
+/// `tables.get`); one state row records the batch.
+#[test]
+fn file_timestamps_put_each_file_into_its_partition_at_the_table_granularity() {
+    let e = env();
+    e.warehouse.set_time_partitioning(
+        &table("ds", "t"),
+        TimePartitioning {
+            granularity: PartitionGranularity::Day,
+            field: None,
+        },
+    );
+    e.store.put_str(B, "ds/t/_config/ingest.json", DAILY_FILES);
+    let event = e.batch(
+        "ds/t/b1",
+        &[
+            ("2024-01-02_a.csv", "1\n2\n"),
+            ("2024-01-02_b.csv", "3\n"),
+            ("2024-01-03.csv", "4\n"),
+        ],
+    );
+    e.bq.reset();
+    let outcome = e.handle(&event).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Done { rows: 4, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        load_destinations(&e),
+        ["my-project.ds.t$20240102", "my-project.ds.t$20240103"]
+    );
+    let mut partition = table("ds", "t");
+    partition.partition = Some("$20240102".into());
+    assert_eq!(e.warehouse.table_rows(&partition), 3);
+    assert_eq!(e.bq.calls().time_partitioning, 1);
+    assert_eq!(
+        e.warehouse.records().len(),
+        1,
+        "one state row for the marker"
+    );
+
+    // A duplicate delivery finds both jobs and loads nothing again.
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
+    assert_eq!(e.warehouse.submitted().len(), 2);
+    assert_eq!(e.warehouse.table_rows(&table("ds", "t")), 4);
+}
+
+/// A table that does not exist yet takes its granularity from `table.json`: no `tables.get`.
+#[test]
+fn file_timestamps_take_the_granularity_of_the_template_of_a_missing_table() {
+    let e = env();
+    e.store.put_str(B, "ds/t/_config/ingest.json", DAILY_FILES);
+    e.store.put_str(
+        B,
+        "ds/t/_config/table.json",
+        r#"{"timePartitioning": {"type": "MONTH"}}"#,
+    );
+    let event = e.batch(
+        "ds/t/b1",
+        &[("2024-01-02.csv", "1\n"), ("2024-02-03.csv", "2\n")],
+    );
+    e.bq.reset();
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
+    assert_eq!(
+        load_destinations(&e),
+        ["my-project.ds.t$202401", "my-project.ds.t$202402"]
+    );
+    assert_eq!(e.bq.calls().time_partitioning, 0);
+}
+
+/// A table not partitioned by time, and a file without a timestamp, are recorded failures that
+/// say what is wrong; nothing is loaded.
+#[test]
+fn file_timestamps_fail_clearly_on_an_unpartitioned_table_or_a_file_without_one() {
+    let e = env();
+    e.warehouse.set_table_rows(&table("ds", "flat"), 0);
+    e.store.put_str(B, "_config/ingest.json", DAILY_FILES);
+    let event = e.batch("ds/flat/b1", &[("2024-01-02.csv", "1\n")]);
+    let Outcome::Failed { error } = e.handle(&event).unwrap() else {
+        panic!("expected a failure")
+    };
+    assert!(error.contains("gs://bucket/ds/flat/b1/_SUCCESS"), "{error}");
+    assert!(error.contains("not partitioned by time"), "{error}");
+
+    e.warehouse.set_time_partitioning(
+        &table("ds", "t"),
+        TimePartitioning {
+            granularity: PartitionGranularity::Hour,
+            field: Some("at".into()),
+        },
+    );
+    let event = e.batch(
+        "ds/t/b1",
+        &[("2024-01-02.csv", "1\n"), ("readme.csv", "2\n")],
+    );
+    let Outcome::Failed { error } = e.handle(&event).unwrap() else {
+        panic!("expected a failure")
+    };
+    assert!(error.contains("gs://bucket/ds/t/b1/readme.csv"), "{error}");
+    assert!(e.warehouse.submitted().is_empty());
+    assert_eq!(e.warehouse.records().len(), 2, "both recorded");
 }

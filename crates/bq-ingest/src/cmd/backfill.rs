@@ -419,13 +419,25 @@ pub(super) fn write_plan(
             plan.jobs.len()
         )?;
         for job in &plan.jobs {
-            let uris = match &job.kind {
-                JobKind::Load { source_uris, .. } => source_uris.len(),
-                JobKind::Query { .. } => 1,
+            let (uris, into) = match &job.kind {
+                JobKind::Load {
+                    source_uris,
+                    destination,
+                    ..
+                } => (
+                    source_uris.len(),
+                    destination.partition.as_ref().map(|_| destination),
+                ),
+                JobKind::Query { .. } => (1, None),
+            };
+            // A job into a partition of its own (fileTimestampRegex) says which.
+            let into = match (into, &d.batch) {
+                (Some(t), Some(b)) if *t != b.destination => format!(" into {t}"),
+                _ => String::new(),
             };
             writeln!(
                 out,
-                "{indent}job:         {} ({uris} source URI(s))",
+                "{indent}job:         {} ({uris} source URI(s)){into}",
                 job.job_id
             )?;
             if let (true, JobKind::Load { config: load, .. }) = (config, &job.kind) {

@@ -678,3 +678,135 @@ fn a_template_in_transform_mode_is_an_error() {
     let err = BatchConfig::merge(BUCKET, &[dir]).unwrap_err().to_string();
     assert!(err.contains("applies to load mode"), "{err}");
 }
+
+// ---- ingest.json ----
+
+fn ingest_dir(prefix: &str, json: &str) -> ConfigDir {
+    ConfigDir {
+        prefix: prefix.to_string(),
+        ingest_json: Some(file(&format!("{prefix}ingest.json"), json)),
+        ..ConfigDir::default()
+    }
+}
+
+#[test]
+fn ingest_json_is_merged_root_to_batch_and_never_reaches_the_load_job() {
+    let config = BatchConfig::merge(
+        BUCKET,
+        &[
+            ingest_dir(
+                "_config/",
+                r#"{"fileTimestampRegex": "(?P<yyyy>\\d{4})(?P<mm>\\d\\d)(?P<dd>\\d\\d)", "afterSuccess": "delete"}"#,
+            ),
+            ingest_dir(
+                "ds/t/_config/",
+                r#"{"afterSuccess": {"archiveTo": "gs://archive/old"}, "deleteMarker": true, "defaultPartition": "$20240101"}"#,
+            ),
+        ],
+    )
+    .unwrap();
+    let options = &config.ingest;
+    assert!(options.file_timestamp_regex.is_some());
+    assert_eq!(options.default_partition.as_deref(), Some("20240101"));
+    assert_eq!(
+        options.after_success,
+        AfterSuccess::ArchiveTo {
+            bucket: "archive".into(),
+            prefix: "old/".into()
+        }
+    );
+    assert!(options.delete_marker);
+    for key in INGEST_KEYS {
+        assert!(
+            !config.load.contains_key(*key),
+            "{key} leaked into the load job"
+        );
+    }
+    assert!(config.sources.contains(&"_config/ingest.json".to_string()));
+    assert!(config
+        .sources
+        .contains(&"ds/t/_config/ingest.json".to_string()));
+}
+
+#[test]
+fn a_null_in_a_nearer_ingest_json_unsets_the_option() {
+    let config = BatchConfig::merge(
+        BUCKET,
+        &[
+            ingest_dir("_config/", r#"{"afterSuccess": "delete"}"#),
+            ingest_dir("ds/_config/", r#"{"afterSuccess": null}"#),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.ingest.after_success, AfterSuccess::Keep);
+}
+
+#[test]
+fn an_unknown_ingest_json_key_is_an_error_naming_the_file_and_the_key() {
+    let err = BatchConfig::merge(
+        BUCKET,
+        &[ingest_dir("ds/_config/", r#"{"afterSucess": "delete"}"#)],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("gs://bucket/ds/_config/ingest.json"), "{err}");
+    assert!(err.contains("afterSucess"), "{err}");
+    assert!(err.contains("fileTimestampRegex"), "{err}");
+}
+
+#[test]
+fn invalid_ingest_json_values_name_the_file_that_set_them() {
+    let cases = [
+        (
+            r#"{"fileTimestampRegex": "(?P<year>\\d{4})"}"#,
+            "fileTimestampRegex",
+        ),
+        (r#"{"fileTimestampRegex": "("}"#, "fileTimestampRegex"),
+        (r#"{"defaultPartition": "20241301"}"#, "defaultPartition"),
+        (r#"{"defaultPartition": "2024010"}"#, "defaultPartition"),
+        (r#"{"afterSuccess": "archive"}"#, "afterSuccess"),
+        (
+            r#"{"afterSuccess": {"archiveTo": "s3://x"}}"#,
+            "afterSuccess",
+        ),
+        (
+            r#"{"afterSuccess": {"archiveTo": "gs://bucket"}}"#,
+            "afterSuccess",
+        ),
+        (r#"{"deleteMarker": "yes"}"#, "deleteMarker"),
+    ];
+    for (json, key) in cases {
+        let err = BatchConfig::merge(
+            BUCKET,
+            &[
+                ingest_dir("_config/", "{}"),
+                ingest_dir("ds/t/_config/", json),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("gs://bucket/ds/t/_config/ingest.json"),
+            "{json}: {err}"
+        );
+        assert!(err.contains(key), "{json}: {err}");
+    }
+}
+
+#[test]
+fn file_timestamps_are_refused_in_transform_mode() {
+    let mut dir = ingest_dir(
+        "ds/_config/",
+        r#"{"fileTimestampRegex": "(?P<yyyy>\\d{4})(?P<mm>\\d\\d)(?P<dd>\\d\\d)"}"#,
+    );
+    dir.sql = vec![file("ds/_config/bq_transform.sql", "SELECT 1")];
+    let err = BatchConfig::merge(BUCKET, &[dir]).unwrap_err().to_string();
+    assert!(err.contains("ds/_config/ingest.json"), "{err}");
+    assert!(err.contains("_FILE_NAME"), "{err}");
+}
+
+#[test]
+fn ingest_json_is_read_from_a_config_listing() {
+    let (read, _) = files_to_read("ds/_config/", &["ds/_config/ingest.json"]);
+    assert_eq!(read, vec!["ds/_config/ingest.json"]);
+}

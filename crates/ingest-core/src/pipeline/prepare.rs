@@ -11,7 +11,7 @@ use crate::destination::{resolve_batch, Batch, DestinationError};
 use crate::event::ObjectEvent;
 use crate::outcome::IngestError;
 use crate::plan::{job_id_hint, plan_load, select_data_files, LoadPlan, PARTS_LABEL};
-use crate::ports::{ObjectMeta, ObjectStore, StoreError};
+use crate::ports::{ObjectMeta, ObjectStore, PartitionGranularity, StoreError};
 use crate::settings::Settings;
 
 /// Config file contents already read, keyed by (bucket, name, generation): a generation never
@@ -49,6 +49,9 @@ pub(crate) struct PreparedBatch {
     pub(crate) batch: Batch,
     pub(crate) config: BatchConfig,
     pub(crate) listing: Vec<ObjectMeta>,
+    /// The destination's time-partitioning granularity, when its files go into the partitions
+    /// their names carry (`fileTimestampRegex`); `None` otherwise.
+    pub(crate) file_partitions: Option<PartitionGranularity>,
 }
 
 /// The project that runs jobs.
@@ -152,7 +155,58 @@ pub(crate) async fn prepare_batch(
         Step::Ok(d) => dirs.push(d),
         Step::Fatal(f) => return Ok(Step::Fatal(f)),
     }
-    Ok(resolve(ctx.settings, event, &dirs, listing))
+    let mut prepared = match resolve(ctx.settings, event, &dirs, listing) {
+        Step::Ok(p) => p,
+        Step::Fatal(f) => return Ok(Step::Fatal(f)),
+    };
+    if prepared.config.ingest.file_timestamp_regex.is_some() {
+        match partition_granularity(ctx, event, &prepared).await? {
+            Step::Ok(g) => prepared.file_partitions = Some(g),
+            Step::Fatal(f) => return Ok(Step::Fatal(f)),
+        }
+    }
+    Ok(Step::Ok(prepared))
+}
+
+/// The destination's time-partitioning granularity: from the configuration's
+/// `timePartitioning` (`load.json` or `table.json`; `type` defaults to `DAY`), else from the
+/// table itself (one `tables.get`). A table not partitioned by time is a final error.
+async fn partition_granularity(
+    ctx: Context<'_>,
+    event: &ObjectEvent,
+    prepared: &PreparedBatch,
+) -> Result<Step<PartitionGranularity>, IngestError> {
+    let table = &prepared.batch.destination;
+    let fatal = |why: String| {
+        Ok(Step::Fatal(Fatal(format!(
+            "{}: fileTimestampRegex loads each file into its partition, but {why}",
+            event.uri()
+        ))))
+    };
+    if let Some(partitioning) = prepared.config.load.get("timePartitioning") {
+        let kind = partitioning
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("DAY");
+        return match PartitionGranularity::parse(kind) {
+            Some(g) => Ok(Step::Ok(g)),
+            None => fatal(format!(
+                "the configured timePartitioning.type {kind:?} is not HOUR, DAY, MONTH or YEAR"
+            )),
+        };
+    }
+    match ctx.ports.warehouse.time_partitioning(table).await {
+        Ok(Some(partitioning)) => Ok(Step::Ok(partitioning.granularity)),
+        Ok(None) => fatal(format!(
+            "{}.{}.{} is not partitioned by time",
+            table.project, table.dataset, table.table
+        )),
+        Err(e) if e.is_transient() => Err(super::warehouse_error(event, e)),
+        Err(e) => fatal(format!(
+            "its partitioning cannot be read ({e}); for a table that does not exist yet, give \
+             timePartitioning in table.json"
+        )),
+    }
 }
 
 /// Merges the config folders and resolves the batch's destination.
@@ -182,6 +236,7 @@ fn resolve(
             batch,
             config,
             listing,
+            file_partitions: None,
         }),
         Err(e) => Step::Fatal(Fatal(e.to_string())),
     }
@@ -231,6 +286,8 @@ async fn config_dir(
             dir.external_json = Some(file);
         } else if base == crate::config::TABLE_JSON {
             dir.table_json = Some(file);
+        } else if base == crate::config::INGEST_JSON {
+            dir.ingest_json = Some(file);
         } else if base.ends_with(".sql") {
             dir.sql.push(file);
         }
@@ -290,7 +347,19 @@ pub(crate) fn plan_batch(
         &settings.success_filename,
         &prepared.listing,
     );
-    let planned = if prepared.config.transform_sql.is_some() {
+    let planned = if let Some(granularity) = prepared.file_partitions {
+        crate::plan::plan_partitioned_load(
+            settings,
+            &prepared.batch,
+            &prepared.config,
+            &files,
+            &prepared.listing,
+            granularity,
+            project,
+            hint,
+            generation,
+        )
+    } else if prepared.config.transform_sql.is_some() {
         crate::transform::plan_transform(
             settings,
             &prepared.batch,

@@ -906,3 +906,316 @@ fn load_config_never_carries_source_uris_or_own_keys() {
     }
     assert_eq!(load["sourceFormat"], "CSV");
 }
+
+// ---- per-file partitions (fileTimestampRegex) ----
+
+fn partitioned_config(ingest_json: &str, load_json: &str) -> BatchConfig {
+    let file = |name: &str, json: &str| ConfigFile {
+        name: name.to_string(),
+        generation: 1,
+        content: json.as_bytes().to_vec(),
+    };
+    BatchConfig::merge(
+        BUCKET,
+        &[ConfigDir {
+            prefix: "_config/".to_string(),
+            load_json: Some(file("_config/load.json", load_json)),
+            ingest_json: Some(file("_config/ingest.json", ingest_json)),
+            ..ConfigDir::default()
+        }],
+    )
+    .expect("config merges")
+}
+
+const HOURLY: &str =
+    r#"{"fileTimestampRegex": "(?P<yyyy>\\d{4})(?P<mm>\\d\\d)(?P<dd>\\d\\d)T(?P<hh>\\d\\d)"}"#;
+
+fn plan_partitioned(
+    settings: &Settings,
+    config: &BatchConfig,
+    granularity: PartitionGranularity,
+    prefix: &str,
+    listing: &[ObjectMeta],
+) -> Result<LoadPlan, PlanError> {
+    let batch = batch(prefix);
+    let mut full = listing.to_vec();
+    full.push(object(&batch.marker, 0));
+    full.sort_by(|a, b| a.name.cmp(&b.name));
+    let files = select_data_files(&batch, &settings.success_filename, &full);
+    plan_partitioned_load(
+        settings,
+        &batch,
+        config,
+        &files,
+        &full,
+        granularity,
+        "job-project",
+        "ds_t",
+        1234,
+    )
+}
+
+fn destination_of(job: &JobRequest) -> String {
+    match &job.kind {
+        JobKind::Load { destination, .. } => destination.to_string(),
+        other => panic!("expected a load job, got {other:?}"),
+    }
+}
+
+fn disposition_of(job: &JobRequest) -> &str {
+    match &job.kind {
+        JobKind::Load { config, .. } => config["writeDisposition"].as_str().unwrap(),
+        other => panic!("expected a load job, got {other:?}"),
+    }
+}
+
+#[test]
+fn each_file_goes_into_the_partition_of_its_name_one_job_per_partition() {
+    let config = partitioned_config(HOURLY, r#"{"writeDisposition": "WRITE_TRUNCATE"}"#);
+    let listing = [
+        object("ds/t/b1/events-20240102T03.csv", 10),
+        object("ds/t/b1/events-20240102T04.csv", 10),
+        object("ds/t/b1/more/events-20240102T03.csv", 10),
+    ];
+    let plan = plan_partitioned(
+        &Settings::default(),
+        &config,
+        PartitionGranularity::Hour,
+        "ds/t/b1/",
+        &listing,
+    )
+    .unwrap();
+    let destinations: Vec<String> = plan.jobs.iter().map(destination_of).collect();
+    assert_eq!(
+        destinations,
+        [
+            "storage-project.ds.t$2024010203",
+            "storage-project.ds.t$2024010204"
+        ]
+    );
+    assert_eq!(
+        uris(&plan.jobs[0]),
+        [
+            "gs://bucket/ds/t/b1/events-20240102T03.csv",
+            "gs://bucket/ds/t/b1/more/events-20240102T03.csv"
+        ]
+    );
+    assert_eq!(
+        uris(&plan.jobs[1]),
+        ["gs://bucket/ds/t/b1/events-20240102T04.csv"]
+    );
+    // WRITE_TRUNCATE replaces each partition: the first job of every partition keeps it.
+    assert!(plan
+        .jobs
+        .iter()
+        .all(|j| disposition_of(j) == "WRITE_TRUNCATE"));
+    assert_eq!((plan.files, plan.bytes), (3, 30));
+    // Ids are numbered across the batch, distinct and the same on every plan of it.
+    assert!(plan.jobs[0].job_id.ends_with("_0"));
+    assert!(plan.jobs[1].job_id.ends_with("_1"));
+    assert_eq!(plan.jobs[1].labels[PART_LABEL], "1");
+    let again = plan_partitioned(
+        &Settings::default(),
+        &config,
+        PartitionGranularity::Hour,
+        "ds/t/b1/",
+        &listing,
+    )
+    .unwrap();
+    assert_eq!(plan, again);
+}
+
+#[test]
+fn the_granularity_decides_the_decorator() {
+    let config = partitioned_config(HOURLY, "{}");
+    let listing = [
+        object("ds/t/a-20240102T03.csv", 10),
+        object("ds/t/b-20240102T23.csv", 10),
+        object("ds/t/c-20240203T00.csv", 10),
+    ];
+    let day = plan_partitioned(
+        &Settings::default(),
+        &config,
+        PartitionGranularity::Day,
+        "ds/t/",
+        &listing,
+    )
+    .unwrap();
+    let destinations: Vec<String> = day.jobs.iter().map(destination_of).collect();
+    assert_eq!(
+        destinations,
+        [
+            "storage-project.ds.t$20240102",
+            "storage-project.ds.t$20240203"
+        ]
+    );
+    let month = plan_partitioned(
+        &Settings::default(),
+        &config,
+        PartitionGranularity::Month,
+        "ds/t/",
+        &listing,
+    )
+    .unwrap();
+    let destinations: Vec<String> = month.jobs.iter().map(destination_of).collect();
+    assert_eq!(
+        destinations,
+        ["storage-project.ds.t$202401", "storage-project.ds.t$202402"]
+    );
+}
+
+#[test]
+fn a_partition_with_more_files_than_one_job_takes_is_split_and_only_its_first_part_truncates() {
+    let config = partitioned_config(HOURLY, r#"{"writeDisposition": "WRITE_TRUNCATE"}"#);
+    let mut listing: Vec<ObjectMeta> = (0..MAX_SOURCE_URIS_PER_JOB + 1)
+        .map(|i| object(&format!("ds/t/{i:05}-20240102T03.csv"), 1))
+        .collect();
+    listing.push(object("ds/t/z-20240102T04.csv", 1));
+    let plan = plan_partitioned(
+        &Settings::default(),
+        &config,
+        PartitionGranularity::Hour,
+        "ds/t/",
+        &listing,
+    )
+    .unwrap();
+    let summary: Vec<(String, &str)> = plan
+        .jobs
+        .iter()
+        .map(|j| (destination_of(j), disposition_of(j)))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "storage-project.ds.t$2024010203".to_string(),
+                "WRITE_TRUNCATE"
+            ),
+            (
+                "storage-project.ds.t$2024010203".to_string(),
+                "WRITE_APPEND"
+            ),
+            (
+                "storage-project.ds.t$2024010204".to_string(),
+                "WRITE_TRUNCATE"
+            ),
+        ]
+    );
+    assert_eq!(plan.jobs[2].labels[PARTS_LABEL], "3");
+}
+
+#[test]
+fn a_file_without_a_timestamp_fails_the_batch_naming_it() {
+    let config = partitioned_config(HOURLY, "{}");
+    let listing = [
+        object("ds/t/events-20240102T03.csv", 10),
+        object("ds/t/notes.csv", 10),
+    ];
+    let err = plan_partitioned(
+        &Settings::default(),
+        &config,
+        PartitionGranularity::Hour,
+        "ds/t/",
+        &listing,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("gs://bucket/ds/t/notes.csv"), "{err}");
+    assert!(err.contains("defaultPartition"), "{err}");
+}
+
+#[test]
+fn a_file_without_a_timestamp_goes_to_the_default_partition_when_configured() {
+    let ingest = r#"{"fileTimestampRegex": "(?P<yyyy>\\d{4})(?P<mm>\\d\\d)(?P<dd>\\d\\d)T(?P<hh>\\d\\d)", "defaultPartition": "2000010100"}"#;
+    let config = partitioned_config(ingest, "{}");
+    let listing = [
+        object("ds/t/events-20240102T03.csv", 10),
+        object("ds/t/notes.csv", 10),
+    ];
+    let plan = plan_partitioned(
+        &Settings::default(),
+        &config,
+        PartitionGranularity::Hour,
+        "ds/t/",
+        &listing,
+    )
+    .unwrap();
+    let destinations: Vec<String> = plan.jobs.iter().map(destination_of).collect();
+    assert_eq!(
+        destinations,
+        [
+            "storage-project.ds.t$2000010100",
+            "storage-project.ds.t$2024010203"
+        ]
+    );
+    // A default partition of another granularity is an error.
+    let err = plan_partitioned(
+        &Settings::default(),
+        &config,
+        PartitionGranularity::Day,
+        "ds/t/",
+        &listing,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("defaultPartition") && err.contains("DAY"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_impossible_file_timestamp_and_a_path_partition_are_errors() {
+    let config = partitioned_config(HOURLY, "{}");
+    let err = plan_partitioned(
+        &Settings::default(),
+        &config,
+        PartitionGranularity::Hour,
+        "ds/t/",
+        &[object("ds/t/events-20240231T03.csv", 10)],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("gs://bucket/ds/t/events-20240231T03.csv"),
+        "{err}"
+    );
+    assert!(err.contains("fileTimestampRegex"), "{err}");
+
+    let mut in_partition = batch("ds/t/$2024010203/");
+    in_partition.destination.partition = Some("$2024010203".into());
+    let listing = [object("ds/t/$2024010203/events-20240102T03.csv", 10)];
+    let files = select_data_files(&in_partition, "_SUCCESS", &listing);
+    let err = plan_partitioned_load(
+        &Settings::default(),
+        &in_partition,
+        &config,
+        &files,
+        &listing,
+        PartitionGranularity::Hour,
+        "p",
+        "h",
+        1,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("$2024010203") && err.contains("one or the other"),
+        "{err}"
+    );
+}
+
+#[test]
+fn without_file_timestamps_the_plan_is_the_plain_one() {
+    let listing = [object("ds/t/a.csv", 10), object("ds/t/b.csv", 10)];
+    let plain = plan_batch(&Settings::default(), "ds/t/", &listing).unwrap();
+    let partitioned = plan_partitioned(
+        &Settings::default(),
+        &default_config(),
+        PartitionGranularity::Day,
+        "ds/t/",
+        &listing,
+    )
+    .unwrap();
+    assert_eq!(plain, partitioned);
+}

@@ -1,0 +1,121 @@
+//! bq-ingest's own per-table options in `_config/ingest.json` (issue 11), through the real
+//! binary on the emulators:
+//!
+//! - `fileTimestampRegex`: the two NYC 311 hours, as two files of one batch whose names carry
+//!   the hour, go into `$2017041101` and `$2017041102` of an hour-partitioned table (the
+//!   granularity read from the table): one job per partition, one state row for the marker;
+//!   the marker again (a new generation) with WRITE_TRUNCATE replaces both hours, no more.
+
+use std::time::Duration;
+
+use bq_ingest_e2e::{testdata, Mode, TestCase};
+use serde_json::{json, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// `CREATE TABLE` of NYC 311's schema, partitioned by the hour of `created_date`.
+fn hourly_nyc_311_ddl(t: &TestCase) -> String {
+    let schema: Vec<Value> = serde_json::from_slice(
+        &std::fs::read(testdata("nyc_311_schema.json")).expect("reading the schema"),
+    )
+    .expect("a JSON schema");
+    let columns: Vec<String> = schema
+        .iter()
+        .map(|f| format!("`{}` {}", text(&f["name"]), text(&f["type"])))
+        .collect();
+    format!(
+        "CREATE TABLE {} ({}) PARTITION BY TIMESTAMP_TRUNC(created_date, HOUR)",
+        t.table_sql("nyc311"),
+        columns.join(", ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_timestamps_load_each_file_into_its_partition() {
+    let Some(t) = TestCase::new("file_partitions").await else {
+        return;
+    };
+    t.rows(&hourly_nyc_311_ddl(&t)).await;
+    t.upload(
+        "nyc311/_config/load.json",
+        br#"{"fieldDelimiter": "|", "writeDisposition": "WRITE_TRUNCATE"}"#.to_vec(),
+    )
+    .await;
+    t.upload(
+        "nyc311/_config/ingest.json",
+        br#"{"fileTimestampRegex": "_(?P<yyyy>\\d{4})(?P<mm>\\d\\d)(?P<dd>\\d\\d)(?P<hh>\\d\\d)\\.csv$"}"#
+            .to_vec(),
+    )
+    .await;
+    let _service = t.spawn_service(Mode::Pull, &[]).await;
+    for hour in ["2017041101", "2017041102"] {
+        t.upload_file(
+            &format!("nyc311/b1/nyc_311_{hour}.csv"),
+            testdata(format!("nyc_311/${hour}/nyc_311.csv")),
+        )
+        .await;
+    }
+    let first = t.upload("nyc311/b1/_SUCCESS", Vec::new()).await;
+    t.wait_for_count("nyc311", 200, TIMEOUT).await;
+    let marker = t.uri("nyc311/b1/_SUCCESS");
+    let row = t
+        .wait_for_state_row(|r| text(&r["marker_uri"]) == marker, TIMEOUT)
+        .await;
+    assert_eq!(row["state"], "done", "{row}");
+    let hours = t
+        .rows(&format!(
+            "SELECT EXTRACT(HOUR FROM created_date) AS hour, COUNT(*) AS n FROM {} \
+             GROUP BY hour ORDER BY hour",
+            t.table_sql("nyc311")
+        ))
+        .await;
+    let expected = vec![
+        json!({"hour": "1", "n": "126"}),
+        json!({"hour": "2", "n": "74"}),
+    ];
+    assert_eq!(hours, expected);
+    let mut destinations: Vec<String> = t
+        .jobs()
+        .await
+        .iter()
+        .map(|j| text(&j.raw["configuration"]["load"]["destinationTable"]["tableId"]).to_string())
+        .collect();
+    destinations.sort();
+    assert_eq!(destinations, ["nyc311$2017041101", "nyc311$2017041102"]);
+    let recorded = row.to_string();
+    assert_eq!(
+        t.jobs()
+            .await
+            .iter()
+            .filter(|j| recorded.contains(&j.id))
+            .count(),
+        2,
+        "the state row names both jobs: {row}"
+    );
+
+    // The marker again: new ids, each hour truncated and reloaded, the totals unchanged.
+    let again = t.upload("nyc311/b1/_SUCCESS", Vec::new()).await;
+    assert_ne!(again.generation, first.generation);
+    t.wait_for_state_row(
+        |r| {
+            text(&r["marker_uri"]) == marker
+                && text(&r["marker_generation"]) == again.generation.to_string()
+                && r["state"] == "done"
+        },
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(t.jobs().await.len(), 4);
+    let hours_again = t
+        .rows(&format!(
+            "SELECT EXTRACT(HOUR FROM created_date) AS hour, COUNT(*) AS n FROM {} \
+             GROUP BY hour ORDER BY hour",
+            t.table_sql("nyc311")
+        ))
+        .await;
+    assert_eq!(hours_again, expected);
+}
