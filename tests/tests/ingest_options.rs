@@ -4,11 +4,14 @@
 //! - `fileTimestampRegex`: the two NYC 311 hours, as two files of one batch whose names carry
 //!   the hour, go into `$2017041101` and `$2017041102` of an hour-partitioned table (the
 //!   granularity read from the table): one job per partition, one state row for the marker;
-//!   the marker again (a new generation) with WRITE_TRUNCATE replaces both hours, no more.
+//!   the marker again (a new generation) with WRITE_TRUNCATE replaces both hours, no more;
+//! - `afterSuccess` `archiveTo` with `deleteMarker`: nation's files archived with their path,
+//!   the batch folder empty. (`delete` on an ordered table is in `ordered.rs`.)
 
 use std::time::Duration;
 
 use bq_ingest_e2e::{testdata, Mode, TestCase};
+use ingest_core::ports::ObjectStore;
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -118,4 +121,79 @@ async fn file_timestamps_load_each_file_into_its_partition() {
         ))
         .await;
     assert_eq!(hours_again, expected);
+}
+
+/// The object names under `<dataset>/<relative_prefix>` in `bucket`.
+async fn names(t: &TestCase, bucket: &str, relative_prefix: &str) -> Vec<String> {
+    let prefix = t.object(relative_prefix);
+    let page = t
+        .stack
+        .store
+        .list(bucket, &prefix, None, None)
+        .await
+        .unwrap_or_else(|e| panic!("listing gs://{bucket}/{prefix}: {e}"));
+    assert!(page.next_page_token.is_none());
+    page.objects.into_iter().map(|o| o.name).collect()
+}
+
+/// `afterSuccess: {"archiveTo": …}` with `deleteMarker`: once nation is loaded (25 rows), its
+/// two files are under the archive prefix with their path, and nothing is left of the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_success_archives_the_files_and_deletes_the_marker() {
+    let Some(t) = TestCase::new("after_success").await else {
+        return;
+    };
+    t.create_table("nation", testdata("nation_schema.json"))
+        .await;
+    t.upload("_config/load.json", br#"{"fieldDelimiter": "|"}"#.to_vec())
+        .await;
+    let ingest_json = json!({
+        "afterSuccess": {"archiveTo": format!("gs://{}/archive", t.bucket())},
+        "deleteMarker": true,
+    });
+    t.upload(
+        "nation/_config/ingest.json",
+        ingest_json.to_string().into_bytes(),
+    )
+    .await;
+    let _service = t.spawn_service(Mode::Pull, &[]).await;
+    t.upload_dir("nation/b1", testdata("nation")).await;
+    t.wait_for_count("nation", 25, TIMEOUT).await;
+    let marker = t.uri("nation/b1/_SUCCESS");
+    let row = t
+        .wait_for_state_row(|r| text(&r["marker_uri"]) == marker, TIMEOUT)
+        .await;
+    assert_eq!(row["state"], "done", "{row}");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !names(&t, t.bucket(), "nation/b1/").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch was not cleaned up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let archived: Vec<String> = t
+        .stack
+        .store
+        .list(
+            t.bucket(),
+            &format!("archive/{}", t.object("nation/b1/")),
+            None,
+            None,
+        )
+        .await
+        .expect("listing the archive")
+        .objects
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    // The empty part-m-00000 was not loaded, but it is the batch's: archived too.
+    assert_eq!(
+        archived,
+        [
+            format!("archive/{}", t.object("nation/b1/part-m-00000")),
+            format!("archive/{}", t.object("nation/b1/part-m-00001")),
+        ],
+    );
+    assert_eq!(t.count("nation").await, 25);
 }

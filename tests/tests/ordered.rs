@@ -1000,3 +1000,41 @@ async fn ordered_update_transform_concatenates_in_order() {
     assert_eq!(applied(&service), strings(&["01", "02", "03", "04"]));
     assert_eq!(done_batches(&t).await, strings(&["01", "02", "03", "04"]));
 }
+
+/// `afterSuccess: "delete"` and `deleteMarker` on an ordered table (issue 11): each batch's
+/// data file and marker go once it is applied, in order; the table ends with its rows, its
+/// `_config/` and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_batches_are_deleted_after_they_are_applied() {
+    let Some(t) = ordered_case("ordered_after_success", true).await else {
+        return;
+    };
+    t.upload(
+        &format!("{TABLE}/_config/ingest.json"),
+        br#"{"afterSuccess": "delete", "deleteMarker": true}"#.to_vec(),
+    )
+    .await;
+    let service = t.spawn_service(Mode::Pull, &[]).await;
+    for batch in ["01", "02", "03"] {
+        upload_batch(&t, batch).await;
+    }
+    wait_until(
+        &service,
+        "3 batches applied and cleaned up",
+        TIMEOUT,
+        || async {
+            applied(&service).len() >= 3
+                && idle(&t).await
+                && list(&t, &format!("{TABLE}/0")).await.is_empty()
+        },
+    )
+    .await;
+    assert_jobs_in_order(&t, &["01", "02", "03"]).await;
+    assert_eq!(t.count(TABLE).await, 3);
+    let left: Vec<String> = list(&t, &format!("{TABLE}/"))
+        .await
+        .into_iter()
+        .filter(|n| !n.contains("/_config/"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -100,6 +100,9 @@ pub const MAX_LABEL_LEN: usize = 63;
 pub const PART_LABEL: &str = "bq-ingest-part";
 /// The label that carries the number of parts of a batch on every job of it.
 pub const PARTS_LABEL: &str = "bq-ingest-parts";
+/// The label on every job of a batch whose files are archived or deleted once it is done
+/// (`afterSuccess` / `deleteMarker` in `ingest.json`): `delete`, `archive` or `marker`.
+pub const AFTER_SUCCESS_LABEL: &str = "bq-ingest-after-success";
 /// The value of the `component` label of every job.
 pub const COMPONENT: &str = "event-based-gcs-ingest";
 

@@ -166,6 +166,33 @@ pub trait ObjectStore: Send + Sync + Debug {
         name: &str,
         if_generation: Option<i64>,
     ) -> Result<(), StoreError>;
+
+    /// Copies generation `generation` of `gs://bucket/name` to `gs://to_bucket/to_name`, which
+    /// must not exist yet, and returns the metadata of the copy.
+    ///
+    /// Errors: [`StoreError::NotFound`] when the source has no live object;
+    /// [`StoreError::PreconditionFailed`] when another generation of it is live;
+    /// [`StoreError::AlreadyExists`] when the destination exists.
+    ///
+    /// The provided implementation reads the source and creates the copy with
+    /// [`PutMode::Create`]; a store that copies on the server (GCS's `rewriteTo`) overrides it.
+    async fn copy(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: i64,
+        to_bucket: &str,
+        to_name: &str,
+    ) -> Result<ObjectMeta, StoreError> {
+        let (meta, content) = self.read(bucket, name).await?;
+        if meta.generation != generation {
+            return Err(StoreError::PreconditionFailed {
+                bucket: bucket.to_string(),
+                name: name.to_string(),
+            });
+        }
+        self.put(to_bucket, to_name, content, PutMode::Create).await
+    }
 }
 
 /// A BigQuery table, with an optional partition decorator.
@@ -704,6 +731,19 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
         if_generation: Option<i64>,
     ) -> Result<(), StoreError> {
         (**self).delete(bucket, name, if_generation).await
+    }
+
+    async fn copy(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: i64,
+        to_bucket: &str,
+        to_name: &str,
+    ) -> Result<ObjectMeta, StoreError> {
+        (**self)
+            .copy(bucket, name, generation, to_bucket, to_name)
+            .await
     }
 }
 

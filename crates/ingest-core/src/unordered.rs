@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::destination::Batch;
 use crate::event::ObjectEvent;
 use crate::outcome::{IngestError, Outcome};
+use crate::pipeline::after_success;
 use crate::pipeline::jobs::{
     attempt_of, follow, retriable_parts, retry_id, submit_all, submit_one, SubmitError, Turn,
 };
@@ -91,8 +92,14 @@ pub(crate) async fn follow_batch(
         }
         let retry = retriable_parts(ctx.settings, &statuses);
         if retry.is_empty() {
+            let labelled = after_success::labelled(&statuses);
             let batch = planned.as_ref().map(|(p, plan)| (&p.batch, plan.mode));
-            return finish(ctx, event, batch, statuses, submitted_at).await;
+            let outcome = finish(ctx, event, batch, statuses, submitted_at).await?;
+            if matches!(outcome, Outcome::Done { .. }) {
+                let prepared = planned.as_ref().map(|(p, _)| p);
+                clean_up(ctx, event, prepared, labelled).await?;
+            }
+            return Ok(outcome);
         }
         if planned.is_none() {
             planned = match plan_again(ctx, run).await? {
@@ -109,6 +116,28 @@ pub(crate) async fn follow_batch(
                 Err(outcome) => return Ok(outcome),
             }
         }
+    }
+}
+
+/// The post-success actions of a done batch (see `pipeline::after_success`): with the batch
+/// this delivery prepared, or, for a duplicate delivery whose jobs carry the label, with the
+/// batch prepared again (a first delivery may have died before it finished them).
+async fn clean_up(
+    ctx: Context<'_>,
+    event: &ObjectEvent,
+    prepared: Option<&PreparedBatch>,
+    labelled: bool,
+) -> Result<(), IngestError> {
+    match prepared {
+        Some(prepared) => after_success::run(ctx, event, prepared).await,
+        None if labelled => match prepare_batch(ctx, event).await? {
+            Step::Ok(prepared) => after_success::run(ctx, event, &prepared).await,
+            Step::Fatal(f) => {
+                tracing::error!(object = %event.uri(), error = %f.0, "after success: the batch cannot be read again; its files stay: {}", f.0);
+                Ok(())
+            }
+        },
+        None => Ok(()),
     }
 }
 

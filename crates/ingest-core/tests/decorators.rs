@@ -44,6 +44,7 @@ fn counting_counts_every_call_including_failed_ones() {
         let _ = store.put("b", "x", vec![], PutMode::Create).await;
         let _ = store.put("b", "x", vec![], PutMode::Create).await;
         let _ = store.delete("b", "x", None).await;
+        let _ = store.copy("b", "missing", 1, "b", "y").await;
     });
     assert_eq!(
         store.calls(),
@@ -52,10 +53,11 @@ fn counting_counts_every_call_including_failed_ones() {
             read: 1,
             stat: 1,
             put: 3,
-            delete: 1
+            delete: 1,
+            copy: 1,
         }
     );
-    assert_eq!(store.calls().total(), 8);
+    assert_eq!(store.calls().total(), 9);
     let results = store.by_result();
     assert_eq!(results[&(StoreMethod::Put, CallResult::Ok)], 1);
     assert_eq!(results[&(StoreMethod::Put, CallResult::Conflict)], 2);

@@ -852,3 +852,162 @@ fn file_timestamps_fail_clearly_on_an_unpartitioned_table_or_a_file_without_one(
     assert!(e.warehouse.submitted().is_empty());
     assert_eq!(e.warehouse.records().len(), 2, "both recorded");
 }
+
+// ---- ingest.json: afterSuccess, deleteMarker ----
+
+fn names_under(e: &Env, bucket: &str, prefix: &str) -> Vec<String> {
+    e.store
+        .names(bucket)
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn after_success_delete_removes_the_data_files_of_a_done_batch_only() {
+    let e = env();
+    e.store.put_str(
+        B,
+        "ds/t/_config/ingest.json",
+        r#"{"afterSuccess": "delete"}"#,
+    );
+    let event = e.batch("ds/t/b1", &[("a.csv", "1\n"), ("b.csv", "2\n")]);
+    assert!(matches!(
+        e.handle(&event).unwrap(),
+        Outcome::Done { rows: 2, .. }
+    ));
+    assert_eq!(names_under(&e, B, "ds/t/b1/"), ["ds/t/b1/_SUCCESS"]);
+    assert_eq!(
+        e.warehouse.submitted()[0].labels["bq-ingest-after-success"],
+        "delete"
+    );
+
+    // A failed batch keeps its files.
+    e.faults.inject(
+        WarehouseMethod::Submit,
+        Fault::Fail(WarehouseError::Rejected {
+            what: "job".into(),
+            message: "invalid".into(),
+        }),
+    );
+    let failed = e.batch("ds/t/b2", &[("a.csv", "1\n")]);
+    assert!(matches!(e.handle(&failed).unwrap(), Outcome::Failed { .. }));
+    assert_eq!(
+        names_under(&e, B, "ds/t/b2/"),
+        ["ds/t/b2/_SUCCESS", "ds/t/b2/a.csv"]
+    );
+}
+
+#[test]
+fn after_success_archive_copies_keeps_the_path_deletes_and_drops_the_marker() {
+    let e = env();
+    e.store.create_bucket("archive");
+    e.store.put_str(
+        B,
+        "_config/ingest.json",
+        r#"{"afterSuccess": {"archiveTo": "gs://archive/loaded"}, "deleteMarker": true}"#,
+    );
+    let event = e.batch("ds/t/b1", &[("a.csv", "1\n"), ("sub/b.csv", "2\n")]);
+    assert!(matches!(
+        e.handle(&event).unwrap(),
+        Outcome::Done { rows: 2, .. }
+    ));
+    assert!(
+        names_under(&e, B, "ds/t/b1/").is_empty(),
+        "{:?}",
+        e.store.names(B)
+    );
+    assert_eq!(
+        e.store.names("archive"),
+        ["loaded/ds/t/b1/a.csv", "loaded/ds/t/b1/sub/b.csv"]
+    );
+    // The state row was written before anything moved.
+    assert_eq!(e.warehouse.records().len(), 1);
+}
+
+/// A delivery that dies half-way through the archive (here: a transient error on the second
+/// delete) asks for redelivery; the redelivery, a duplicate with no plan, finds the label on
+/// the jobs, counts the copy already in place as done, finishes, and loads nothing again.
+#[test]
+fn an_interrupted_archive_is_finished_by_the_redelivery_without_loading_twice() {
+    let clock = MemoryClock::new();
+    let store = Arc::new(MemoryStore::new().with_clock(clock.clone()));
+    store.create_bucket(B);
+    store.create_bucket("archive");
+    let faulty = Arc::new(ingest_core::decorators::FaultyStore::new(store.clone()));
+    let warehouse = Arc::new(MemoryWarehouse::with_store(store.clone()).with_clock(clock.clone()));
+    let settings = Settings {
+        bq_project: Some("my-project".into()),
+        ..Settings::default()
+    };
+    let ingestor = Ingestor::new(settings, faulty.clone(), warehouse.clone(), Arc::new(clock));
+    store.put_str(
+        B,
+        "_config/ingest.json",
+        r#"{"afterSuccess": {"archiveTo": "gs://archive"}}"#,
+    );
+    store.put_str(B, "ds/t/b1/a.csv", "1\n");
+    store.put_str(B, "ds/t/b1/b.csv", "2\n");
+    let marker = store.insert(B, "ds/t/b1/_SUCCESS", Vec::new());
+    let event = ObjectEvent::finalized(B, &marker.name, marker.generation);
+    faulty.set_rule(Box::new(|method, name| {
+        (method == ingest_core::decorators::StoreMethod::Delete && name == "ds/t/b1/b.csv").then(
+            || {
+                Fault::Fail(ingest_core::ports::StoreError::Transient {
+                    bucket: B.into(),
+                    name: name.into(),
+                    message: "503".into(),
+                })
+            },
+        )
+    }));
+    let first = block_on(ingestor.handle(&event));
+    assert!(
+        first.is_err(),
+        "a transient error asks for redelivery: {first:?}"
+    );
+    assert_eq!(store.names("archive"), ["ds/t/b1/a.csv", "ds/t/b1/b.csv"]);
+    assert!(store.names(B).contains(&"ds/t/b1/b.csv".to_string()));
+    faulty.clear();
+    let second = block_on(ingestor.handle(&event)).unwrap();
+    assert!(matches!(second, Outcome::Done { .. }), "{second:?}");
+    assert_eq!(
+        store.names(B),
+        ["_config/ingest.json", "ds/t/b1/_SUCCESS"],
+        "both files archived and deleted"
+    );
+    assert_eq!(warehouse.submitted().len(), 1, "loaded once");
+}
+
+/// A file written under a batch's name after its marker is a newer file, not this batch's
+/// (a redelivery lists the batch again and finds it): it is neither archived nor deleted.
+#[test]
+fn after_success_never_removes_a_file_newer_than_the_marker() {
+    let e = env();
+    e.store.put_str(
+        B,
+        "ds/t/_config/ingest.json",
+        r#"{"afterSuccess": "delete"}"#,
+    );
+    let event = e.batch("ds/t/b1", &[("a.csv", "1\n"), ("b.csv", "2\n")]);
+    e.clock.advance(Duration::from_secs(60));
+    let newer = e.store.put_str(B, "ds/t/b1/a.csv", "3\n");
+    let outcome = e.handle(&event).unwrap();
+    assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+    let names = names_under(&e, B, "ds/t/b1/");
+    assert_eq!(
+        names,
+        ["ds/t/b1/_SUCCESS", "ds/t/b1/a.csv"],
+        "b.csv deleted, a.csv kept"
+    );
+    assert_eq!(
+        block_on(ingest_core::ports::ObjectStore::stat(
+            e.store.as_ref(),
+            B,
+            "ds/t/b1/a.csv"
+        ))
+        .unwrap()
+        .generation,
+        newer.generation
+    );
+}

@@ -36,6 +36,8 @@ pub mod operations {
     pub const PUT: &str = "objects.insert";
     /// `objects.delete`.
     pub const DELETE: &str = "objects.delete";
+    /// `objects.rewrite` (a copy on the server).
+    pub const COPY: &str = "objects.rewrite";
 }
 
 /// Numbers of HTTP requests a [`GcsStore`] sent, per operation, retries included: a view of
@@ -439,6 +441,113 @@ impl ObjectStore for GcsStore {
             Err(refused) => Err(store_error(bucket, name, refused.failure)),
         }
     }
+
+    /// `objects.rewrite` with `ifSourceGenerationMatch` and `ifGenerationMatch=0`, repeated
+    /// with its `rewriteToken` until `done` (large objects take several calls). A 412 is told
+    /// apart by one `objects.get` of the destination: there, `AlreadyExists` (also when an
+    /// attempt whose answer was lost made the copy: the caller compares it); else the source's
+    /// generation is not live.
+    async fn copy(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: i64,
+        to_bucket: &str,
+        to_name: &str,
+    ) -> Result<ObjectMeta, StoreError> {
+        let source_generation = generation.to_string();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("ifSourceGenerationMatch", source_generation.as_str()),
+                ("ifGenerationMatch", "0"),
+                ("projection", "noAcl"),
+            ];
+            if let Some(t) = &token {
+                query.push(("rewriteToken", t));
+            }
+            let url = self.client.url(
+                &[
+                    "storage",
+                    "v1",
+                    "b",
+                    bucket,
+                    "o",
+                    name,
+                    "rewriteTo",
+                    "b",
+                    to_bucket,
+                    "o",
+                    to_name,
+                ],
+                &query,
+            );
+            let call = Call::new(operations::COPY, gs_uri(bucket, name), Method::POST, url)
+                .json(&serde_json::json!({}));
+            let refused = match self.client.send(&call).await {
+                Ok(answer) => {
+                    let rewrite: RewriteAnswer = parse_answer(&answer.body)
+                        .map_err(|refused| store_error(bucket, name, refused.failure))?;
+                    match (rewrite.done, rewrite.resource, rewrite.rewrite_token) {
+                        (true, Some(resource), _) => return Ok(resource.meta()),
+                        (false, _, Some(next)) => {
+                            token = Some(next);
+                            continue;
+                        }
+                        _ => {
+                            return Err(StoreError::Other {
+                                bucket: bucket.to_string(),
+                                name: name.to_string(),
+                                message: "objects.rewrite answered neither done nor a token".into(),
+                            })
+                        }
+                    }
+                }
+                Err(refused) => refused,
+            };
+            if refused.failure.class != FailureClass::Conflict {
+                return Err(store_error(bucket, name, refused.failure));
+            }
+            return Err(self.copy_conflict(bucket, name, to_bucket, to_name).await);
+        }
+    }
+}
+
+impl GcsStore {
+    /// What a 412 of `objects.rewrite` means (see [`ObjectStore::copy`]): the destination
+    /// exists, or else the source's generation is not live.
+    async fn copy_conflict(
+        &self,
+        bucket: &str,
+        name: &str,
+        to_bucket: &str,
+        to_name: &str,
+    ) -> StoreError {
+        match self.object_resource(to_bucket, to_name).await {
+            Ok(_) => StoreError::AlreadyExists {
+                bucket: to_bucket.to_string(),
+                name: to_name.to_string(),
+            },
+            Err(refused) if refused.failure.class == FailureClass::NotFound => {
+                StoreError::PreconditionFailed {
+                    bucket: bucket.to_string(),
+                    name: name.to_string(),
+                }
+            }
+            Err(refused) => store_error(to_bucket, to_name, refused.failure),
+        }
+    }
+}
+
+/// `objects.rewrite`'s answer.
+#[derive(Debug, Default, Deserialize)]
+struct RewriteAnswer {
+    #[serde(default)]
+    done: bool,
+    #[serde(rename = "rewriteToken", default)]
+    rewrite_token: Option<String>,
+    #[serde(default)]
+    resource: Option<ObjectResource>,
 }
 
 /// The boundary of the multipart upload body: cannot occur in the JSON part, and is checked

@@ -73,12 +73,14 @@ pub struct StoreCalls {
     pub put: u64,
     /// Calls of [`ObjectStore::delete`].
     pub delete: u64,
+    /// Calls of [`ObjectStore::copy`].
+    pub copy: u64,
 }
 
 impl StoreCalls {
     /// All calls.
     pub fn total(&self) -> u64 {
-        self.list + self.read + self.stat + self.put + self.delete
+        self.list + self.read + self.stat + self.put + self.delete + self.copy
     }
 }
 
@@ -210,6 +212,7 @@ impl<S> CountingStore<S> {
             stat: self.tally.calls(StoreMethod::Stat),
             put: self.tally.calls(StoreMethod::Put),
             delete: self.tally.calls(StoreMethod::Delete),
+            copy: self.tally.calls(StoreMethod::Copy),
         }
     }
 
@@ -289,6 +292,23 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         let result = self.inner.delete(bucket, name, if_generation).await;
         self.tally
             .end(StoreMethod::Delete, CallResult::of_store(&result));
+        result
+    }
+    async fn copy(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: i64,
+        to_bucket: &str,
+        to_name: &str,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.tally.start(StoreMethod::Copy);
+        let result = self
+            .inner
+            .copy(bucket, name, generation, to_bucket, to_name)
+            .await;
+        self.tally
+            .end(StoreMethod::Copy, CallResult::of_store(&result));
         result
     }
 }

@@ -42,6 +42,8 @@ pub enum StoreMethod {
     Put,
     /// [`ObjectStore::delete`].
     Delete,
+    /// [`ObjectStore::copy`].
+    Copy,
 }
 
 /// A method of [`Warehouse`], to name it in fault injection and counters.
@@ -243,6 +245,21 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     ) -> Result<(), StoreError> {
         let fault = self.plan.take(StoreMethod::Delete, name);
         apply(fault, self.inner.delete(bucket, name, if_generation)).await
+    }
+
+    async fn copy(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: i64,
+        to_bucket: &str,
+        to_name: &str,
+    ) -> Result<ObjectMeta, StoreError> {
+        let fault = self.plan.take(StoreMethod::Copy, name);
+        let copy = self
+            .inner
+            .copy(bucket, name, generation, to_bucket, to_name);
+        apply(fault, copy).await
     }
 }
 

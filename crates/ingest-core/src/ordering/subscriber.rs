@@ -12,6 +12,7 @@ use super::{
 use crate::destination::resolve_batch;
 use crate::event::ObjectEvent;
 use crate::outcome::{IngestError, Outcome};
+use crate::pipeline::after_success;
 use crate::pipeline::jobs::{
     attempt_of, follow, retriable_parts, retry_id, submit_one, SubmitError,
 };
@@ -497,6 +498,9 @@ impl Subscriber<'_> {
         }
         self.record_batch(state, state.job_ids.clone(), mode, "done", None, &statuses)
             .await?;
+        if after_success::labelled(&statuses) {
+            self.clean_up(state).await?;
+        }
         let store = &self.ctx.ports.store;
         match store.delete(self.bucket, &state.item, None).await {
             Ok(()) | Err(StoreError::NotFound { .. }) => {}
@@ -521,6 +525,20 @@ impl Subscriber<'_> {
             ));
         }
         Ok(Next::Continue)
+    }
+
+    /// The post-success actions of the batch just applied (`pipeline::after_success`), before
+    /// its backlog item goes: a subscriber that dies half-way finishes them when it follows the
+    /// lock's jobs again.
+    async fn clean_up(&self, state: &LockState) -> Result<(), IngestError> {
+        let marker = ObjectEvent::finalized(self.bucket, &state.marker, state.marker_generation);
+        match prepare_batch(self.ctx, &marker).await? {
+            Step::Ok(prepared) => after_success::run(self.ctx, &marker, &prepared).await,
+            Step::Fatal(f) => {
+                tracing::error!(object = %marker.uri(), error = %f.0, "after success: the batch cannot be read again; its files stay: {}", f.0);
+                Ok(())
+            }
+        }
     }
 
     /// Resubmits the parts whose jobs failed with a retriable error under their next

@@ -4,7 +4,8 @@
 //! - `prepare`: the `_config/` cache, reading and merging the config on the way to a batch,
 //!   resolving its destination, listing it, and planning its jobs;
 //! - `jobs`: job attempts and their ids, retriable errors, submitting, polling and following;
-//! - `record`: state-table rows and failure reports.
+//! - `record`: state-table rows and failure reports;
+//! - `after_success`: archiving or deleting a done batch's files (`ingest.json`).
 //!
 //! Every step takes the [`Ports`] it needs (and the settings), nothing else; `Context` bundles
 //! what the `Ingestor` owns for the steps that need it all.
@@ -19,6 +20,7 @@ use crate::ports::{
 };
 use crate::settings::Settings;
 
+pub(crate) mod after_success;
 pub(crate) mod jobs;
 pub(crate) mod prepare;
 pub(crate) mod record;

@@ -334,7 +334,8 @@ fn store_failure<T>(event: &ObjectEvent, e: StoreError) -> Result<Step<T>, Inges
 }
 
 /// Plans the jobs of a prepared batch (load or transform); every job carries the number of
-/// parts ([`PARTS_LABEL`]), so that a duplicate can find them all from part 0.
+/// parts ([`PARTS_LABEL`]), so that a duplicate can find them all from part 0, and, when the
+/// batch's files are archived or deleted once it is done, [`crate::plan::AFTER_SUCCESS_LABEL`].
 pub(crate) fn plan_batch(
     settings: &Settings,
     prepared: &PreparedBatch,
@@ -383,8 +384,15 @@ pub(crate) fn plan_batch(
     };
     let mut plan = planned.map_err(|e| Fatal(e.to_string()))?;
     let parts = plan.jobs.len().to_string();
+    let after_success = super::after_success::label_value(prepared);
     for job in &mut plan.jobs {
         job.labels.insert(PARTS_LABEL.to_string(), parts.clone());
+        if let Some(value) = after_success {
+            job.labels.insert(
+                crate::plan::AFTER_SUCCESS_LABEL.to_string(),
+                value.to_string(),
+            );
+        }
     }
     Ok(plan)
 }

@@ -19,6 +19,9 @@ pub struct StoreCapabilities {
     /// Whether an object `a` and an object `a/b/c` can exist at once, as in GCS
     /// (fake-gcs-server's filesystem backend cannot: `a` would be a file and a folder).
     pub object_and_folder_same_name: bool,
+    /// Whether [`ObjectStore::copy`] enforces its preconditions (the source's generation, a
+    /// destination that must not exist); fake-gcs-server ignores them on `rewriteTo`.
+    pub copy_preconditions: bool,
 }
 
 impl Default for StoreCapabilities {
@@ -26,6 +29,7 @@ impl Default for StoreCapabilities {
         StoreCapabilities {
             delete_precondition: true,
             object_and_folder_same_name: true,
+            copy_preconditions: true,
         }
     }
 }
@@ -75,6 +79,11 @@ pub async fn run(
     special_names(&scratch).await;
     list_prefix_recursive(&scratch).await;
     list_paging(&scratch).await;
+    copy_generation(&scratch).await;
+    copy_missing(&scratch).await;
+    if caps.copy_preconditions {
+        copy_guards(&scratch).await;
+    }
     scratch.clean("clean_scratch_after", "").await;
 }
 
@@ -585,6 +594,90 @@ pub async fn delete_right_generation(scratch: &Scratch<'_>) {
     let name = scratch.name("delete/guarded");
     let meta = scratch.put(check, &name, b"go", PutMode::Overwrite).await;
     scratch.delete_at(check, &name, meta.generation).await;
+}
+
+/// A copy of the live generation has its content under the new name (in a new folder), and
+/// the source stays.
+pub async fn copy_generation(scratch: &Scratch<'_>) {
+    scratch.clean("copy_generation", "copy/").await;
+    let check = "copy_generation";
+    let (from, to) = (
+        scratch.name("copy/from.csv"),
+        scratch.name("copy/archive/from.csv"),
+    );
+    let meta = scratch
+        .put(check, &from, b"1,a\n", PutMode::Overwrite)
+        .await;
+    let copied = ok(
+        check,
+        "copy",
+        scratch
+            .store
+            .copy(scratch.bucket, &from, meta.generation, scratch.bucket, &to)
+            .await,
+    );
+    expect_eq(check, "copy's name", copied.name.as_str(), to.as_str());
+    expect_eq(check, "copy's size", copied.size, 4);
+    scratch
+        .read_expect(check, &to, b"1,a\n", copied.generation)
+        .await;
+    scratch
+        .read_expect(check, &from, b"1,a\n", meta.generation)
+        .await;
+}
+
+/// A copy of an object that does not exist is `NotFound` naming the source.
+pub async fn copy_missing(scratch: &Scratch<'_>) {
+    scratch.clean("copy_missing", "copy/").await;
+    let check = "copy_missing";
+    let (from, to) = (scratch.name("copy/missing"), scratch.name("copy/to"));
+    let result = scratch
+        .store
+        .copy(scratch.bucket, &from, 1, scratch.bucket, &to)
+        .await;
+    expect_not_found(
+        check,
+        "copy of a missing object",
+        result,
+        scratch.bucket,
+        &from,
+    );
+}
+
+/// A copy of another generation than the live one is `PreconditionFailed`; a copy onto an
+/// existing object is `AlreadyExists` and leaves it as it was.
+pub async fn copy_guards(scratch: &Scratch<'_>) {
+    scratch.clean("copy_guards", "copy/").await;
+    let check = "copy_guards";
+    let (from, to) = (scratch.name("copy/from"), scratch.name("copy/to"));
+    let meta = scratch.put(check, &from, b"new", PutMode::Overwrite).await;
+    let stale = meta.generation.wrapping_add(1);
+    match scratch
+        .store
+        .copy(scratch.bucket, &from, stale, scratch.bucket, &to)
+        .await
+    {
+        Err(StoreError::PreconditionFailed { .. }) => {}
+        other => fail(
+            check,
+            format!("copy of generation {stale}: expected PreconditionFailed, got {other:?}"),
+        ),
+    }
+    let existing = scratch.put(check, &to, b"there", PutMode::Overwrite).await;
+    match scratch
+        .store
+        .copy(scratch.bucket, &from, meta.generation, scratch.bucket, &to)
+        .await
+    {
+        Err(StoreError::AlreadyExists { .. }) => {}
+        other => fail(
+            check,
+            format!("copy onto {to:?}: expected AlreadyExists, got {other:?}"),
+        ),
+    }
+    scratch
+        .read_expect(check, &to, b"there", existing.generation)
+        .await;
 }
 
 /// A zero-byte object (a `_SUCCESS` marker) is written, read and listed with size 0.
