@@ -54,7 +54,6 @@ async fn file_timestamps_load_each_file_into_its_partition() {
             .to_vec(),
     )
     .await;
-    let _service = t.spawn_service(Mode::Pull, &[]).await;
     for hour in ["2017041101", "2017041102"] {
         t.upload_file(
             &format!("nyc311/b1/nyc_311_{hour}.csv"),
@@ -63,8 +62,17 @@ async fn file_timestamps_load_each_file_into_its_partition() {
         .await;
     }
     let first = t.upload("nyc311/b1/_SUCCESS", Vec::new()).await;
-    t.wait_for_count("nyc311", 200, TIMEOUT).await;
+    // What the service will do, as `explain --live` prints it: one job per partition.
     let marker = t.uri("nyc311/b1/_SUCCESS");
+    let explained = t.run_command(&["explain", "--live", &marker], &[]).await;
+    let stdout = String::from_utf8_lossy(&explained.stdout);
+    assert!(explained.status.success(), "{stdout}");
+    for hour in ["2017041101", "2017041102"] {
+        let into = format!("into {}.{}.nyc311${hour}", t.stack.project, t.dataset);
+        assert!(stdout.contains(&into), "{into:?} missing from:\n{stdout}");
+    }
+    let _service = t.spawn_service(Mode::Pull, &[]).await;
+    t.wait_for_count("nyc311", 200, TIMEOUT).await;
     let row = t
         .wait_for_state_row(|r| text(&r["marker_uri"]) == marker, TIMEOUT)
         .await;

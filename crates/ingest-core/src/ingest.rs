@@ -337,6 +337,7 @@ impl Ingestor {
             batch: None,
             ordered: false,
             plan: None,
+            after_success: None,
             error: None,
         };
         let project = match job_project(&self.settings, event) {
@@ -354,6 +355,7 @@ impl Ingestor {
             }
         };
         out.ordered = prepared.config.ordered || self.settings.order_per_table;
+        out.after_success = prepared.config.ingest.describe_after_success();
         let hint = job_hint(&self.settings, &event.bucket, &event.name);
         let generation = event.generation.unwrap_or_default();
         match plan_batch(&self.settings, &prepared, &project, &hint, generation) {
@@ -376,6 +378,8 @@ pub struct DryRun {
     pub ordered: bool,
     /// The jobs that would run.
     pub plan: Option<LoadPlan>,
+    /// What happens to the batch's files once it is done (`ingest.json`), when anything does.
+    pub after_success: Option<String>,
     /// Why the batch cannot be applied.
     pub error: Option<String>,
 }

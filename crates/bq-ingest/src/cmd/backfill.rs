@@ -378,6 +378,7 @@ pub(super) fn plan_json(d: &DryRun) -> Value {
         "files": d.plan.as_ref().map(|p| p.files),
         "bytes": d.plan.as_ref().map(|p| p.bytes),
         "jobs": jobs,
+        "after_success": d.after_success,
         "error": d.error,
     })
 }
@@ -444,6 +445,9 @@ pub(super) fn write_plan(
                 writeln!(out, "{indent}  config:    {}", Value::Object(load.clone()))?;
             }
         }
+    }
+    if let (Some(after), None) = (&d.after_success, &d.error) {
+        writeln!(out, "{indent}after:       {after}")?;
     }
     if let Some(e) = &d.error {
         writeln!(out, "{indent}error:       {e}")?;

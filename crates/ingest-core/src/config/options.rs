@@ -79,6 +79,32 @@ pub struct IngestOptions {
     pub delete_marker: bool,
 }
 
+impl IngestOptions {
+    /// What happens to a done batch's files, in words (`explain`, `backfill --dry-run`), or
+    /// `None` when they are kept.
+    ///
+    /// ```
+    /// use ingest_core::config::{AfterSuccess, IngestOptions};
+    /// let options = IngestOptions { after_success: AfterSuccess::Delete, delete_marker: true, ..IngestOptions::default() };
+    /// assert_eq!(options.describe_after_success().unwrap(), "delete the files, then the marker");
+    /// ```
+    pub fn describe_after_success(&self) -> Option<String> {
+        let files = match &self.after_success {
+            AfterSuccess::Keep => None,
+            AfterSuccess::Delete => Some("delete the files".to_string()),
+            AfterSuccess::ArchiveTo { bucket, prefix } => Some(format!(
+                "archive the files to gs://{bucket}/{prefix}<name>, then delete them"
+            )),
+        };
+        match (files, self.delete_marker) {
+            (None, false) => None,
+            (None, true) => Some("delete the marker".to_string()),
+            (Some(files), false) => Some(files),
+            (Some(files), true) => Some(format!("{files}, then the marker")),
+        }
+    }
+}
+
 /// Checks one `ingest.json`: every key known (see [`INGEST_KEYS`]).
 pub(super) fn check_keys(
     bucket: &str,
