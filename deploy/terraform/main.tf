@@ -75,6 +75,7 @@ locals {
     PUSH_AUTH_SERVICE_ACCOUNTS     = length(var.push_auth_service_accounts) > 0 ? join(",", var.push_auth_service_accounts) : null
     PUSH_AUTH_KEYS_URL             = var.push_auth_keys_url
     METRICS_TABLE_LABELS           = var.metrics_table_labels
+    LOAD_JOBS_WARNING_PER_TABLE    = var.load_jobs_warning_per_table
     LOG_FORMAT                     = var.log_format
     RUST_LOG                       = var.rust_log
   }

@@ -334,6 +334,12 @@ variable "metrics_table_labels" {
   description = "METRICS_TABLE_LABELS: label per-table metrics (batches, ordered backlog and lock) with the table; off, the number of series stays bounded."
 }
 
+variable "load_jobs_warning_per_table" {
+  type        = number
+  default     = 1200
+  description = "LOAD_JOBS_WARNING_PER_TABLE: warn when one instance has created this many load jobs into one table today (BigQuery allows 1,500; batches beyond it are parked)."
+}
+
 variable "log_format" {
   type        = string
   default     = "json"

@@ -39,7 +39,7 @@ use crate::trigger::{classify, Trigger};
 use crate::unordered::BatchRun;
 
 pub use crate::outcome::{Disposition, IngestError, Outcome, DEFAULT_RETRY_AFTER};
-pub use crate::pipeline::jobs::{is_retriable_job_error, poll_delay};
+pub use crate::pipeline::jobs::{is_load_quota_error, is_retriable_job_error, poll_delay};
 pub use crate::plan::PARTS_LABEL;
 
 /// Applies batches: the entry point of every front end.

@@ -145,7 +145,8 @@ pub struct OrderedTable {
     pub backfill: bool,
     /// Whether the start gate (`START_BACKFILL_FILENAME`) is open; `None` without a gate.
     pub start_gate_open: Option<bool>,
-    /// In one word: `stopped` (needs a person), `locked` (an operator's lock), `running`,
+    /// In one word: `parked` (stopped by the table's daily load quota: `reconcile --apply`
+    /// resumes it), `stopped` (needs a person), `locked` (an operator's lock), `running`,
     /// `waiting` (backlog but no `_BACKFILL`: validation, or a lost notification),
     /// `gated` (start gate closed), `queued` (backlog and `_BACKFILL`, no lock yet), `idle`.
     pub state: &'static str,
@@ -216,7 +217,13 @@ pub async fn ordered_tables(
             None
         };
         let start_gate_open = gate.map(|_| seen.gate);
+        let parked = |l: &LockSummary| {
+            l.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(crate::ordering::PARKED_PREFIX))
+        };
         let state = match &lock {
+            Some(l) if parked(l) => "parked",
             Some(l) if l.error.is_some() => "stopped",
             Some(l) if l.kind == "manual" => "locked",
             Some(_) => "running",

@@ -33,6 +33,15 @@ pub enum Outcome {
         /// Bytes read.
         bytes: u64,
     },
+    /// The batch hit BigQuery's daily quota of load jobs of its table: it is recorded as
+    /// `parked`, not failed, and loads under its next attempt's ids when it is handled again
+    /// (`bq-ingest reconcile --apply`, a redelivery) once the quota allows.
+    Parked {
+        /// The jobs that hit the quota.
+        jobs: Vec<JobRef>,
+        /// The quota error, naming the marker.
+        error: String,
+    },
     /// The batch failed for good; the failure was recorded.
     Failed {
         /// What failed, naming the object or job.
@@ -83,9 +92,12 @@ impl Outcome {
         match self {
             Outcome::Running { .. } => Disposition::RetryAfter(DEFAULT_RETRY_AFTER),
             Outcome::Rejected { .. } => Disposition::Reject,
+            // A parked batch waits for hours (the quota is per day): a redelivery every few
+            // minutes would only burn delivery attempts. `reconcile` picks it up.
             Outcome::Ignored { .. }
             | Outcome::Queued { .. }
             | Outcome::Done { .. }
+            | Outcome::Parked { .. }
             | Outcome::Failed { .. } => Disposition::Acknowledge,
         }
     }
@@ -93,7 +105,9 @@ impl Outcome {
     /// The jobs the outcome names (running or done), else none.
     pub fn jobs(&self) -> &[JobRef] {
         match self {
-            Outcome::Running { jobs } | Outcome::Done { jobs, .. } => jobs,
+            Outcome::Running { jobs }
+            | Outcome::Done { jobs, .. }
+            | Outcome::Parked { jobs, .. } => jobs,
             Outcome::Ignored { .. }
             | Outcome::Queued { .. }
             | Outcome::Failed { .. }
@@ -101,13 +115,14 @@ impl Outcome {
         }
     }
 
-    /// A short name: `ignored`, `queued`, `running`, `done`, `failed`, `rejected`.
+    /// A short name: `ignored`, `queued`, `running`, `done`, `parked`, `failed`, `rejected`.
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Ignored { .. } => "ignored",
             Outcome::Queued { .. } => "queued",
             Outcome::Running { .. } => "running",
             Outcome::Done { .. } => "done",
+            Outcome::Parked { .. } => "parked",
             Outcome::Failed { .. } => "failed",
             Outcome::Rejected { .. } => "rejected",
         }

@@ -650,6 +650,11 @@ pub trait Observer: Send + Sync + Debug {
     /// `query`; `retry` when it resubmits a part whose job failed (`…-rN`).
     fn job_submitted(&self, kind: &'static str, retry: bool);
 
+    /// A load job into `table` (`project.dataset.table`, without decorator) was created at
+    /// `at`: what the table's daily quota of load jobs (1,500) counts. The service's metrics
+    /// keep a count per table and UTC day, and warn near the quota.
+    fn load_job_created(&self, table: &str, at: DateTime<Utc>);
+
     /// A state row could not be written: `transient` when the notification is handed back so
     /// that a redelivery writes it, else the row is lost (and logged at ERROR).
     fn state_row_failed(&self, transient: bool);
@@ -675,6 +680,7 @@ impl Observer for NoObserver {
     fn notification_handled(&self, _: &'static str, _: &'static str, _: Duration) {}
     fn batch_recorded(&self, _: &str, _: &str) {}
     fn job_submitted(&self, _: &'static str, _: bool) {}
+    fn load_job_created(&self, _: &str, _: DateTime<Utc>) {}
     fn state_row_failed(&self, _: bool) {}
     fn marker_done(&self, _: Duration) {}
     fn ordered_backlog_observed(&self, _: &str, _: usize) {}

@@ -49,6 +49,10 @@ pub struct Settings {
     /// ordered backlog and lock) with the table. Off, they carry no table, so that the number
     /// of series stays bounded whatever the bucket holds.
     pub metrics_table_labels: bool,
+    /// `LOAD_JOBS_WARNING_PER_TABLE` (default 1,200): the service warns (a WARN log, once per
+    /// table and UTC day) when it has created this many load jobs into one table today;
+    /// BigQuery allows 1,500, and batches beyond that are parked.
+    pub load_jobs_warning_per_table: u64,
     /// `FAIL_ON_ZERO_DML_ROWS_AFFECTED` (default true).
     pub fail_on_zero_dml_rows_affected: bool,
     /// `MAX_RETRIES_ON_BIGQUERY_ERROR` (default 3).
@@ -102,6 +106,7 @@ impl Default for Settings {
             wait_for_job: Duration::from_secs(60),
             order_per_table: false,
             metrics_table_labels: false,
+            load_jobs_warning_per_table: 1_200,
             wait_for_validation: false,
             fail_on_zero_dml_rows_affected: true,
             max_retries_on_bigquery_error: 3,
@@ -231,6 +236,10 @@ impl Settings {
         })?;
         if let Some(retries) = retries {
             self.max_retries_on_bigquery_error = retries;
+        }
+        let warning = env.parse("LOAD_JOBS_WARNING_PER_TABLE", |v| parse_integer(v, false))?;
+        if let Some(warning) = warning {
+            self.load_jobs_warning_per_table = warning;
         }
         if let Some(raw) = (env.lookup)("BQ_LOAD_STATE_TABLE") {
             let v = raw.trim();

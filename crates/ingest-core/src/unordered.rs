@@ -9,7 +9,8 @@ use crate::event::ObjectEvent;
 use crate::outcome::{IngestError, Outcome};
 use crate::pipeline::after_success;
 use crate::pipeline::jobs::{
-    attempt_of, follow, retriable_parts, retry_id, submit_all, submit_one, SubmitError, Turn,
+    attempt_of, follow, is_load_quota_message, quota_parts, retriable_parts, retry_id, submit_all,
+    submit_one, SubmitError, Turn,
 };
 use crate::pipeline::prepare::{plan_batch, prepare_batch, PreparedBatch};
 use crate::pipeline::record::{self, first_job_error, with_batch};
@@ -55,6 +56,10 @@ pub(crate) async fn apply_new(
     let statuses = match submitted {
         Ok(s) => s,
         Err(SubmitError::Transient(e)) => return Err(warehouse_error(event, e)),
+        Err(SubmitError::Rejected(e)) if is_load_quota_message(&e) => {
+            let batch = Some((&prepared.batch, plan.mode));
+            return park(ctx, event, batch, &[], &[], Some(submitted_at)).await;
+        }
         Err(SubmitError::Rejected(e)) => {
             let batch = Some(&prepared.batch);
             return record::fail(ctx, event, batch, Some(run.generation), Fatal(e)).await;
@@ -82,6 +87,9 @@ pub(crate) async fn follow_batch(
     submitted_at: Option<DateTime<Utc>>,
 ) -> Result<Outcome, IngestError> {
     let event = run.event;
+    // Whether this delivery submitted jobs: a part that then hits the load quota is parked; one
+    // found at the quota from an earlier delivery gets its next attempt first.
+    let mut submitted_here = submitted_at.is_some();
     loop {
         statuses = follow(ctx.ports, statuses, run.deadline)
             .await
@@ -90,7 +98,16 @@ pub(crate) async fn follow_batch(
             let jobs = statuses.iter().map(|s| s.job.clone()).collect();
             return Ok(Outcome::Running { jobs });
         }
-        let retry = retriable_parts(ctx.settings, &statuses);
+        let mut retry = retriable_parts(ctx.settings, &statuses);
+        let quota = quota_parts(&statuses);
+        if retry.is_empty() && !quota.is_empty() {
+            if submitted_here {
+                let batch = planned.as_ref().map(|(p, plan)| (&p.batch, plan.mode));
+                return park(ctx, event, batch, &statuses, &quota, submitted_at).await;
+            }
+            submitted_here = true;
+            retry = quota;
+        }
         if retry.is_empty() {
             let labelled = after_success::labelled(&statuses);
             let batch = planned.as_ref().map(|(p, plan)| (&p.batch, plan.mode));
@@ -249,6 +266,39 @@ fn batch_row(
         row.submitted_at = submitted_at;
     }
     row
+}
+
+/// The batch hit its table's daily load-job quota: recorded as `parked` (with the quota
+/// error), not failed; handling the marker again (`reconcile --apply`, a redelivery) submits
+/// the parked parts under their next attempt's ids.
+async fn park(
+    ctx: Context<'_>,
+    event: &ObjectEvent,
+    batch: Option<(&Batch, PlanMode)>,
+    statuses: &[JobStatus],
+    quota: &[usize],
+    submitted_at: Option<DateTime<Utc>>,
+) -> Result<Outcome, IngestError> {
+    let mut row = batch_row(ctx, event, batch, statuses, submitted_at);
+    let reason = quota
+        .iter()
+        .find_map(|&i| statuses[i].error.as_ref())
+        .map_or("the table's quota of load jobs per day".to_string(), |e| {
+            format!("{}: {}", e.reason, e.message)
+        });
+    let error = format!(
+        "{}: parked: {reason}; `bq-ingest reconcile --apply` (or a redelivery) loads it under \
+         new job ids once the quota allows",
+        event.uri()
+    );
+    row.state = "parked".to_string();
+    row.error = Some(error.clone());
+    tracing::warn!(object = %event.uri(), jobs = ?row.job_ids, error = %error, "batch parked: {error}");
+    record::write(ctx.settings, ctx.ports, &row)
+        .await
+        .map_err(|e| warehouse_error(event, e))?;
+    let jobs = quota.iter().map(|&i| statuses[i].job.clone()).collect();
+    Ok(Outcome::Parked { jobs, error })
 }
 
 /// Every job is done: checks DML row counts in transform mode, records the outcome.

@@ -678,13 +678,99 @@ fn other_job_errors_fail_at_once() {
     e.warehouse.fail_job(
         "",
         JobError {
+            // The per-table load quota is a pause, not a failure (see the `parked` tests); the
+            // project's bytes quota fails the batch.
             reason: "quotaExceeded".into(),
-            message: "Quota exceeded: Your table exceeded quota for imports per table".into(),
+            message: "Quota exceeded: Your project exceeded quota for free query bytes scanned"
+                .into(),
         },
     );
     let event = e.batch("ds/t", &[("a.csv", "1\n")]);
     assert!(matches!(e.handle(&event).unwrap(), Outcome::Failed { .. }));
     assert_eq!(e.warehouse.submitted().len(), 1);
+}
+
+// ---- the per-table load quota: parked, not failed ----
+
+const LOAD_QUOTA: &str =
+    "Quota exceeded: Your table exceeded quota for imports or query appends per table.";
+
+fn quota_error() -> JobError {
+    JobError {
+        reason: "quotaExceeded".into(),
+        message: LOAD_QUOTA.into(),
+    }
+}
+
+/// A batch that hits its table's daily load quota is parked: recorded `parked`, acknowledged
+/// (no redelivery burns), the job not resubmitted at once. Handled again once the quota allows
+/// (what `reconcile --apply` does), it loads under the next attempt's id, exactly once.
+#[test]
+fn the_load_quota_parks_a_batch_which_loads_when_handled_again() {
+    let e = env();
+    e.warehouse.fail_job("gcf-ingest-ds_t_", quota_error());
+    let event = e.batch("ds/t", &[("a.csv", "1\n2\n")]);
+    let outcome = e.handle(&event).unwrap();
+    let Outcome::Parked { error, jobs } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        outcome.disposition(),
+        ingest_core::ingest::Disposition::Acknowledge
+    );
+    assert!(error.contains("gs://bucket/ds/t/_SUCCESS"), "{error}");
+    assert!(error.contains("reconcile --apply"), "{error}");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(e.warehouse.submitted().len(), 1, "not resubmitted at once");
+    let states: Vec<String> = e
+        .warehouse
+        .records()
+        .iter()
+        .map(|(_, r)| r.state.clone())
+        .collect();
+    assert_eq!(states, ["parked"]);
+
+    // Still at the quota: parked again after one more attempt.
+    let again = e.handle(&event).unwrap();
+    assert!(matches!(again, Outcome::Parked { .. }), "{again:?}");
+    assert_eq!(e.warehouse.submitted().len(), 2);
+    assert!(e.warehouse.submitted()[1].job_id.ends_with("-r1"));
+
+    // The quota allows again: the next handling loads it, once.
+    e.warehouse.clear_job_failures();
+    let done = e.handle(&event).unwrap();
+    assert!(matches!(done, Outcome::Done { rows: 2, .. }), "{done:?}");
+    assert!(e.warehouse.submitted()[2].job_id.ends_with("-r2"));
+    assert_eq!(e.warehouse.table_rows(&table("ds", "t")), 2);
+    e.bq.reset();
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Done { .. }));
+    assert_eq!(
+        e.bq.calls().submit,
+        0,
+        "a duplicate finds the loaded attempt"
+    );
+    assert_eq!(e.warehouse.table_rows(&table("ds", "t")), 2);
+}
+
+/// A `jobs.insert` refused with the quota error parks the batch too; handled again, it submits
+/// its jobs as a first delivery does.
+#[test]
+fn a_job_insert_refused_for_the_load_quota_parks_the_batch() {
+    let e = env();
+    e.faults.inject(
+        WarehouseMethod::Submit,
+        Fault::Fail(WarehouseError::Rejected {
+            what: "job gcf-ingest-ds_t".into(),
+            message: format!("403 quotaExceeded: {LOAD_QUOTA}"),
+        }),
+    );
+    let event = e.batch("ds/t", &[("a.csv", "1\n")]);
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Parked { .. }));
+    assert_eq!(e.warehouse.records()[0].1.state, "parked");
+    assert!(matches!(
+        e.handle(&event).unwrap(),
+        Outcome::Done { rows: 1, .. }
+    ));
 }
 
 #[derive(Debug, Default)]

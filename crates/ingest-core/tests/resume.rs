@@ -238,3 +238,61 @@ fn a_running_or_manually_locked_table_is_refused() {
     let plan = e.plan(None).unwrap();
     assert_eq!(plan.steps, [ResumeStep::DropBackfill]);
 }
+
+/// The table's daily load quota parks an ordered table instead of failing it: the batch is
+/// recorded `parked`, the lock's error starts with `parked: `, `status` calls the table
+/// `parked` (no person needed), and resuming it once the quota allows (what `reconcile
+/// --apply` does) applies both batches in order under the next attempt's id.
+#[test]
+fn the_load_quota_parks_an_ordered_table_until_it_is_resumed() {
+    let e = env();
+    e.warehouse.fail_job(
+        "gcf-ingest-ds_t_20240101",
+        JobError {
+            reason: "quotaExceeded".into(),
+            message:
+                "Quota exceeded: Your table exceeded quota for imports or query appends per table."
+                    .into(),
+        },
+    );
+    e.queue("ds/t/$20240101");
+    e.queue("ds/t/$20240102");
+    let outcome = e.backfill();
+    let Outcome::Parked { error, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(error.contains("parked: "), "{error}");
+    let states: Vec<String> = e
+        .warehouse
+        .records()
+        .iter()
+        .map(|(_, r)| r.state.clone())
+        .collect();
+    assert_eq!(states, ["parked"]);
+    let tables = block_on(ingest_core::operate::ordered_tables(
+        e.ingestor.ports().store.as_ref(),
+        e.ingestor.settings(),
+        B,
+        "ds/",
+        chrono::Utc::now(),
+    ))
+    .unwrap();
+    assert_eq!(tables[0].state, "parked");
+    assert!(!tables[0].needs_a_person());
+
+    e.warehouse.clear_job_failures(); // the next day
+    let plan = e.plan(None).unwrap();
+    block_on(apply_resume(
+        e.ingestor.ports(),
+        e.ingestor.settings(),
+        B,
+        &plan,
+    ))
+    .unwrap();
+    let outcome = e.backfill();
+    assert!(
+        format!("{outcome:?}").contains("applied 2 batch(es)"),
+        "{outcome:?}"
+    );
+    assert_eq!((e.rows("$20240101"), e.rows("$20240102")), (1, 1));
+}

@@ -63,7 +63,10 @@ pub enum Observed {
 /// assert_eq!(observer.reports(), [Observed::Job { kind: "load", retry: false }]);
 /// ```
 #[derive(Debug, Default)]
-pub struct MemoryObserver(Mutex<Vec<Observed>>);
+pub struct MemoryObserver {
+    reports: Mutex<Vec<Observed>>,
+    load_jobs: Mutex<Vec<String>>,
+}
 
 impl MemoryObserver {
     /// An observer with no report yet.
@@ -73,7 +76,19 @@ impl MemoryObserver {
 
     /// Every report so far, in order.
     pub fn reports(&self) -> Vec<Observed> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The table of every load job created so far ([`Observer::load_job_created`]), in order;
+    /// kept apart from [`MemoryObserver::reports`].
+    pub fn load_jobs(&self) -> Vec<String> {
+        self.load_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How many reports `matches` accepts.
@@ -82,7 +97,7 @@ impl MemoryObserver {
     }
 
     fn keep(&self, report: Observed) {
-        self.0
+        self.reports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(report);
@@ -103,6 +118,13 @@ impl Observer for MemoryObserver {
 
     fn job_submitted(&self, kind: &'static str, retry: bool) {
         self.keep(Observed::Job { kind, retry });
+    }
+
+    fn load_job_created(&self, table: &str, _: chrono::DateTime<chrono::Utc>) {
+        self.load_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(table.to_string());
     }
 
     fn state_row_failed(&self, transient: bool) {

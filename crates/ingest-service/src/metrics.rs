@@ -104,6 +104,39 @@ pub struct Metrics {
     lock_age: Histogram,
     table_backlog: Family<TableLabels, Gauge>,
     table_lock_age: Family<TableLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    load_jobs: LoadJobsToday,
+    load_jobs_max: Gauge,
+    table_load_jobs: Family<TableLabels, Gauge>,
+}
+
+/// BigQuery's quota of load jobs per table and day.
+pub const LOAD_JOBS_PER_TABLE_PER_DAY: u64 = 1_500;
+
+/// The default of [`Metrics::with_load_job_warning`]: 80 % of the quota.
+pub const DEFAULT_LOAD_JOB_WARNING: u64 = 1_200;
+
+/// The load jobs this instance created per table on the current UTC day, and the count at
+/// which it warns.
+#[derive(Debug)]
+struct LoadJobsToday {
+    counts: std::sync::Mutex<std::collections::HashMap<String, (chrono::NaiveDate, u64)>>,
+    warning: u64,
+}
+
+impl LoadJobsToday {
+    /// Counts one job into `table` at `day`; the table's count today and the most of any table.
+    fn add(&self, table: &str, day: chrono::NaiveDate) -> (u64, u64) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = counts.entry(table.to_string()).or_insert((day, 0));
+        if entry.0 != day {
+            *entry = (day, 0);
+        }
+        entry.1 += 1;
+        let count = entry.1;
+        counts.retain(|_, (d, _)| *d == day);
+        let max = counts.values().map(|(_, n)| *n).max().unwrap_or(0);
+        (count, max)
+    }
 }
 
 impl Metrics {
@@ -123,6 +156,12 @@ impl Metrics {
             lock_age: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             table_backlog: Family::default(),
             table_lock_age: Family::default(),
+            load_jobs: LoadJobsToday {
+                counts: Default::default(),
+                warning: DEFAULT_LOAD_JOB_WARNING,
+            },
+            load_jobs_max: Gauge::default(),
+            table_load_jobs: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -165,7 +204,17 @@ impl Metrics {
             "Ages of ordered tables' locks (since last written), as their subscribers read them",
             metrics.lock_age.clone(),
         );
+        registry.register(
+            "load_jobs_today_max",
+            "The most load jobs this instance created today (UTC) for one table; BigQuery allows 1,500 per table and day, and batches beyond it are parked",
+            metrics.load_jobs_max.clone(),
+        );
         if table_labels {
+            registry.register(
+                "table_load_jobs_today",
+                "Load jobs this instance created today (UTC), per table",
+                metrics.table_load_jobs.clone(),
+            );
             registry.register(
                 "ordered_table_backlog_items",
                 "Last backlog length seen, per ordered table",
@@ -189,6 +238,26 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Warns (a WARN log per table and day) when a table's load jobs today reach `threshold`
+    /// (`LOAD_JOBS_WARNING_PER_TABLE`, default [`DEFAULT_LOAD_JOB_WARNING`]).
+    ///
+    /// ```
+    /// use ingest_core::ports::Observer;
+    /// let metrics = ingest_service::Metrics::new(ingest_google::RequestCounters::default(), true)
+    ///     .with_load_job_warning(2);
+    /// let now = chrono::Utc::now();
+    /// metrics.load_job_created("p.ds.t", now);
+    /// metrics.load_job_created("p.ds.t", now); // warns: 2 of 1,500
+    /// metrics.load_job_created("p.ds.u", now);
+    /// let page = metrics.render();
+    /// assert!(page.contains("bq_ingest_load_jobs_today_max 2"), "{page}");
+    /// assert!(page.contains(r#"bq_ingest_table_load_jobs_today{table="p.ds.u"} 1"#), "{page}");
+    /// ```
+    pub fn with_load_job_warning(mut self, threshold: u64) -> Metrics {
+        self.load_jobs.warning = threshold;
+        self
     }
 
     /// The page `GET /metrics` answers: every metric in the Prometheus text format.
@@ -237,6 +306,26 @@ impl Observer for Metrics {
     fn job_submitted(&self, kind: &'static str, retry: bool) {
         let retry = if retry { "true" } else { "false" };
         self.jobs.get_or_create(&JobLabels { kind, retry }).inc();
+    }
+
+    fn load_job_created(&self, table: &str, at: chrono::DateTime<chrono::Utc>) {
+        let (count, max) = self.load_jobs.add(table, at.date_naive());
+        self.load_jobs_max
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+        if self.table_labels {
+            let labels = TableLabels {
+                table: table.to_string(),
+            };
+            self.table_load_jobs
+                .get_or_create(&labels)
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        if count == self.load_jobs.warning {
+            tracing::warn!(
+                table, count, quota = LOAD_JOBS_PER_TABLE_PER_DAY,
+                "table {table}: {count} load jobs today from this instance, of BigQuery's {LOAD_JOBS_PER_TABLE_PER_DAY} per table and day; batches beyond the quota are parked until reconcile loads them"
+            );
+        }
     }
 
     fn state_row_failed(&self, transient: bool) {

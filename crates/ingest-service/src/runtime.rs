@@ -120,10 +120,10 @@ impl Runtime {
             }
             None => None,
         };
-        let metrics = Arc::new(Metrics::new(
-            layer.counters().clone(),
-            settings.metrics_table_labels,
-        ));
+        let metrics = Arc::new(
+            Metrics::new(layer.counters().clone(), settings.metrics_table_labels)
+                .with_load_job_warning(settings.load_jobs_warning_per_table),
+        );
         let mut ingestor = Ingestor::new(
             settings,
             store.clone(),

@@ -1,7 +1,8 @@
 //! `bq-ingest reconcile`: the sweep for markers whose notification never arrived (or was
 //! dropped): it finds markers with no final state row, reports them, and with `--apply` drives
 //! each through the normal path — exactly once, like a duplicate delivery, by the
-//! deterministic job ids.
+//! deterministic job ids. Batches parked by their table's daily load quota are among them (a
+//! `parked` row is not final), and `--apply` also resumes the ordered tables the quota parked.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use ingest_core::event::ObjectEvent;
 use ingest_core::explain::split_path;
+use ingest_core::ordering::{apply_resume, plan_resume};
 use serde_json::json;
 
 use super::backfill::{bucket_and_prefix, Apply, Mode};
@@ -58,8 +60,16 @@ pub async fn run(args: ReconcileArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let found = match scan(&runtime, &bucket, &prefix, args.since, args.grace).await {
-        Ok(f) => f.unrecorded,
+    let (found, parked) = match scan(&runtime, &bucket, &prefix, args.since, args.grace).await {
+        Ok(f) => {
+            let parked: Vec<String> = f
+                .ordered
+                .iter()
+                .filter(|t| t.state == "parked")
+                .map(|t| t.table.clone())
+                .collect();
+            (f.unrecorded, parked)
+        }
         Err(e) => {
             eprintln!("bq-ingest reconcile: {e}");
             return ExitCode::FAILURE;
@@ -86,8 +96,22 @@ pub async fn run(args: ReconcileArgs) -> ExitCode {
             }
         }
     }
+    if matches!(args.format, Format::Text) && !parked.is_empty() {
+        println!(
+            "{} ordered table(s) parked by their daily load quota",
+            parked.len()
+        );
+        for table in &parked {
+            println!("  {table}");
+        }
+    }
+    let resumed = if args.apply {
+        resume_parked(&runtime, &parked).await
+    } else {
+        true
+    };
     if !args.apply {
-        return if found.is_empty() {
+        return if found.is_empty() && parked.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -107,5 +131,35 @@ pub async fn run(args: ReconcileArgs) -> ExitCode {
         topic: args.topic.as_deref(),
         concurrency: args.concurrency,
     };
-    how.run("reconcile", &runtime, &markers).await
+    let code = how.run("reconcile", &runtime, &markers).await;
+    if resumed {
+        code
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Resumes each ordered table that its daily load quota parked (`resume` without `--skip`): its
+/// batch gets its next attempt. `false` when any could not be resumed (each is printed).
+async fn resume_parked(runtime: &ingest_service::Runtime, tables: &[String]) -> bool {
+    let ports = runtime.ingestor.ports();
+    let settings = runtime.ingestor.settings();
+    let mut all = true;
+    for table in tables {
+        let Some((bucket, prefix)) = split_path(table) else {
+            continue;
+        };
+        let resumed = match plan_resume(ports, settings, bucket, prefix, None).await {
+            Ok(plan) => apply_resume(ports, settings, bucket, &plan).await,
+            Err(e) => Err(e),
+        };
+        match resumed {
+            Ok(()) => println!("resumed {table} (parked by its load quota)"),
+            Err(e) => {
+                all = false;
+                eprintln!("bq-ingest reconcile: {e}");
+            }
+        }
+    }
+    all
 }

@@ -59,6 +59,9 @@ pub(crate) use subscriber::run_subscriber;
 pub const LOCK_FILENAME: &str = "_bqlock";
 /// The backlog folder's name at the table prefix.
 pub const BACKLOG_DIR: &str = "_backlog";
+/// How the lock's `error` of a table stopped by its daily load quota begins: such a table
+/// waits, and `bq-ingest reconcile --apply` resumes it (a lasting failure needs a person).
+pub const PARKED_PREFIX: &str = "parked: ";
 
 /// The content of `_bqlock` as bq-ingest writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

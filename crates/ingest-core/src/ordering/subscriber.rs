@@ -7,14 +7,15 @@ use chrono::{DateTime, Utc};
 use super::publisher::start_gate_open;
 use super::{
     age_of, first_backlog_item, marker_of_item, resume_steps, table_of, BacklogEntry, LockContent,
-    LockState, LOCK_FILENAME,
+    LockState, LOCK_FILENAME, PARKED_PREFIX,
 };
 use crate::destination::resolve_batch;
 use crate::event::ObjectEvent;
 use crate::outcome::{IngestError, Outcome};
 use crate::pipeline::after_success;
 use crate::pipeline::jobs::{
-    attempt_of, follow, retriable_parts, retry_id, submit_one, SubmitError,
+    attempt_of, follow, is_load_quota_message, quota_parts, retriable_parts, retry_id, submit_one,
+    SubmitError,
 };
 use crate::pipeline::prepare::{job_hint, job_project, plan_batch, prepare_batch};
 use crate::pipeline::record::{self, first_job_error, mode_of};
@@ -22,6 +23,7 @@ use crate::pipeline::{chrono_duration, store_error, warehouse_error, Context, Fa
 use crate::plan::{LoadPlan, PlanMode};
 use crate::ports::{JobRef, JobState, JobStatus, PutMode, StoreError};
 use crate::settings::BACKFILL_FILENAME;
+use std::sync::atomic::Ordering;
 
 fn transient(event: &ObjectEvent, e: StoreError) -> IngestError {
     store_error(event, e)
@@ -39,6 +41,9 @@ struct Subscriber<'a> {
     /// than a third of the time this run has, so a short deadline still makes progress.
     buffer: chrono::Duration,
     applied: Vec<String>,
+    /// Whether this run submitted jobs: a batch whose jobs then hit the table's load quota is
+    /// parked; one found at the quota by a later run gets its next attempt first.
+    submitted: std::sync::atomic::AtomicBool,
 }
 
 /// Runs the subscriber of one table's backlog until the backlog is empty, the table stops,
@@ -70,6 +75,7 @@ pub(crate) async fn run_subscriber(
         deadline,
         buffer,
         applied: Vec::new(),
+        submitted: std::sync::atomic::AtomicBool::new(false),
     };
     if !start_gate_open(ctx, event, &run.table).await? {
         return Ok(Outcome::Ignored {
@@ -243,7 +249,7 @@ impl Subscriber<'_> {
             let mut job = job.clone();
             job.job_id = id.clone();
             match submit_one(self.ctx.ports, marker_event, &job).await {
-                Ok(_) => {}
+                Ok(_) => self.submitted.store(true, Ordering::Relaxed),
                 Err(SubmitError::Transient(e)) => return Err(warehouse_error(self.event, e)),
                 Err(SubmitError::Rejected(msg)) => return Ok(Some(msg)),
             }
@@ -478,6 +484,16 @@ impl Subscriber<'_> {
         if !retry.is_empty() {
             return self.retry(generation, state, &statuses, &retry).await;
         }
+        let quota = quota_parts(&statuses);
+        if !quota.is_empty() {
+            if self.submitted.swap(true, Ordering::Relaxed) {
+                return self
+                    .park(generation, state, &statuses, &quota)
+                    .await
+                    .map(Next::Return);
+            }
+            return self.retry(generation, state, &statuses, &quota).await;
+        }
         let failure = first_job_error(&statuses);
         let mode = mode_of(&statuses);
         let transform = mode == PlanMode::Transform;
@@ -637,7 +653,26 @@ impl Subscriber<'_> {
             .map_err(|e| warehouse_error(self.event, e))
     }
 
+    /// The table's load quota stopped the batch of the lock `state` (see [`Self::stop_table`]).
+    async fn park(
+        &mut self,
+        generation: i64,
+        state: &LockState,
+        statuses: &[JobStatus],
+        quota: &[usize],
+    ) -> Result<Outcome, IngestError> {
+        let reason = quota
+            .iter()
+            .find_map(|&i| statuses[i].error.as_ref())
+            .map_or(String::new(), |e| format!("{}: {}", e.reason, e.message));
+        self.stop_at(generation, state, reason).await
+    }
+
     /// Stops the table on a failed batch: the lock keeps the job ids and the error.
+    ///
+    /// The table's daily load quota is a pause, not a failure: the batch is recorded `parked`,
+    /// the lock's error starts with [`PARKED_PREFIX`], and `bq-ingest reconcile --apply` (or
+    /// `resume`) continues the table once the quota allows; its next attempt gets new ids.
     async fn stop_table(
         &mut self,
         generation: Option<i64>,
@@ -645,6 +680,39 @@ impl Subscriber<'_> {
         state: Option<&LockState>,
         job_ids: Vec<String>,
         error: String,
+    ) -> Result<Outcome, IngestError> {
+        if !is_load_quota_message(&error) {
+            return self
+                .stop_table_as(generation, item, state, job_ids, error, "failed")
+                .await;
+        }
+        let jobs = job_ids
+            .iter()
+            .map(|id| JobRef {
+                project: state.map(|s| s.project.clone()).unwrap_or_default(),
+                job_id: id.clone(),
+                location: state.and_then(|s| s.location.clone()),
+            })
+            .collect();
+        let error = format!("{PARKED_PREFIX}{error}");
+        let outcome = self
+            .stop_table_as(generation, item, state, job_ids, error, "parked")
+            .await?;
+        Ok(match outcome {
+            Outcome::Failed { error } => Outcome::Parked { jobs, error },
+            other => other,
+        })
+    }
+
+    /// [`Self::stop_table`], recording the batch with `row_state` (`failed`, `parked`).
+    async fn stop_table_as(
+        &mut self,
+        generation: Option<i64>,
+        item: &str,
+        state: Option<&LockState>,
+        job_ids: Vec<String>,
+        error: String,
+        row_state: &str,
     ) -> Result<Outcome, IngestError> {
         let now = self.ctx.ports.clock.now();
         let marker = marker_of_item(item).unwrap_or_else(|| item.to_string());
@@ -676,7 +744,7 @@ impl Subscriber<'_> {
             &stopped,
             job_ids.clone(),
             PlanMode::Load,
-            "failed",
+            row_state,
             Some(error.clone()),
             &[],
         )

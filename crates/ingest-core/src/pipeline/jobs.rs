@@ -54,6 +54,45 @@ pub fn is_retriable_job_error(error: &JobError) -> bool {
     }
 }
 
+/// Whether a failed job (or a refused `jobs.insert`, by its message) hit BigQuery's daily
+/// quota of load jobs per table ("Quota exceeded: Your table exceeded quota for imports or
+/// query appends per table"): not a failure of the batch but a pause — the batch is parked and
+/// loaded under its next attempt's ids once the quota allows.
+///
+/// ```
+/// use ingest_core::ingest::is_load_quota_error;
+/// use ingest_core::ports::JobError;
+/// let e = |reason: &str, message: &str| JobError { reason: reason.into(), message: message.into() };
+/// assert!(is_load_quota_error(&e("quotaExceeded", "Quota exceeded: Your table exceeded quota for imports or query appends per table.")));
+/// assert!(is_load_quota_error(&e("quotaExceeded", "Quota exceeded: table imports per day")));
+/// assert!(!is_load_quota_error(&e("quotaExceeded", "Too many concurrent queries")));
+/// assert!(!is_load_quota_error(&e("invalid", "imports per table")));
+/// ```
+pub fn is_load_quota_error(error: &JobError) -> bool {
+    error.reason == "quotaExceeded" && is_load_quota_message(&error.message)
+}
+
+/// Whether an error message is the per-table load quota's (see [`is_load_quota_error`]).
+pub(crate) fn is_load_quota_message(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("quota")
+        && (message.contains("imports or query appends per table")
+            || message.contains("imports per table")
+            || message.contains("table imports per day")
+            || message.contains("load jobs per table"))
+}
+
+/// The parts whose job hit the per-table load quota ([`is_load_quota_error`]).
+pub(crate) fn quota_parts(statuses: &[JobStatus]) -> Vec<usize> {
+    (0..statuses.len())
+        .filter(|&i| statuses[i].error.as_ref().is_some_and(is_load_quota_error))
+        .collect()
+}
+
+/// At most this many attempts of a part are made for the load quota (one per park and
+/// redelivery or `reconcile`: about a month of hourly sweeps).
+pub(crate) const MAX_QUOTA_ATTEMPTS: u32 = 1000;
+
 /// The id of attempt `attempt` of a job: the plain id for attempt 0, `<id>-r<attempt>` after.
 ///
 /// ```
@@ -123,6 +162,13 @@ pub(crate) async fn submit_one(
             ports
                 .observer
                 .job_submitted(job.kind.name(), attempt_of(&job.job_id) > 0);
+            if let crate::ports::JobKind::Load { destination, .. } = &job.kind {
+                let table = format!(
+                    "{}.{}.{}",
+                    destination.project, destination.dataset, destination.table
+                );
+                ports.observer.load_job_created(&table, ports.clock.now());
+            }
             Ok(s)
         }
         Err(WarehouseError::AlreadyExists { .. }) => match warehouse.job_status(&job_ref).await {
@@ -189,7 +235,7 @@ pub(crate) async fn follow(
 }
 
 /// The latest attempt of a job: the job itself, or its retries `-r1`, `-r2`, … as long as each
-/// one failed with a retriable error and a later one exists.
+/// one failed with a retriable error (or the load quota) and a later one exists.
 pub(crate) async fn latest_attempt(
     warehouse: &dyn Warehouse,
     settings: &Settings,
@@ -199,9 +245,12 @@ pub(crate) async fn latest_attempt(
         return Ok(None);
     };
     let mut attempt = 0;
-    while attempt < settings.max_retries_on_bigquery_error
-        && status.error.as_ref().is_some_and(is_retriable_job_error)
-    {
+    let another_attempt = |attempt: u32, status: &JobStatus| match &status.error {
+        Some(e) if is_load_quota_error(e) => attempt < MAX_QUOTA_ATTEMPTS,
+        Some(e) => is_retriable_job_error(e) && attempt < settings.max_retries_on_bigquery_error,
+        None => false,
+    };
+    while another_attempt(attempt, &status) {
         let next = JobRef {
             job_id: retry_id(&job.job_id, attempt + 1),
             ..job.clone()

@@ -368,6 +368,18 @@ fn booleans_accept_what_strtobool_accepts() {
 }
 
 #[test]
+fn load_jobs_warning_per_table() {
+    assert_eq!(Settings::default().load_jobs_warning_per_table, 1_200);
+    let s = from(&[("LOAD_JOBS_WARNING_PER_TABLE", "1000")]).expect("valid");
+    assert_eq!(s.load_jobs_warning_per_table, 1_000);
+    assert_error(
+        &[("LOAD_JOBS_WARNING_PER_TABLE", "lots")],
+        "LOAD_JOBS_WARNING_PER_TABLE",
+        "whole number",
+    );
+}
+
+#[test]
 fn max_retries() {
     let s = from(&[("MAX_RETRIES_ON_BIGQUERY_ERROR", "0")]).expect("valid");
     assert_eq!(s.max_retries_on_bigquery_error, 0);

@@ -176,6 +176,7 @@ async fn settle(
         Outcome::Running { .. } => s.running += 1,
         Outcome::Done { .. } => s.done += 1,
         Outcome::Failed { .. } => s.failed += 1,
+        Outcome::Parked { .. } => s.parked += 1,
         Outcome::Rejected { .. } => s.rejected += 1,
     });
     log_outcome(message_id, &object, &outcome, latency_ms, delivery_attempt);
@@ -199,6 +200,11 @@ fn log_outcome(
         (Disposition::Acknowledge, Outcome::Failed { error }) => tracing::warn!(
             message_id, object, outcome = name, jobs = %jobs, latency_ms, delivery_attempt,
             error = %error, "{object}: failed (recorded); acknowledged"
+        ),
+        (Disposition::Acknowledge, Outcome::Parked { error, .. }) => tracing::warn!(
+            message_id, object, outcome = name, jobs = %jobs, latency_ms, delivery_attempt,
+            error = %error, "{object}: parked (recorded; reconcile --apply loads it once the \
+             quota allows); acknowledged: {error}"
         ),
         (Disposition::Acknowledge, _) => tracing::info!(
             message_id, object, outcome = name, jobs = %jobs, latency_ms, delivery_attempt,

@@ -116,6 +116,8 @@ pub struct RunStats {
     pub rejected: u64,
     /// Outcomes `failed` (recorded by the ingestor; acknowledged).
     pub failed: u64,
+    /// Outcomes `parked`: the table's daily load quota (recorded; acknowledged).
+    pub parked: u64,
     /// Outcomes `running` at the deadline (nacked).
     pub running: u64,
     /// Transient ingest errors (nacked).
