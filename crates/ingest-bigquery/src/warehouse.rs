@@ -918,6 +918,42 @@ impl Warehouse for BigQueryWarehouse {
             })?;
         Ok(time_partitioning_of(&resource))
     }
+
+    async fn create_table(
+        &self,
+        table: &TableRef,
+        resource: &serde_json::Map<String, Value>,
+    ) -> Result<bool, WarehouseError> {
+        let mut body = Value::Object(resource.clone());
+        body["tableReference"] = json!({
+            "projectId": table.project, "datasetId": table.dataset, "tableId": table.table,
+        });
+        let path = [
+            "projects",
+            table.project.as_str(),
+            "datasets",
+            table.dataset.as_str(),
+            "tables",
+        ];
+        match self
+            .rest
+            .call(
+                Operation::TablesInsert,
+                Method::Post,
+                &path,
+                &[],
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(409) => Ok(false),
+            Err(e) => Err(e.into_warehouse(format!(
+                "table {}.{}.{}",
+                table.project, table.dataset, table.table
+            ))),
+        }
+    }
 }
 
 /// `Table.timePartitioning` of a `tables.get` answer: `type` (BigQuery's default `DAY` when

@@ -795,3 +795,55 @@ async fn query_rows_waits_and_pages() {
     let stats = wh.stats();
     assert_eq!((stats.jobs_query, stats.jobs_get_query_results), (1, 2));
 }
+
+/// `create_table` (a transform destination from its `table.json`): `tables.insert` with the
+/// template as the `Table` resource and the `tableReference` of the undecorated table; a 409
+/// (it exists) answers `false`, not an error.
+#[tokio::test]
+async fn create_table_sends_the_template_as_the_table_resource() {
+    let server = Recorder::start(responder(|_, n| {
+        if n == 0 {
+            Reply::json(200, &json!({"kind": "bigquery#table"}))
+        } else {
+            Reply::json(409, &json!({"error": {"code": 409, "message": "Already Exists: Table", "errors": [{"reason": "duplicate"}]}}))
+        }
+    }))
+    .await;
+    let wh = warehouse(&server);
+    let template = json!({
+        "schema": {"fields": [{"name": "ts", "type": "TIMESTAMP"}]},
+        "timePartitioning": {"type": "HOUR", "field": "ts"},
+        "clustering": {"fields": ["ts"]},
+        "description": "from table.json",
+        "labels": {"team": "crm"},
+    });
+    let template = template.as_object().unwrap();
+    let destination = table("ds", "t", Some("$2024010203"));
+    assert!(Warehouse::create_table(&wh, &destination, template)
+        .await
+        .unwrap());
+    assert!(!Warehouse::create_table(&wh, &destination, template)
+        .await
+        .unwrap());
+    let recorded = server.requests();
+    let r = &recorded[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(
+        r.path,
+        "/bigquery/v2/projects/test-project/datasets/ds/tables"
+    );
+    let body = r.json();
+    assert_eq!(
+        body["tableReference"],
+        json!({"projectId": "test-project", "datasetId": "ds", "tableId": "t"})
+    );
+    for key in [
+        "schema",
+        "timePartitioning",
+        "clustering",
+        "description",
+        "labels",
+    ] {
+        assert_eq!(body[key], template[key], "{key}");
+    }
+}

@@ -103,8 +103,12 @@ pub struct BatchConfig {
     pub external: Option<Map<String, Value>>,
     /// The nearest transform SQL, when any: transform mode.
     pub transform_sql: Option<ConfigFile>,
-    /// The nearest `table.json`, when any (its fields are also in [`BatchConfig::load`]).
+    /// The nearest `table.json`, when any (in load mode its fields are also in
+    /// [`BatchConfig::load`]).
     pub table_template: Option<String>,
+    /// In transform mode, that `table.json` as a `Table` resource: the destination is created
+    /// from it before the first query when it does not exist.
+    pub table_resource: Option<Map<String, Value>>,
     /// Whether an `ORDERME` is on the path.
     pub ordered: bool,
     /// bq-ingest's own options, from the `ingest.json` files on the path.
@@ -121,7 +125,7 @@ pub const LOAD_JSON: &str = "load.json";
 pub const EXTERNAL_JSON: &str = "external.json";
 /// The file whose presence turns on ordering.
 pub const ORDERME: &str = "ORDERME";
-/// The destination table's template of a folder: created from it when missing (load mode).
+/// The destination table's template of a folder: created from it when missing.
 pub const TABLE_JSON: &str = "table.json";
 
 /// The keys a `table.json` may hold (BigQuery's `Table` resource), and where each goes in the
@@ -391,13 +395,17 @@ impl<'a> Merging<'a> {
     /// Checks and reads what was collected.
     fn finish(mut self, dirs: &[ConfigDir]) -> Result<BatchConfig, ConfigError> {
         let bucket = self.bucket;
+        let mut table_resource = None;
         let table_template = match self.table_template.take() {
+            Some((template, file)) if self.transform_sql.is_some() => {
+                // Transform mode: the query creates no table; bq-ingest creates it from the
+                // template before the first query (see `LoadPlan::create_table`).
+                let mut checked = Map::new();
+                apply_table_template(bucket, &file, template.clone(), &mut checked)?;
+                table_resource = Some(template);
+                Some(file)
+            }
             Some((template, file)) => {
-                if self.transform_sql.is_some() {
-                    let problem = "a table template applies to load mode; in transform mode \
-                                   create the table in the SQL or beforehand";
-                    return Err(invalid_value(bucket, &file, "table.json", problem));
-                }
                 apply_table_template(bucket, &file, template, &mut self.load)?;
                 Some(file)
             }
@@ -447,6 +455,7 @@ impl<'a> Merging<'a> {
             external: self.external,
             transform_sql: self.transform_sql,
             table_template,
+            table_resource,
             ordered: self.ordered,
             ingest,
             sources,

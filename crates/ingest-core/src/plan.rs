@@ -67,6 +67,10 @@ pub struct LoadPlan {
     pub files: usize,
     /// Total bytes of the data files.
     pub bytes: u64,
+    /// A table to create before the jobs run, when it does not exist, and its `Table` resource:
+    /// a transform batch's destination with a `table.json` (load jobs create theirs with
+    /// `CREATE_IF_NEEDED`).
+    pub create_table: Option<(crate::ports::TableRef, Map<String, Value>)>,
 }
 
 /// Why a plan could not be made. Names the batch.
@@ -802,6 +806,7 @@ fn load_plan(
         jobs,
         files: files_total,
         bytes: total_bytes,
+        create_table: None,
     }
 }
 

@@ -575,6 +575,21 @@ pub trait Warehouse: Send + Sync + Debug {
         &self,
         table: &TableRef,
     ) -> Result<Option<TimePartitioning>, WarehouseError>;
+
+    /// Creates the table `table` (its decorator, if any, is ignored) from `resource`, a
+    /// BigQuery `Table` resource without `tableReference` (`schema`, `timePartitioning`,
+    /// `rangePartitioning`, `clustering`, `description`, `labels`).
+    ///
+    /// Returns whether this call created it: `false` when the table exists (it is left as it
+    /// is, whatever its schema), so that racing creators all go on.
+    ///
+    /// Errors: [`WarehouseError::Rejected`] naming the table for an invalid resource or a
+    /// missing dataset.
+    async fn create_table(
+        &self,
+        table: &TableRef,
+        resource: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, WarehouseError>;
 }
 
 /// Time, for polling and deadlines.
@@ -789,5 +804,13 @@ impl<T: Warehouse + ?Sized> Warehouse for std::sync::Arc<T> {
         table: &TableRef,
     ) -> Result<Option<TimePartitioning>, WarehouseError> {
         (**self).time_partitioning(table).await
+    }
+
+    async fn create_table(
+        &self,
+        table: &TableRef,
+        resource: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, WarehouseError> {
+        (**self).create_table(table, resource).await
     }
 }

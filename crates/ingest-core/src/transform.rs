@@ -156,6 +156,13 @@ pub fn plan_transform(
         jobs: vec![job],
         files: files.data.len(),
         bytes: files.data.iter().map(|f| f.size).sum(),
+        create_table: config.table_resource.clone().map(|resource| {
+            let table = crate::ports::TableRef {
+                partition: None,
+                ..batch.destination.clone()
+            };
+            (table, resource)
+        }),
     })
 }
 

@@ -347,6 +347,7 @@ fn queued_faults_apply_to_the_other_warehouse_methods() {
         WarehouseMethod::ChildJobs,
         WarehouseMethod::RecordOutcome,
         WarehouseMethod::TimePartitioning,
+        WarehouseMethod::CreateTable,
     ] {
         warehouse.inner().inject(method, Fault::Fail(error.clone()));
     }
@@ -368,8 +369,15 @@ fn queued_faults_apply_to_the_other_warehouse_methods() {
             Err(error.clone())
         );
         assert_eq!(warehouse.record_outcome(&state, &record).await, Ok(()));
-        assert_eq!(warehouse.time_partitioning(&state).await, Err(error));
+        assert_eq!(
+            warehouse.time_partitioning(&state).await,
+            Err(error.clone())
+        );
         assert_eq!(warehouse.time_partitioning(&state).await, Ok(None));
+        let template = serde_json::Map::new();
+        let fresh = table("fresh");
+        assert_eq!(warehouse.create_table(&fresh, &template).await, Err(error));
+        assert_eq!(warehouse.create_table(&fresh, &template).await, Ok(true));
     });
     assert_eq!(memory.records().len(), 1);
     assert_eq!(
@@ -381,6 +389,7 @@ fn queued_faults_apply_to_the_other_warehouse_methods() {
             record_outcome: 2,
             recorded_outcomes: 0,
             time_partitioning: 2,
+            create_table: 2,
         }
     );
     warehouse.reset();

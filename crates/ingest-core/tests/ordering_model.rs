@@ -185,6 +185,13 @@ impl Warehouse for SteppedWarehouse {
     ) -> Result<Option<ingest_core::ports::TimePartitioning>, WarehouseError> {
         self.0.time_partitioning(table).await
     }
+    async fn create_table(
+        &self,
+        table: &TableRef,
+        resource: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, WarehouseError> {
+        self.0.create_table(table, resource).await
+    }
 }
 
 /// A small deterministic generator (SplitMix64).

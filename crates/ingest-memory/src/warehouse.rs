@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use ingest_core::ports::{
-    Clock, JobError, JobKind, JobRef, JobRequest, JobState, JobStatus, LoadRecord, TableRef,
-    TimePartitioning, Warehouse, WarehouseError,
+    Clock, JobError, JobKind, JobRef, JobRequest, JobState, JobStatus, LoadRecord,
+    PartitionGranularity, TableRef, TimePartitioning, Warehouse, WarehouseError,
 };
 use serde_json::{Map, Value};
 
@@ -744,5 +744,37 @@ impl Warehouse for MemoryWarehouse {
             what: base.to_string(),
             message: "Not found: Table".to_string(),
         })
+    }
+
+    /// Creates the table with no rows (and its `timePartitioning`, for
+    /// [`Warehouse::time_partitioning`]); `false` when it exists. The schema is not kept.
+    async fn create_table(
+        &self,
+        table: &TableRef,
+        resource: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, WarehouseError> {
+        let base = TableRef {
+            partition: None,
+            ..table.clone()
+        };
+        let mut state = self.lock();
+        if state.table_exists(&base) {
+            return Ok(false);
+        }
+        state.tables.insert(table_key(&base), 0);
+        let granularity = resource
+            .get("timePartitioning")
+            .map(|p| p.get("type").and_then(|t| t.as_str()).unwrap_or("DAY"))
+            .and_then(PartitionGranularity::parse);
+        if let Some(granularity) = granularity {
+            let field = resource["timePartitioning"]
+                .get("field")
+                .and_then(|f| f.as_str())
+                .map(str::to_string);
+            state
+                .partitioning
+                .insert(table_key(&base), TimePartitioning { granularity, field });
+        }
+        Ok(true)
     }
 }

@@ -332,6 +332,13 @@ impl Warehouse for AcceptsDuplicates {
     ) -> Result<Option<ingest_core::ports::TimePartitioning>, WarehouseError> {
         self.0.time_partitioning(table).await
     }
+    async fn create_table(
+        &self,
+        table: &TableRef,
+        resource: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, WarehouseError> {
+        self.0.create_table(table, resource).await
+    }
 }
 
 #[test]

@@ -668,15 +668,27 @@ fn an_unknown_template_key_is_an_error_naming_the_file() {
     );
 }
 
+/// In transform mode a template is not put into any job: it is kept as the `Table` resource
+/// the destination is created from before the first query (checked like in load mode).
 #[test]
-fn a_template_in_transform_mode_is_an_error() {
-    let mut dir = table_dir("ds/_config/", r#"{"schema": {"fields": []}}"#);
+fn a_template_in_transform_mode_is_the_resource_to_create_the_table_from() {
+    let mut dir = table_dir(
+        "ds/_config/",
+        r#"{"schema": {"fields": []}, "description": "d"}"#,
+    );
     dir.sql = vec![file(
         "ds/_config/bq_transform.sql",
         "INSERT INTO {dest_dataset}.{dest_table} SELECT * FROM temp_ext",
     )];
+    let config = BatchConfig::merge(BUCKET, std::slice::from_ref(&dir)).unwrap();
+    let resource = config.table_resource.expect("the resource");
+    assert_eq!(resource["description"], "d");
+    assert!(!config.load.contains_key("schema"));
+    assert!(!config.load.contains_key("createDisposition"));
+
+    dir.table_json = Some(file("ds/_config/table.json", r#"{"expirationTime": 1}"#));
     let err = BatchConfig::merge(BUCKET, &[dir]).unwrap_err().to_string();
-    assert!(err.contains("applies to load mode"), "{err}");
+    assert!(err.contains("ds/_config/table.json"), "{err}");
 }
 
 // ---- ingest.json ----

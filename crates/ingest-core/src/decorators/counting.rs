@@ -100,6 +100,8 @@ pub struct WarehouseCalls {
     pub recorded_outcomes: u64,
     /// Calls of [`Warehouse::time_partitioning`].
     pub time_partitioning: u64,
+    /// Calls of [`Warehouse::create_table`].
+    pub create_table: u64,
 }
 
 impl WarehouseCalls {
@@ -111,6 +113,7 @@ impl WarehouseCalls {
             + self.record_outcome
             + self.recorded_outcomes
             + self.time_partitioning
+            + self.create_table
     }
 }
 
@@ -349,6 +352,7 @@ impl<W> CountingWarehouse<W> {
             record_outcome: self.tally.calls(WarehouseMethod::RecordOutcome),
             recorded_outcomes: self.tally.calls(WarehouseMethod::RecordedOutcomes),
             time_partitioning: self.tally.calls(WarehouseMethod::TimePartitioning),
+            create_table: self.tally.calls(WarehouseMethod::CreateTable),
         }
     }
 
@@ -435,6 +439,19 @@ impl<W: Warehouse> Warehouse for CountingWarehouse<W> {
         let result = self.inner.time_partitioning(table).await;
         self.tally.end(
             WarehouseMethod::TimePartitioning,
+            CallResult::of_warehouse(&result),
+        );
+        result
+    }
+    async fn create_table(
+        &self,
+        table: &TableRef,
+        resource: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, WarehouseError> {
+        self.tally.start(WarehouseMethod::CreateTable);
+        let result = self.inner.create_table(table, resource).await;
+        self.tally.end(
+            WarehouseMethod::CreateTable,
             CallResult::of_warehouse(&result),
         );
         result

@@ -61,6 +61,8 @@ pub enum WarehouseMethod {
     RecordedOutcomes,
     /// [`Warehouse::time_partitioning`].
     TimePartitioning,
+    /// [`Warehouse::create_table`].
+    CreateTable,
 }
 
 /// A rule asked before every call, with the method and what the call is about (the object
@@ -359,5 +361,14 @@ impl<W: Warehouse> Warehouse for FaultyWarehouse<W> {
         let about = table.to_string();
         let fault = self.plan.take(WarehouseMethod::TimePartitioning, &about);
         apply(fault, self.inner.time_partitioning(table)).await
+    }
+    async fn create_table(
+        &self,
+        table: &TableRef,
+        resource: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, WarehouseError> {
+        let about = table.to_string();
+        let fault = self.plan.take(WarehouseMethod::CreateTable, &about);
+        apply(fault, self.inner.create_table(table, resource)).await
     }
 }

@@ -14,8 +14,8 @@ use crate::event::ObjectEvent;
 use crate::outcome::{IngestError, Outcome};
 use crate::pipeline::after_success;
 use crate::pipeline::jobs::{
-    attempt_of, follow, is_load_quota_message, quota_parts, retriable_parts, retry_id, submit_one,
-    SubmitError,
+    attempt_of, create_destination, follow, is_load_quota_message, quota_parts, retriable_parts,
+    retry_id, submit_one, SubmitError,
 };
 use crate::pipeline::prepare::{job_hint, job_project, plan_batch, prepare_batch};
 use crate::pipeline::record::{self, first_job_error, mode_of};
@@ -245,6 +245,11 @@ impl Subscriber<'_> {
         plan: &LoadPlan,
         job_ids: &[String],
     ) -> Result<Option<String>, IngestError> {
+        match create_destination(self.ctx.ports, marker_event, plan).await {
+            Ok(()) => {}
+            Err(SubmitError::Transient(e)) => return Err(warehouse_error(self.event, e)),
+            Err(SubmitError::Rejected(msg)) => return Ok(Some(msg)),
+        }
         for (job, id) in plan.jobs.iter().zip(job_ids) {
             let mut job = job.clone();
             job.job_id = id.clone();

@@ -193,12 +193,38 @@ pub(crate) async fn submit_one(
     }
 }
 
-/// Submits every job of a plan, in order.
+/// Creates the table the plan needs first ([`LoadPlan::create_table`]), unless it exists
+/// (racing creators all go on).
+pub(crate) async fn create_destination(
+    ports: &Ports,
+    event: &ObjectEvent,
+    plan: &LoadPlan,
+) -> Result<(), SubmitError> {
+    let Some((table, resource)) = &plan.create_table else {
+        return Ok(());
+    };
+    match ports.warehouse.create_table(table, resource).await {
+        Ok(created) => {
+            if created {
+                tracing::info!(object = %event.uri(), table = %table, "created {table} from its table.json");
+            }
+            Ok(())
+        }
+        Err(e) if e.is_transient() => Err(SubmitError::Transient(e)),
+        Err(e) => Err(SubmitError::Rejected(format!(
+            "{}: creating {table} from its table.json: {e}",
+            event.uri()
+        ))),
+    }
+}
+
+/// Submits every job of a plan, in order (after creating the table it needs).
 pub(crate) async fn submit_all(
     ports: &Ports,
     event: &ObjectEvent,
     plan: &LoadPlan,
 ) -> Result<Vec<JobStatus>, SubmitError> {
+    create_destination(ports, event, plan).await?;
     let mut statuses = Vec::with_capacity(plan.jobs.len());
     for job in &plan.jobs {
         statuses.push(submit_one(ports, event, job).await?);

@@ -1219,3 +1219,26 @@ fn without_file_timestamps_the_plan_is_the_plain_one() {
     .unwrap();
     assert_eq!(plain, partitioned);
 }
+
+/// Schema evolution in load mode is BigQuery's `schemaUpdateOptions`, from `load.json` into
+/// every part (docs/configuration.md).
+#[test]
+fn schema_update_options_reach_every_part() {
+    let config = config_with(
+        r#"{"schemaUpdateOptions": ["ALLOW_FIELD_ADDITION", "ALLOW_FIELD_RELAXATION"]}"#,
+    );
+    let listing: Vec<ObjectMeta> = (0..MAX_SOURCE_URIS_PER_JOB + 1)
+        .map(|i| object(&format!("ds/t/{i:05}.csv"), 1))
+        .collect();
+    let plan = plan_with(&Settings::default(), &config, "ds/t/", &listing).unwrap();
+    assert_eq!(plan.jobs.len(), 2);
+    for job in &plan.jobs {
+        let JobKind::Load { config, .. } = &job.kind else {
+            panic!("{job:?}")
+        };
+        assert_eq!(
+            config["schemaUpdateOptions"],
+            serde_json::json!(["ALLOW_FIELD_ADDITION", "ALLOW_FIELD_RELAXATION"])
+        );
+    }
+}

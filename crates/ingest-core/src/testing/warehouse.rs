@@ -78,6 +78,7 @@ pub async fn run(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
     record_outcome(warehouse, fixture).await;
     recorded_outcomes(warehouse, fixture).await;
     time_partitioning(warehouse, fixture).await;
+    create_table(warehouse, fixture).await;
 }
 
 /// Panics naming the check.
@@ -505,6 +506,60 @@ pub async fn time_partitioning(warehouse: &dyn Warehouse, fixture: &WarehouseFix
             check,
             format!("a missing table {missing} must be Rejected, got {other:?}"),
         ),
+    }
+}
+
+/// `create_table` creates a missing table (then partitioned as the resource says) and answers
+/// `false`, leaving it alone, when it exists.
+pub async fn create_table(warehouse: &dyn Warehouse, fixture: &WarehouseFixture) {
+    let check = "create_table";
+    let crate::ports::JobKind::Load { destination, .. } = &fixture.load_ok.kind else {
+        return;
+    };
+    let table = TableRef {
+        table: format!("created_{}", fixture.run_id.replace('-', "_")),
+        partition: None,
+        ..destination.clone()
+    };
+    let resource = serde_json::json!({
+        "schema": {"fields": [{"name": "id", "type": "INT64"}, {"name": "at", "type": "TIMESTAMP"}]},
+        "timePartitioning": {"type": "HOUR", "field": "at"},
+    });
+    let resource = resource.as_object().cloned().unwrap_or_default();
+    let created = ok(
+        check,
+        "create_table",
+        warehouse.create_table(&table, &resource).await,
+    );
+    if !created {
+        fail(
+            check,
+            format!("{table} did not exist, yet create_table answered false"),
+        );
+    }
+    let again = ok(
+        check,
+        "create_table again",
+        warehouse.create_table(&table, &resource).await,
+    );
+    if again {
+        fail(
+            check,
+            format!("{table} exists, yet a second create_table answered true"),
+        );
+    }
+    let partitioning = ok(
+        check,
+        "time_partitioning",
+        warehouse.time_partitioning(&table).await,
+    );
+    if partitioning.as_ref().map(|p| p.granularity)
+        != Some(crate::ports::PartitionGranularity::Hour)
+    {
+        fail(
+            check,
+            format!("{table} was created HOUR-partitioned, yet: {partitioning:?}"),
+        );
     }
 }
 
