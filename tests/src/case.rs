@@ -388,6 +388,27 @@ impl TestCase {
         self.create_table_json(table, &schema).await;
     }
 
+    /// `CREATE TABLE` of `table` with NYC 311's schema (testdata), partitioned by the hour of
+    /// `created_date`: run it with [`TestCase::rows`].
+    pub fn hourly_nyc_311_ddl(&self, table: &str) -> String {
+        let schema: Vec<Value> = serde_json::from_slice(
+            &std::fs::read(testdata("nyc_311_schema.json")).expect("reading the schema"),
+        )
+        .expect("a JSON schema");
+        let columns: Vec<String> = schema
+            .iter()
+            .map(|f| {
+                let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+                format!("`{}` {}", text(&f["name"]), text(&f["type"]))
+            })
+            .collect();
+        format!(
+            "CREATE TABLE {} ({}) PARTITION BY TIMESTAMP_TRUNC(created_date, HOUR)",
+            self.table_sql(table),
+            columns.join(", ")
+        )
+    }
+
     /// Creates `table` in the test's dataset with the schema given as JSON text (an array of
     /// fields, or `{"fields": [...]}`).
     pub async fn create_table_json(&self, table: &str, schema_json: &str) {

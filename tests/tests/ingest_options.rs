@@ -20,29 +20,12 @@ fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-/// `CREATE TABLE` of NYC 311's schema, partitioned by the hour of `created_date`.
-fn hourly_nyc_311_ddl(t: &TestCase) -> String {
-    let schema: Vec<Value> = serde_json::from_slice(
-        &std::fs::read(testdata("nyc_311_schema.json")).expect("reading the schema"),
-    )
-    .expect("a JSON schema");
-    let columns: Vec<String> = schema
-        .iter()
-        .map(|f| format!("`{}` {}", text(&f["name"]), text(&f["type"])))
-        .collect();
-    format!(
-        "CREATE TABLE {} ({}) PARTITION BY TIMESTAMP_TRUNC(created_date, HOUR)",
-        t.table_sql("nyc311"),
-        columns.join(", ")
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_timestamps_load_each_file_into_its_partition() {
     let Some(t) = TestCase::new("file_partitions").await else {
         return;
     };
-    t.rows(&hourly_nyc_311_ddl(&t)).await;
+    t.rows(&t.hourly_nyc_311_ddl("nyc311")).await;
     t.upload(
         "nyc311/_config/load.json",
         br#"{"fieldDelimiter": "|", "writeDisposition": "WRITE_TRUNCATE"}"#.to_vec(),

@@ -225,23 +225,6 @@ FROM temp_ext"
     );
 }
 
-/// `CREATE TABLE` of NYC 311's schema, partitioned by the hour of `created_date`.
-fn hourly_nyc_311_ddl(t: &TestCase) -> String {
-    let schema: Vec<Value> = serde_json::from_slice(
-        &std::fs::read(testdata("nyc_311_schema.json")).expect("reading the schema"),
-    )
-    .expect("a JSON schema");
-    let columns: Vec<String> = schema
-        .iter()
-        .map(|f| format!("`{}` {}", text(&f["name"]), text(&f["type"])))
-        .collect();
-    format!(
-        "CREATE TABLE {} ({}) PARTITION BY TIMESTAMP_TRUNC(created_date, HOUR)",
-        t.table_sql("nyc311"),
-        columns.join(", ")
-    )
-}
-
 async fn rows_per_hour(t: &TestCase) -> Vec<Value> {
     t.rows(&format!(
         "SELECT EXTRACT(HOUR FROM created_date) AS hour, COUNT(*) AS n FROM {} \
@@ -259,7 +242,7 @@ async fn partition_decorators_truncate_one_hour_each() {
     let Some(t) = TestCase::new("partitions").await else {
         return;
     };
-    t.rows(&hourly_nyc_311_ddl(&t)).await;
+    t.rows(&t.hourly_nyc_311_ddl("nyc311")).await;
     t.upload(
         "nyc311/_config/load.json",
         br#"{"fieldDelimiter": "|", "writeDisposition": "WRITE_TRUNCATE"}"#.to_vec(),

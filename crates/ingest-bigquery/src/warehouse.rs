@@ -583,6 +583,25 @@ impl BigQueryWarehouse {
         }
     }
 
+    /// `tables.get` of `table` (its decorator ignored) with `query`.
+    async fn tables_get(
+        &self,
+        table: &TableRef,
+        query: &[(&str, &str)],
+    ) -> Result<Value, CallError> {
+        let path = [
+            "projects",
+            table.project.as_str(),
+            "datasets",
+            table.dataset.as_str(),
+            "tables",
+            table.table.as_str(),
+        ];
+        self.rest
+            .call(Operation::TablesGet, Method::Get, &path, query, None)
+            .await
+    }
+
     /// Runs a Standard SQL query in the default project (`jobs.query`, then
     /// `jobs.getQueryResults` while it runs or has more pages) and returns its rows as JSON
     /// objects keyed by column name. Values are as BigQuery's REST API gives them: scalars as
@@ -861,23 +880,7 @@ impl Warehouse for BigQueryWarehouse {
     ) -> Result<Vec<LoadRecord>, WarehouseError> {
         // One tables.get first: a missing table (or dataset) has no rows, and a query of it
         // would fail with an error whose wording differs between BigQuery and emulators.
-        let exists = self
-            .rest
-            .call(
-                Operation::TablesGet,
-                Method::Get,
-                &[
-                    "projects",
-                    &table.project,
-                    "datasets",
-                    &table.dataset,
-                    "tables",
-                    &table.table,
-                ],
-                &[],
-                None,
-            )
-            .await;
+        let exists = self.tables_get(table, &[]).await;
         match exists {
             Ok(_) => {}
             Err(e) if e.status == Some(404) => return Ok(Vec::new()),
@@ -894,21 +897,7 @@ impl Warehouse for BigQueryWarehouse {
         table: &TableRef,
     ) -> Result<Option<TimePartitioning>, WarehouseError> {
         let resource = self
-            .rest
-            .call(
-                Operation::TablesGet,
-                Method::Get,
-                &[
-                    "projects",
-                    &table.project,
-                    "datasets",
-                    &table.dataset,
-                    "tables",
-                    &table.table,
-                ],
-                &[("fields", "timePartitioning")],
-                None,
-            )
+            .tables_get(table, &[("fields", "timePartitioning")])
             .await
             .map_err(|e| {
                 e.into_warehouse(format!(
