@@ -188,3 +188,63 @@ async fn after_success_archives_the_files_and_deletes_the_marker() {
     );
     assert_eq!(t.count("nation").await, 25);
 }
+
+/// `quarantine`: one corrupt CSV among nation's files. The emulator's error names it (bq-ingest's
+/// patch: `File: gs://…`); it goes to `nation/_quarantine/b1/`, the batch's `quarantined` row
+/// names it, the 25 good rows load once under the rest's ids, and a redelivery of the marker
+/// loads nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_file_is_quarantined_and_the_rest_loaded_once() {
+    let Some(t) = TestCase::new("quarantine").await else {
+        return;
+    };
+    t.create_table("nation", testdata("nation_schema.json"))
+        .await;
+    t.upload("_config/load.json", br#"{"fieldDelimiter": "|"}"#.to_vec())
+        .await;
+    t.upload(
+        "nation/_config/ingest.json",
+        br#"{"quarantine": true}"#.to_vec(),
+    )
+    .await;
+    let service = t.spawn_service(Mode::Pull, &[]).await;
+    t.upload("nation/b1/bad.csv", b"not-a-number|X|0|bad row\n".to_vec())
+        .await;
+    t.upload_dir("nation/b1", testdata("nation")).await;
+    let marker = t.uri("nation/b1/_SUCCESS");
+    let outcomes = service.wait_for_outcomes(&marker, 1, TIMEOUT).await;
+    assert_eq!(outcomes[0]["outcome"], "done", "{outcomes:?}");
+    assert_eq!(t.count("nation").await, 25);
+    assert_eq!(
+        names(&t, t.bucket(), "nation/_quarantine/").await,
+        [t.object("nation/_quarantine/b1/bad.csv")]
+    );
+    assert!(!names(&t, t.bucket(), "nation/b1/")
+        .await
+        .contains(&t.object("nation/b1/bad.csv")));
+    let rows = t.state_rows().await;
+    let quarantined: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["state"] == "quarantined")
+        .collect();
+    assert_eq!(quarantined.len(), 1, "{rows:?}");
+    assert!(
+        text(&quarantined[0]["error"]).contains(&t.uri("nation/b1/bad.csv")),
+        "{:?}",
+        quarantined[0]
+    );
+    let jobs = t.jobs().await.len();
+
+    // The marker's notification again: nothing is loaded twice.
+    let meta = t
+        .stack
+        .store
+        .stat(t.bucket(), &t.object("nation/b1/_SUCCESS"))
+        .await
+        .unwrap();
+    t.publish_object_event(&meta).await;
+    let outcomes = service.wait_for_outcomes(&marker, 2, TIMEOUT).await;
+    assert_eq!(outcomes[1]["outcome"], "done", "{outcomes:?}");
+    assert_eq!(t.count("nation").await, 25);
+    assert_eq!(t.jobs().await.len(), jobs, "no job submitted again");
+}

@@ -145,8 +145,9 @@ fn string(value: Option<&Value>) -> Option<String> {
 /// The most error text kept for one job.
 const MAX_ERROR_CHARS: usize = 4_000;
 
-/// A job's `errorResult`, with the distinct messages of `errors[]` appended: BigQuery's
-/// `errorResult.message` often only says "Please look into the errors[] collection".
+/// A job's `errorResult`, with the distinct messages of `errors[]` appended (and each error's
+/// `gs://` `location` that no message names yet): BigQuery's `errorResult.message` often only
+/// says "Please look into the errors[] collection".
 fn job_error(error_result: &Value, errors: Option<&Value>) -> JobError {
     let reason = string(error_result.get("reason")).unwrap_or_else(|| "unknown".to_string());
     let mut message = string(error_result.get("message")).unwrap_or_default();
@@ -157,6 +158,15 @@ fn job_error(error_result: &Value, errors: Option<&Value>) -> JobError {
         .flatten()
         .take(10)
     {
+        // The file an error is about (`errors[].location`), unless its message names it: the
+        // quarantine of bad files reads it from the message.
+        let location = error
+            .get("location")
+            .and_then(Value::as_str)
+            .filter(|l| l.starts_with("gs://") && !message.contains(*l));
+        if let Some(location) = location {
+            message.push_str(&format!(" (location: {location})"));
+        }
         let Some(text) = error.get("message").and_then(Value::as_str) else {
             continue;
         };

@@ -943,6 +943,18 @@ impl Warehouse for BigQueryWarehouse {
             ))),
         }
     }
+    async fn table_schema(&self, table: &TableRef) -> Result<Option<Value>, WarehouseError> {
+        let resource = self
+            .tables_get(table, &[("fields", "schema")])
+            .await
+            .map_err(|e| {
+                e.into_warehouse(format!(
+                    "table {}.{}.{}",
+                    table.project, table.dataset, table.table
+                ))
+            })?;
+        Ok(resource.get("schema").cloned())
+    }
 }
 
 /// `Table.timePartitioning` of a `tables.get` answer: `type` (BigQuery's default `DAY` when

@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 
 mod options;
 
-pub use options::{AfterSuccess, IngestOptions, INGEST_JSON, INGEST_KEYS};
+pub use options::{
+    AfterSuccess, IngestOptions, Quarantine, DEFAULT_QUARANTINE_ROUNDS, INGEST_JSON, INGEST_KEYS,
+};
 
 use crate::destination::{DestinationRegex, DestinationTable};
 
@@ -437,6 +439,15 @@ impl<'a> Merging<'a> {
                 .cloned()
                 .unwrap_or_else(|| INGEST_JSON.to_string())
         })?;
+        if ingest.quarantine.is_some() && self.transform_sql.is_some() {
+            let problem = "quarantine applies to load mode: a transform query reads every file \
+                           at once";
+            let file = ingest_sources
+                .get("quarantine")
+                .cloned()
+                .unwrap_or_default();
+            return Err(invalid_value(bucket, &file, "quarantine", problem));
+        }
         if ingest.file_timestamp_regex.is_some() && self.transform_sql.is_some() {
             let problem = "per-file partitions apply to load mode; in transform mode select \
                            _FILE_NAME from temp_ext and take the timestamp from it in the SQL";

@@ -338,6 +338,7 @@ impl Ingestor {
             ordered: false,
             plan: None,
             after_success: None,
+            quarantine: None,
             error: None,
         };
         let project = match job_project(&self.settings, event) {
@@ -356,6 +357,21 @@ impl Ingestor {
         };
         out.ordered = prepared.config.ordered || self.settings.order_per_table;
         out.after_success = prepared.config.ingest.describe_after_success();
+        out.quarantine = prepared
+            .config
+            .ingest
+            .quarantine
+            .as_ref()
+            .map(|q| match &q.to {
+                Some((bucket, prefix)) => format!(
+                    "bad files to gs://{bucket}/{prefix}<name>, at most {} halving rounds",
+                    q.max_rounds
+                ),
+                None => format!(
+                    "bad files to {}/_quarantine/<batch>/, at most {} halving rounds",
+                    prepared.batch.table_prefix, q.max_rounds
+                ),
+            });
         let hint = job_hint(&self.settings, &event.bucket, &event.name);
         let generation = event.generation.unwrap_or_default();
         match plan_batch(&self.settings, &prepared, &project, &hint, generation) {
@@ -380,6 +396,8 @@ pub struct DryRun {
     pub plan: Option<LoadPlan>,
     /// What happens to the batch's files once it is done (`ingest.json`), when anything does.
     pub after_success: Option<String>,
+    /// Where bad files would go if a load failed because of them (`quarantine`), when on.
+    pub quarantine: Option<String>,
     /// Why the batch cannot be applied.
     pub error: Option<String>,
 }

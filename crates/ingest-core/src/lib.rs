@@ -34,6 +34,7 @@ mod outcome;
 pub mod pipeline;
 pub mod plan;
 pub mod ports;
+mod quarantine;
 pub mod settings;
 pub mod sql;
 pub mod transform;

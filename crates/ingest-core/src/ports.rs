@@ -590,6 +590,15 @@ pub trait Warehouse: Send + Sync + Debug {
         table: &TableRef,
         resource: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<bool, WarehouseError>;
+    /// The schema of the existing table `table` (its decorator ignored): BigQuery's
+    /// `TableSchema` (`{"fields": [...]}`), or `None` when it has none.
+    ///
+    /// Errors: [`WarehouseError::Rejected`] naming the table when it does not exist or cannot
+    /// be read.
+    async fn table_schema(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<serde_json::Value>, WarehouseError>;
 }
 
 /// Time, for polling and deadlines.
@@ -812,5 +821,11 @@ impl<T: Warehouse + ?Sized> Warehouse for std::sync::Arc<T> {
         resource: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<bool, WarehouseError> {
         (**self).create_table(table, resource).await
+    }
+    async fn table_schema(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<serde_json::Value>, WarehouseError> {
+        (**self).table_schema(table).await
     }
 }

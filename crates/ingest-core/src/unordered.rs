@@ -90,6 +90,7 @@ pub(crate) async fn follow_batch(
     // Whether this delivery submitted jobs: a part that then hits the load quota is parked; one
     // found at the quota from an earlier delivery gets its next attempt first.
     let mut submitted_here = submitted_at.is_some();
+    let mut quarantined_here = false;
     loop {
         statuses = follow(ctx.ports, statuses, run.deadline)
             .await
@@ -107,6 +108,27 @@ pub(crate) async fn follow_batch(
             }
             submitted_here = true;
             retry = quota;
+        }
+        if retry.is_empty() && !quarantined_here && wants_quarantine(&planned, &statuses) {
+            quarantined_here = true;
+            if planned.is_none() {
+                planned = match plan_again(ctx, run).await? {
+                    Ok(p) => Some(p),
+                    Err(outcome) => return Ok(outcome),
+                };
+            }
+            if let Some((prepared, plan)) = planned.take() {
+                let rest =
+                    crate::quarantine::quarantine(ctx, run, &prepared, &plan, &statuses).await?;
+                planned = Some(match rest {
+                    Some(rest) => {
+                        statuses = rest.statuses;
+                        (prepared, rest.plan)
+                    }
+                    None => (prepared, plan),
+                });
+                continue;
+            }
         }
         if retry.is_empty() {
             let labelled = after_success::labelled(&statuses);
@@ -156,6 +178,16 @@ async fn clean_up(
         },
         None => Ok(()),
     }
+}
+
+/// Whether a batch whose jobs ended may quarantine bad files: some job failed, and the batch
+/// has `quarantine` on (its config, or for a duplicate delivery its jobs' label).
+fn wants_quarantine(planned: &Option<(PreparedBatch, LoadPlan)>, statuses: &[JobStatus]) -> bool {
+    let on = match planned {
+        Some((prepared, _)) => prepared.config.ingest.quarantine.is_some(),
+        None => crate::quarantine::labelled(statuses),
+    };
+    on && statuses.iter().any(|s| s.error.is_some())
 }
 
 /// The plan of a batch that a duplicate delivery must resubmit a part of, or the recorded

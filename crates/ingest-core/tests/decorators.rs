@@ -390,6 +390,7 @@ fn queued_faults_apply_to_the_other_warehouse_methods() {
             recorded_outcomes: 0,
             time_partitioning: 2,
             create_table: 2,
+            table_schema: 0,
         }
     );
     warehouse.reset();

@@ -11,7 +11,7 @@ use ingest_core::decorators::{
 use ingest_core::event::ObjectEvent;
 use ingest_core::ingest::{IngestError, Ingestor, Outcome};
 use ingest_core::ports::{
-    JobError, JobKind, PartitionGranularity, TableRef, TimePartitioning, WarehouseError,
+    JobError, JobKind, JobRequest, PartitionGranularity, TableRef, TimePartitioning, WarehouseError,
 };
 use ingest_core::settings::Settings;
 use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse, QueryOutcome};
@@ -1095,5 +1095,172 @@ fn after_success_never_removes_a_file_newer_than_the_marker() {
         .unwrap()
         .generation,
         newer.generation
+    );
+}
+
+// ---- ingest.json: quarantine ----
+
+fn csv_error(message: &str) -> JobError {
+    JobError {
+        reason: "invalid".into(),
+        message: message.into(),
+    }
+}
+
+/// The destination with a schema, as BigQuery has it (the staging table of a bisection copies
+/// it).
+fn create_destination(e: &Env, dataset: &str, name: &str) {
+    let resource = serde_json::json!({"schema": {"fields": [{"name": "n", "type": "INT64"}]}});
+    block_on(ingest_core::ports::Warehouse::create_table(
+        e.warehouse.as_ref(),
+        &table(dataset, name),
+        resource.as_object().unwrap(),
+    ))
+    .unwrap();
+}
+
+fn names_in(e: &Env, prefix: &str) -> Vec<String> {
+    names_under(e, B, prefix)
+}
+
+/// The error names the bad file: it is moved to `<table>/_quarantine/<batch>/`, the batch gets
+/// a `quarantined` row naming it, the rest loads under new ids (`…_rest_…`) and the batch is
+/// done; a redelivery loads nothing again.
+#[test]
+fn a_bad_file_named_by_the_error_is_quarantined_and_the_rest_loaded() {
+    let e = env();
+    create_destination(&e, "ds", "t");
+    e.store
+        .put_str(B, "ds/t/_config/ingest.json", r#"{"quarantine": true}"#);
+    e.warehouse.fail_loads_of_content(
+        "CORRUPT",
+        csv_error("CSV table encountered too many errors. File: gs://bucket/ds/t/b1/b.csv"),
+    );
+    let event = e.batch(
+        "ds/t/b1",
+        &[
+            ("a.csv", "1\n2\n"),
+            ("b.csv", "CORRUPT\n"),
+            ("c.csv", "3\n"),
+        ],
+    );
+    let outcome = e.handle(&event).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Done { rows: 3, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(e.warehouse.table_rows(&table("ds", "t")), 3);
+    assert_eq!(
+        names_in(&e, "ds/t/"),
+        [
+            "ds/t/_config/ingest.json",
+            "ds/t/_quarantine/b1/b.csv",
+            "ds/t/b1/_SUCCESS",
+            "ds/t/b1/a.csv",
+            "ds/t/b1/c.csv"
+        ]
+    );
+    let records = e.warehouse.records();
+    let states: Vec<&str> = records.iter().map(|(_, r)| r.state.as_str()).collect();
+    assert_eq!(states, ["quarantined", "done"]);
+    let note = records[0].1.error.clone().unwrap_or_default();
+    assert!(
+        note.contains("gs://bucket/ds/t/b1/b.csv → gs://bucket/ds/t/_quarantine/b1/b.csv"),
+        "{note}"
+    );
+    let submitted: Vec<String> = e
+        .warehouse
+        .submitted()
+        .iter()
+        .map(|j| j.job_id.clone())
+        .collect();
+    assert_eq!(submitted.len(), 2, "{submitted:?}");
+    assert!(submitted[1].contains("_rest_"), "{submitted:?}");
+
+    // A redelivery: the original job failed, the bad file is found in quarantine, the rest's
+    // job exists and is followed. Nothing loads twice.
+    let again = e.handle(&event).unwrap();
+    assert!(matches!(again, Outcome::Done { rows: 3, .. }), "{again:?}");
+    assert_eq!(e.warehouse.submitted().len(), 2);
+    assert_eq!(e.warehouse.table_rows(&table("ds", "t")), 3);
+}
+
+/// The error names no file (the local emulator's "CSV Error on Line: 2"): halves of the failed
+/// part are loaded into the staging table, never the destination, until the bad file is
+/// found; then as above.
+#[test]
+fn a_bad_file_the_error_does_not_name_is_found_by_halving_into_a_staging_table() {
+    let e = env();
+    create_destination(&e, "ds", "t");
+    e.store.put_str(
+        B,
+        "_config/ingest.json",
+        r#"{"quarantine": {"maxRounds": 4}}"#,
+    );
+    e.warehouse
+        .fail_loads_of_content("CORRUPT", csv_error("CSV Error on Line: 2"));
+    let files: Vec<(String, String)> = (0..6)
+        .map(|i| {
+            let content = if i == 4 { "CORRUPT\n" } else { "1\n" };
+            (format!("f{i}.csv"), content.to_string())
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect();
+    let event = e.batch("ds/t/b1", &refs);
+    let outcome = e.handle(&event).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Done { rows: 5, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        e.warehouse.table_rows(&table("ds", "t")),
+        5,
+        "the destination got the rest only"
+    );
+    assert!(names_in(&e, "ds/t/_quarantine/").contains(&"ds/t/_quarantine/b1/f4.csv".to_string()));
+    let staging: Vec<JobRequest> = e
+        .warehouse
+        .submitted()
+        .into_iter()
+        .filter(|j| j.labels.get("bq-ingest-quarantine").map(String::as_str) == Some("staging"))
+        .collect();
+    assert!(!staging.is_empty());
+    for job in &staging {
+        let JobKind::Load { destination, .. } = &job.kind else {
+            panic!()
+        };
+        assert_eq!(destination.table, "t_bq_ingest_quarantine");
+    }
+    let before = e.warehouse.submitted().len();
+    assert!(matches!(
+        e.handle(&event).unwrap(),
+        Outcome::Done { rows: 5, .. }
+    ));
+    assert_eq!(
+        e.warehouse.submitted().len(),
+        before,
+        "a redelivery submits nothing"
+    );
+}
+
+/// When every file would be blamed (a schema problem, not a bad file), nothing is moved and the
+/// batch fails as it would without the option; so does a batch without it.
+#[test]
+fn a_batch_whose_every_file_fails_is_not_quarantined() {
+    let e = env();
+    create_destination(&e, "ds", "t");
+    e.store
+        .put_str(B, "ds/t/_config/ingest.json", r#"{"quarantine": true}"#);
+    e.warehouse
+        .fail_loads_of_content("x", csv_error("CSV Error on Line: 1"));
+    let event = e.batch("ds/t/b1", &[("a.csv", "x\n"), ("b.csv", "x\n")]);
+    assert!(matches!(e.handle(&event).unwrap(), Outcome::Failed { .. }));
+    assert!(names_in(&e, "ds/t/_quarantine/").is_empty());
+    assert_eq!(
+        names_in(&e, "ds/t/b1/"),
+        ["ds/t/b1/_SUCCESS", "ds/t/b1/a.csv", "ds/t/b1/b.csv"]
     );
 }

@@ -192,6 +192,12 @@ impl Warehouse for SteppedWarehouse {
     ) -> Result<bool, WarehouseError> {
         self.0.create_table(table, resource).await
     }
+    async fn table_schema(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<serde_json::Value>, WarehouseError> {
+        self.0.table_schema(table).await
+    }
 }
 
 /// A small deterministic generator (SplitMix64).

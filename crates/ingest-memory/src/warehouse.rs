@@ -95,6 +95,9 @@ struct WarehouseState {
     query_responder: Option<Arc<QueryResponder>>,
     child_jobs: HashMap<String, Vec<JobStatus>>,
     partitioning: HashMap<TableKey, TimePartitioning>,
+    schemas: HashMap<TableKey, Value>,
+    /// Loads of an object whose content holds the pattern fail with the error.
+    corrupt_content: Vec<(Vec<u8>, JobError)>,
 }
 
 /// A [`Warehouse`] held in memory, behaving like BigQuery where the core relies on it.
@@ -193,6 +196,8 @@ impl MemoryWarehouse {
                 query_responder: None,
                 child_jobs: HashMap::new(),
                 partitioning: HashMap::new(),
+                schemas: HashMap::new(),
+                corrupt_content: Vec::new(),
             })),
         }
     }
@@ -254,6 +259,15 @@ impl MemoryWarehouse {
         self.lock()
             .job_failures
             .push((job_id_substring.to_string(), error));
+    }
+
+    /// Makes every load that reads an object whose content contains `pattern` end
+    /// [`JobState::Done`] with `error` and without effect, as a corrupt file does in BigQuery
+    /// (BigQuery's error may or may not name the file; `error` says what this one says).
+    pub fn fail_loads_of_content(&self, pattern: &str, error: JobError) {
+        self.lock()
+            .corrupt_content
+            .push((pattern.as_bytes().to_vec(), error));
     }
 
     /// Drops every rule set by [`MemoryWarehouse::fail_job`].
@@ -505,6 +519,7 @@ fn read_sources(
     store: &MemoryStore,
     source_uris: &[String],
     config: &Map<String, Value>,
+    corrupt: &[(Vec<u8>, JobError)],
 ) -> Result<LoadRead, JobError> {
     let format = config
         .get("sourceFormat")
@@ -549,6 +564,12 @@ fn read_sources(
             return Err(not_found_uri(uri));
         }
         for content in contents {
+            let bad = corrupt.iter().find(|(pattern, _)| {
+                !pattern.is_empty() && content.windows(pattern.len()).any(|w| w == &pattern[..])
+            });
+            if let Some((_, error)) = bad {
+                return Err(error.clone());
+            }
             read.bytes += content.len() as u64;
             read.rows += count_rows(&content, is_text, skip);
         }
@@ -580,7 +601,7 @@ impl Warehouse for MemoryWarehouse {
             location: request.location.clone(),
         };
         // Phase 1, locked: admission, then a pending placeholder that reserves the id.
-        let (store, responder, failure, created, dispositions) = {
+        let (store, responder, failure, created, dispositions, corrupt) = {
             let mut state = self.lock();
             validate_job_id(&request.job_id)?;
             let dispositions = match &request.kind {
@@ -615,6 +636,7 @@ impl Warehouse for MemoryWarehouse {
                 failure,
                 created,
                 dispositions,
+                state.corrupt_content.clone(),
             )
         };
 
@@ -636,7 +658,7 @@ impl Warehouse for MemoryWarehouse {
                 config,
             } => {
                 let read = match &store {
-                    Some(store) => read_sources(store, source_uris, config),
+                    Some(store) => read_sources(store, source_uris, config, &corrupt),
                     None => Ok(LoadRead::default()),
                 };
                 // Phase 3, locked: apply to the destination.
@@ -775,6 +797,26 @@ impl Warehouse for MemoryWarehouse {
                 .partitioning
                 .insert(table_key(&base), TimePartitioning { granularity, field });
         }
+        if let Some(schema) = resource.get("schema") {
+            state.schemas.insert(table_key(&base), schema.clone());
+        }
         Ok(true)
+    }
+
+    /// The schema given to [`Warehouse::create_table`]; `None` for a table created another
+    /// way.
+    async fn table_schema(&self, table: &TableRef) -> Result<Option<Value>, WarehouseError> {
+        let base = TableRef {
+            partition: None,
+            ..table.clone()
+        };
+        let state = self.lock();
+        if !state.table_exists(&base) {
+            return Err(WarehouseError::Rejected {
+                what: base.to_string(),
+                message: "Not found: Table".to_string(),
+            });
+        }
+        Ok(state.schemas.get(&table_key(&base)).cloned())
     }
 }

@@ -379,6 +379,7 @@ pub(super) fn plan_json(d: &DryRun) -> Value {
         "bytes": d.plan.as_ref().map(|p| p.bytes),
         "jobs": jobs,
         "after_success": d.after_success,
+        "quarantine": d.quarantine,
         "error": d.error,
     })
 }
@@ -448,6 +449,9 @@ pub(super) fn write_plan(
     }
     if let (Some(after), None) = (&d.after_success, &d.error) {
         writeln!(out, "{indent}after:       {after}")?;
+    }
+    if let (Some(quarantine), None) = (&d.quarantine, &d.error) {
+        writeln!(out, "{indent}quarantine:  {quarantine}")?;
     }
     if let Some(e) = &d.error {
         writeln!(out, "{indent}error:       {e}")?;

@@ -269,3 +269,36 @@ fn int64_and_times_tolerate_shapes() {
     assert_eq!(millis_time(Some(&json!("abc"))), None);
     assert!(millis_time(Some(&json!("0"))).is_some());
 }
+
+/// BigQuery names the bad file of a load in `errors[].location`: it goes into the message
+/// (once), where the quarantine of bad files finds it.
+#[test]
+fn the_location_of_an_error_is_kept_in_the_message() {
+    let job = json!({
+        "status": {
+            "state": "DONE",
+            "errorResult": {"reason": "invalid", "message": "Error while reading data. Look into errors[]"},
+            "errors": [
+                {"reason": "invalid", "location": "gs://b/ds/t/bad.csv", "message": "Error while reading data, error message: CSV table encountered too many errors"},
+                {"reason": "invalid", "location": "query", "message": "other"}
+            ]
+        }
+    });
+    let fallback = JobRef {
+        project: "p".into(),
+        job_id: "j".into(),
+        location: None,
+    };
+    let error = parse_job(&job, &fallback).error.expect("error");
+    assert_eq!(
+        error.message.matches("gs://b/ds/t/bad.csv").count(),
+        1,
+        "{}",
+        error.message
+    );
+    assert!(
+        !error.message.contains("location: query"),
+        "{}",
+        error.message
+    );
+}

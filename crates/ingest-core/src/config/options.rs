@@ -14,7 +14,24 @@ pub const INGEST_KEYS: &[&str] = &[
     "defaultPartition",
     "afterSuccess",
     "deleteMarker",
+    "quarantine",
 ];
+
+/// How many halving rounds a [`Quarantine`] makes at most to find the bad files of a load
+/// whose error names none, unless configured.
+pub const DEFAULT_QUARANTINE_ROUNDS: u32 = 8;
+
+/// `quarantine`: when a load fails because of its data, the bad files are moved aside and the
+/// rest of the batch is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    /// Where bad files go: `(bucket, prefix)` (the prefix empty or ending with `/`), each file
+    /// under its full name; `None`: `<table prefix>/_quarantine/<batch>/<its name in the
+    /// batch>` in the batch's bucket.
+    pub to: Option<(String, String)>,
+    /// At most this many halving rounds (`maxRounds`, default [`DEFAULT_QUARANTINE_ROUNDS`]).
+    pub max_rounds: u32,
+}
 
 /// What happens to a batch's data files once the batch is done and recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +94,8 @@ pub struct IngestOptions {
     pub after_success: AfterSuccess,
     /// `deleteMarker`: the success marker is deleted too, after the data files.
     pub delete_marker: bool,
+    /// `quarantine`: `true` or `{"prefix": "gs://…", "maxRounds": N}`; `None` when off.
+    pub quarantine: Option<Quarantine>,
 }
 
 impl IngestOptions {
@@ -180,11 +199,16 @@ impl IngestOptions {
                 return Err(invalid("deleteMarker", &problem));
             }
         };
+        let quarantine = match merged.get("quarantine") {
+            None => None,
+            Some(value) => quarantine(value).map_err(|p| invalid("quarantine", &p))?,
+        };
         Ok(IngestOptions {
             file_timestamp_regex,
             default_partition,
             after_success,
             delete_marker,
+            quarantine,
         })
     }
 }
@@ -201,6 +225,55 @@ fn partition_digits(text: &str) -> Option<String> {
         .map(|_| digits.to_string())
 }
 
+/// `true`, `false` or `{"prefix": "gs://bucket[/prefix]", "maxRounds": 1..=20}`.
+fn quarantine(value: &Value) -> Result<Option<Quarantine>, String> {
+    const EXPECTED: &str =
+        r#"expected true, false or {"prefix": "gs://bucket/prefix", "maxRounds": 8}"#;
+    match value {
+        Value::Bool(false) => Ok(None),
+        Value::Bool(true) => Ok(Some(Quarantine {
+            to: None,
+            max_rounds: DEFAULT_QUARANTINE_ROUNDS,
+        })),
+        Value::Object(object) => {
+            if let Some(key) = object.keys().find(|k| *k != "prefix" && *k != "maxRounds") {
+                return Err(format!("unknown key {key:?}: {EXPECTED}"));
+            }
+            let to = match object.get("prefix") {
+                None => None,
+                Some(Value::String(uri)) => Some(gs_prefix(uri)?),
+                Some(_) => return Err(EXPECTED.to_string()),
+            };
+            let max_rounds = match object.get("maxRounds") {
+                None => DEFAULT_QUARANTINE_ROUNDS,
+                Some(n) => n
+                    .as_u64()
+                    .filter(|n| (1..=20).contains(n))
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| {
+                        format!("maxRounds must be a whole number from 1 to 20, not {n}")
+                    })?,
+            };
+            Ok(Some(Quarantine { to, max_rounds }))
+        }
+        _ => Err(EXPECTED.to_string()),
+    }
+}
+
+/// `gs://bucket[/prefix]` as `(bucket, prefix)`, the prefix empty or ending with `/`.
+fn gs_prefix(uri: &str) -> Result<(String, String), String> {
+    let rest = uri
+        .strip_prefix("gs://")
+        .filter(|r| !r.is_empty() && !r.starts_with('/'))
+        .ok_or_else(|| format!("{uri:?} is not a gs://bucket[/prefix] URI"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut prefix = prefix.to_string();
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok((bucket.to_string(), prefix))
+}
+
 /// `"keep"`, `"delete"` or `{"archiveTo": "gs://bucket[/prefix]"}`.
 fn after_success(value: &Value) -> Result<AfterSuccess, String> {
     const EXPECTED: &str = r#"expected "keep", "delete" or {"archiveTo": "gs://bucket/prefix"}"#;
@@ -211,19 +284,8 @@ fn after_success(value: &Value) -> Result<AfterSuccess, String> {
             let Some(Value::String(uri)) = object.get("archiveTo") else {
                 return Err(EXPECTED.to_string());
             };
-            let rest = uri
-                .strip_prefix("gs://")
-                .filter(|r| !r.is_empty() && !r.starts_with('/'))
-                .ok_or_else(|| format!("archiveTo {uri:?} is not a gs://bucket[/prefix] URI"))?;
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let mut prefix = prefix.to_string();
-            if !prefix.is_empty() && !prefix.ends_with('/') {
-                prefix.push('/');
-            }
-            Ok(AfterSuccess::ArchiveTo {
-                bucket: bucket.to_string(),
-                prefix,
-            })
+            let (bucket, prefix) = gs_prefix(uri).map_err(|e| format!("archiveTo {e}"))?;
+            Ok(AfterSuccess::ArchiveTo { bucket, prefix })
         }
         _ => Err(EXPECTED.to_string()),
     }

@@ -786,6 +786,11 @@ fn invalid_ingest_json_values_name_the_file_that_set_them() {
             "afterSuccess",
         ),
         (r#"{"deleteMarker": "yes"}"#, "deleteMarker"),
+        (r#"{"quarantine": "yes"}"#, "quarantine"),
+        (r#"{"quarantine": {"maxRounds": 0}}"#, "maxRounds"),
+        (r#"{"quarantine": {"maxRounds": 21}}"#, "maxRounds"),
+        (r#"{"quarantine": {"prefix": "s3://x"}}"#, "quarantine"),
+        (r#"{"quarantine": {"rounds": 3}}"#, "rounds"),
     ];
     for (json, key) in cases {
         let err = BatchConfig::merge(
@@ -815,6 +820,40 @@ fn file_timestamps_are_refused_in_transform_mode() {
     let err = BatchConfig::merge(BUCKET, &[dir]).unwrap_err().to_string();
     assert!(err.contains("ds/_config/ingest.json"), "{err}");
     assert!(err.contains("_FILE_NAME"), "{err}");
+}
+
+#[test]
+fn quarantine_options_are_read_with_their_defaults() {
+    let on = BatchConfig::merge(BUCKET, &[ingest_dir("_config/", r#"{"quarantine": true}"#)])
+        .unwrap();
+    assert_eq!(
+        on.ingest.quarantine,
+        Some(Quarantine {
+            to: None,
+            max_rounds: DEFAULT_QUARANTINE_ROUNDS
+        })
+    );
+    let custom = BatchConfig::merge(
+        BUCKET,
+        &[ingest_dir(
+            "_config/",
+            r#"{"quarantine": {"prefix": "gs://q/bad", "maxRounds": 3}}"#,
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        custom.ingest.quarantine,
+        Some(Quarantine {
+            to: Some(("q".into(), "bad/".into())),
+            max_rounds: 3
+        })
+    );
+    let mut transform = ingest_dir("ds/_config/", r#"{"quarantine": true}"#);
+    transform.sql = vec![file("ds/_config/bq_transform.sql", "SELECT 1")];
+    let err = BatchConfig::merge(BUCKET, &[transform])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("load mode"), "{err}");
 }
 
 #[test]

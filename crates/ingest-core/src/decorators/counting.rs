@@ -102,6 +102,8 @@ pub struct WarehouseCalls {
     pub time_partitioning: u64,
     /// Calls of [`Warehouse::create_table`].
     pub create_table: u64,
+    /// Calls of [`Warehouse::table_schema`].
+    pub table_schema: u64,
 }
 
 impl WarehouseCalls {
@@ -114,6 +116,7 @@ impl WarehouseCalls {
             + self.recorded_outcomes
             + self.time_partitioning
             + self.create_table
+            + self.table_schema
     }
 }
 
@@ -353,6 +356,7 @@ impl<W> CountingWarehouse<W> {
             recorded_outcomes: self.tally.calls(WarehouseMethod::RecordedOutcomes),
             time_partitioning: self.tally.calls(WarehouseMethod::TimePartitioning),
             create_table: self.tally.calls(WarehouseMethod::CreateTable),
+            table_schema: self.tally.calls(WarehouseMethod::TableSchema),
         }
     }
 
@@ -452,6 +456,18 @@ impl<W: Warehouse> Warehouse for CountingWarehouse<W> {
         let result = self.inner.create_table(table, resource).await;
         self.tally.end(
             WarehouseMethod::CreateTable,
+            CallResult::of_warehouse(&result),
+        );
+        result
+    }
+    async fn table_schema(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<serde_json::Value>, WarehouseError> {
+        self.tally.start(WarehouseMethod::TableSchema);
+        let result = self.inner.table_schema(table).await;
+        self.tally.end(
+            WarehouseMethod::TableSchema,
             CallResult::of_warehouse(&result),
         );
         result

@@ -63,6 +63,8 @@ pub enum WarehouseMethod {
     TimePartitioning,
     /// [`Warehouse::create_table`].
     CreateTable,
+    /// [`Warehouse::table_schema`].
+    TableSchema,
 }
 
 /// A rule asked before every call, with the method and what the call is about (the object
@@ -370,5 +372,13 @@ impl<W: Warehouse> Warehouse for FaultyWarehouse<W> {
         let about = table.to_string();
         let fault = self.plan.take(WarehouseMethod::CreateTable, &about);
         apply(fault, self.inner.create_table(table, resource)).await
+    }
+    async fn table_schema(
+        &self,
+        table: &TableRef,
+    ) -> Result<Option<serde_json::Value>, WarehouseError> {
+        let about = table.to_string();
+        let fault = self.plan.take(WarehouseMethod::TableSchema, &about);
+        apply(fault, self.inner.table_schema(table)).await
     }
 }

@@ -393,6 +393,12 @@ pub(crate) fn plan_batch(
                 value.to_string(),
             );
         }
+        if prepared.config.ingest.quarantine.is_some() {
+            job.labels.insert(
+                crate::quarantine::QUARANTINE_LABEL.to_string(),
+                "on".to_string(),
+            );
+        }
     }
     Ok(plan)
 }

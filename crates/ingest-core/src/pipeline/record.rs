@@ -98,7 +98,7 @@ pub(crate) async fn write(
     ports: &Ports,
     record: &LoadRecord,
 ) -> Result<(), WarehouseError> {
-    if record.state == "failed" {
+    if record.state == "failed" || record.state == "quarantined" {
         announce(ports, record).await;
     }
     let table_name = record.destination.split('$').next().unwrap_or_default();
