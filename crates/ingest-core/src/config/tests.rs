@@ -824,8 +824,8 @@ fn file_timestamps_are_refused_in_transform_mode() {
 
 #[test]
 fn quarantine_options_are_read_with_their_defaults() {
-    let on = BatchConfig::merge(BUCKET, &[ingest_dir("_config/", r#"{"quarantine": true}"#)])
-        .unwrap();
+    let on =
+        BatchConfig::merge(BUCKET, &[ingest_dir("_config/", r#"{"quarantine": true}"#)]).unwrap();
     assert_eq!(
         on.ingest.quarantine,
         Some(Quarantine {
