@@ -899,12 +899,7 @@ impl Warehouse for BigQueryWarehouse {
         let resource = self
             .tables_get(table, &[("fields", "timePartitioning")])
             .await
-            .map_err(|e| {
-                e.into_warehouse(format!(
-                    "table {}.{}.{}",
-                    table.project, table.dataset, table.table
-                ))
-            })?;
+            .map_err(|e| e.into_warehouse(table_what(table)))?;
         Ok(time_partitioning_of(&resource))
     }
 
@@ -937,24 +932,22 @@ impl Warehouse for BigQueryWarehouse {
         {
             Ok(_) => Ok(true),
             Err(e) if e.status == Some(409) => Ok(false),
-            Err(e) => Err(e.into_warehouse(format!(
-                "table {}.{}.{}",
-                table.project, table.dataset, table.table
-            ))),
+            Err(e) => Err(e.into_warehouse(table_what(table))),
         }
     }
+
     async fn table_schema(&self, table: &TableRef) -> Result<Option<Value>, WarehouseError> {
         let resource = self
             .tables_get(table, &[("fields", "schema")])
             .await
-            .map_err(|e| {
-                e.into_warehouse(format!(
-                    "table {}.{}.{}",
-                    table.project, table.dataset, table.table
-                ))
-            })?;
+            .map_err(|e| e.into_warehouse(table_what(table)))?;
         Ok(resource.get("schema").cloned())
     }
+}
+
+/// `table p.ds.t` (without decorator), as errors about a table name it.
+fn table_what(table: &TableRef) -> String {
+    format!("table {}.{}.{}", table.project, table.dataset, table.table)
 }
 
 /// `Table.timePartitioning` of a `tables.get` answer: `type` (BigQuery's default `DAY` when
