@@ -107,6 +107,10 @@ pub const PARTS_LABEL: &str = "bq-ingest-parts";
 /// The label on every job of a batch whose files are archived or deleted once it is done
 /// (`afterSuccess` / `deleteMarker` in `ingest.json`): `delete`, `archive` or `marker`.
 pub const AFTER_SUCCESS_LABEL: &str = "bq-ingest-after-success";
+/// The label on the jobs of a batch with `quarantine` in `ingest.json` (`on`), on the jobs that
+/// load the rest of it after its bad files were moved (`rest`), and on the staging loads that
+/// look for them (`staging`).
+pub const QUARANTINE_LABEL: &str = "bq-ingest-quarantine";
 /// The value of the `component` label of every job.
 pub const COMPONENT: &str = "event-based-gcs-ingest";
 

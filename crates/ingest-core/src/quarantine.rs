@@ -26,20 +26,18 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Quarantine;
 use crate::outcome::IngestError;
-use crate::pipeline::jobs::{follow, is_retriable_job_error, submit_all, submit_one, SubmitError};
-use crate::pipeline::prepare::{list_all, PreparedBatch};
+use crate::pipeline::jobs::{
+    follow, is_retriable_job_error, submit_all, submit_one, BatchRun, SubmitError,
+};
+use crate::pipeline::moves::{copy_listed, delete_listed};
+use crate::pipeline::prepare::{label_batch_jobs, list_all, PreparedBatch};
 use crate::pipeline::record;
 use crate::pipeline::{store_error, warehouse_error, Context};
 use crate::plan::{
     plan_load, select_data_files, BatchFiles, DataFile, LoadPlan, PlanMode, AFTER_SUCCESS_LABEL,
-    PARTS_LABEL,
+    QUARANTINE_LABEL,
 };
-use crate::ports::{JobKind, JobRequest, JobStatus, ObjectMeta, StoreError, TableRef};
-use crate::unordered::BatchRun;
-
-/// The label on the jobs of a batch with `quarantine` on (`on`), and on the jobs that load the
-/// rest of a batch after its bad files were moved (`rest`).
-pub const QUARANTINE_LABEL: &str = "bq-ingest-quarantine";
+use crate::ports::{JobKind, JobRequest, JobStatus, StoreError, TableRef};
 
 /// The suffix of the staging table a bisection loads into (`<table>_bq_ingest_quarantine`).
 pub const STAGING_SUFFIX: &str = "_bq_ingest_quarantine";
@@ -89,7 +87,7 @@ pub(crate) async fn quarantine(
     let event = run.event;
     let batch = &prepared.batch;
     let files = select_data_files(batch, &ctx.settings.success_filename, &prepared.listing);
-    let mut bad = already_moved(ctx, prepared, options).await?;
+    let mut bad = already_moved(ctx, run, prepared, options).await?;
     let moved_before = !bad.is_empty();
     for &i in &failed {
         let Some(job) = plan.jobs.get(i) else {
@@ -117,7 +115,7 @@ pub(crate) async fn quarantine(
     if bad.is_empty() || all_bad {
         return Ok(None);
     }
-    move_files(ctx, prepared, options, &bad)
+    move_files(ctx, run, prepared, options, &bad)
         .await
         .map_err(|e| store_error(event, e))?;
     record_quarantined(ctx, run, prepared, &bad).await?;
@@ -175,7 +173,12 @@ fn names_uri(text: &str, uri: &str) -> bool {
 }
 
 /// Where a bad file goes: `(bucket, name)`.
-fn quarantine_name(prepared: &PreparedBatch, options: &Quarantine, name: &str) -> (String, String) {
+fn quarantine_name(
+    prepared: &PreparedBatch,
+    generation: i64,
+    options: &Quarantine,
+    name: &str,
+) -> (String, String) {
     let batch = &prepared.batch;
     match &options.to {
         Some((bucket, prefix)) => (bucket.clone(), format!("{prefix}{name}")),
@@ -183,7 +186,7 @@ fn quarantine_name(prepared: &PreparedBatch, options: &Quarantine, name: &str) -
             let relative = name.strip_prefix(&batch.batch_prefix).unwrap_or(name);
             (
                 batch.bucket.clone(),
-                format!("{}{relative}", default_folder(prepared)),
+                format!("{}{relative}", default_folder(prepared, generation)),
             )
         }
     }
@@ -191,7 +194,7 @@ fn quarantine_name(prepared: &PreparedBatch, options: &Quarantine, name: &str) -
 
 /// `<table prefix>/_quarantine/<batch folder below the table>/`, or `…/<marker generation>/`
 /// for a batch that is the table's own folder.
-fn default_folder(prepared: &PreparedBatch) -> String {
+fn default_folder(prepared: &PreparedBatch, generation: i64) -> String {
     let batch = &prepared.batch;
     let table = batch.table_prefix.trim_end_matches('/');
     let below = batch
@@ -199,7 +202,7 @@ fn default_folder(prepared: &PreparedBatch) -> String {
         .strip_prefix(&format!("{table}/"))
         .filter(|b| !b.is_empty())
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{}/", generation_of(prepared)));
+        .unwrap_or_else(|| format!("{generation}/"));
     if table.is_empty() {
         format!("_quarantine/{below}")
     } else {
@@ -207,19 +210,11 @@ fn default_folder(prepared: &PreparedBatch) -> String {
     }
 }
 
-fn generation_of(prepared: &PreparedBatch) -> i64 {
-    let marker = &prepared.batch.marker;
-    prepared
-        .listing
-        .iter()
-        .find(|o| &o.name == marker)
-        .map_or(0, |o| o.generation)
-}
-
 /// The files of this batch that an earlier delivery moved to the default quarantine folder
 /// (original name → why); empty with a custom prefix (shared by many batches).
 async fn already_moved(
     ctx: Context<'_>,
+    run: BatchRun<'_>,
     prepared: &PreparedBatch,
     options: &Quarantine,
 ) -> Result<BTreeMap<String, String>, IngestError> {
@@ -227,11 +222,10 @@ async fn already_moved(
         return Ok(BTreeMap::new());
     }
     let batch = &prepared.batch;
-    let folder = default_folder(prepared);
-    let event = crate::event::ObjectEvent::finalized(&batch.bucket, &batch.marker, 0);
+    let folder = default_folder(prepared, run.generation);
     let listed = list_all(ctx.ports.store.as_ref(), &batch.bucket, &folder)
         .await
-        .map_err(|e| store_error(&event, e))?;
+        .map_err(|e| store_error(run.event, e))?;
     Ok(listed
         .iter()
         .filter_map(|o| o.name.strip_prefix(&folder))
@@ -403,6 +397,7 @@ fn staging_job(
 /// listed generation.
 async fn move_files(
     ctx: Context<'_>,
+    run: BatchRun<'_>,
     prepared: &PreparedBatch,
     options: &Quarantine,
     bad: &BTreeMap<String, String>,
@@ -413,31 +408,11 @@ async fn move_files(
         let Some(meta) = prepared.listing.iter().find(|o| &o.name == name) else {
             continue; // moved by an earlier delivery
         };
-        let (to_bucket, to_name) = quarantine_name(prepared, options, name);
-        match store
-            .copy(bucket, name, meta.generation, &to_bucket, &to_name)
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::NotFound { .. } | StoreError::PreconditionFailed { .. }) => continue,
-            Err(StoreError::AlreadyExists { .. }) => {
-                let there: ObjectMeta = store.stat(&to_bucket, &to_name).await?;
-                if there.size != meta.size {
-                    return Err(StoreError::Other {
-                        bucket: to_bucket,
-                        name: to_name,
-                        message: format!(
-                            "another object is where gs://{bucket}/{name} is quarantined to"
-                        ),
-                    });
-                }
-            }
-            Err(e) => return Err(e),
+        let (to_bucket, to_name) = quarantine_name(prepared, run.generation, options, name);
+        if !copy_listed(store, bucket, meta, &to_bucket, &to_name).await? {
+            continue;
         }
-        match store.delete(bucket, name, Some(meta.generation)).await {
-            Ok(()) | Err(StoreError::NotFound { .. } | StoreError::PreconditionFailed { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        delete_listed(store, bucket, meta).await?;
         tracing::warn!(object = %format!("gs://{bucket}/{name}"), quarantine = %format!("gs://{to_bucket}/{to_name}"), "quarantined gs://{bucket}/{name}: {}", bad[name]);
     }
     Ok(())
@@ -456,7 +431,7 @@ async fn record_quarantined(
         .iter()
         .map(|(name, error)| {
             let to = options.map_or(String::new(), |o| {
-                let (b, n) = quarantine_name(prepared, o, name);
+                let (b, n) = quarantine_name(prepared, run.generation, o, name);
                 format!(" → gs://{b}/{n}")
             });
             format!("gs://{}/{name}{to}: {error}", prepared.batch.bucket)
@@ -518,16 +493,7 @@ fn rest_plan(
     let Ok(mut plan) = planned else {
         return Ok(None);
     };
-    let parts = plan.jobs.len().to_string();
-    for job in &mut plan.jobs {
-        job.labels.insert(PARTS_LABEL.to_string(), parts.clone());
-        job.labels
-            .insert(QUARANTINE_LABEL.to_string(), "rest".to_string());
-        if let Some(value) = crate::pipeline::after_success::label_value(prepared) {
-            job.labels
-                .insert(AFTER_SUCCESS_LABEL.to_string(), value.to_string());
-        }
-    }
+    label_batch_jobs(prepared, &mut plan, Some("rest"));
     Ok(Some(plan))
 }
 

@@ -8,6 +8,7 @@ use crate::destination::Batch;
 use crate::event::ObjectEvent;
 use crate::outcome::{IngestError, Outcome};
 use crate::pipeline::after_success;
+pub(crate) use crate::pipeline::jobs::BatchRun;
 use crate::pipeline::jobs::{
     attempt_of, follow, is_load_quota_message, quota_parts, retriable_parts, retry_id, submit_all,
     submit_one, SubmitError, Turn,
@@ -17,16 +18,6 @@ use crate::pipeline::record::{self, first_job_error, with_batch};
 use crate::pipeline::{warehouse_error, Context, Fatal, Step};
 use crate::plan::{LoadPlan, PlanMode};
 use crate::ports::{JobRef, JobState, JobStatus};
-
-/// One batch being applied: what it needs to plan (again) and until when it waits.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BatchRun<'a> {
-    pub(crate) event: &'a ObjectEvent,
-    pub(crate) project: &'a str,
-    pub(crate) hint: &'a str,
-    pub(crate) generation: i64,
-    pub(crate) deadline: DateTime<Utc>,
-}
 
 /// A batch seen for the first time: plans it, submits every part (then gives `turn` back, so
 /// that concurrent deliveries of the marker find the jobs and follow them too) and follows

@@ -7,6 +7,7 @@
 //! half-way leaves the rest to the redelivery: every job of such a batch carries
 //! [`AFTER_SUCCESS_LABEL`], which tells a duplicate delivery (that has no plan) to look again.
 
+use super::moves::{copy_listed, delete_listed};
 use super::prepare::PreparedBatch;
 use super::{store_error, Context};
 use crate::config::AfterSuccess;
@@ -119,37 +120,13 @@ async fn clean_up(
                 }
             }
             if let Some((to_bucket, to_name)) = options.after_success.archive_name(name) {
-                match store
-                    .copy(bucket, name, meta.generation, &to_bucket, &to_name)
-                    .await
-                {
-                    Ok(_) => {}
-                    // Gone or replaced since the listing: a newer file is not this batch's.
-                    Err(StoreError::NotFound { .. } | StoreError::PreconditionFailed { .. }) => {
-                        continue
-                    }
-                    Err(StoreError::AlreadyExists { .. }) => {
-                        let there = store.stat(&to_bucket, &to_name).await?;
-                        if there.size != meta.size {
-                            return Err(StoreError::Other {
-                                bucket: to_bucket,
-                                name: to_name,
-                                message: format!(
-                                    "another object ({} bytes) is where gs://{bucket}/{} ({} \
-                                     bytes) is archived to",
-                                    there.size, name, meta.size
-                                ),
-                            });
-                        }
-                    }
-                    Err(e) => return Err(e),
+                if !copy_listed(store, bucket, meta, &to_bucket, &to_name).await? {
+                    continue;
                 }
                 done.archived += 1;
             }
-            match store.delete(bucket, name, Some(meta.generation)).await {
-                Ok(()) => done.deleted += 1,
-                Err(StoreError::NotFound { .. } | StoreError::PreconditionFailed { .. }) => {}
-                Err(e) => return Err(e),
+            if delete_listed(store, bucket, meta).await? {
+                done.deleted += 1;
             }
         }
     }

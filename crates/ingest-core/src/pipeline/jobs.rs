@@ -18,6 +18,16 @@ use crate::ports::{
 };
 use crate::settings::Settings;
 
+/// One batch being applied: what it needs to plan (again) and until when it waits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchRun<'a> {
+    pub(crate) event: &'a ObjectEvent,
+    pub(crate) project: &'a str,
+    pub(crate) hint: &'a str,
+    pub(crate) generation: i64,
+    pub(crate) deadline: DateTime<Utc>,
+}
+
 /// How long to wait between two polls of a running job: 50 ms, doubling, at most 5 s.
 ///
 /// ```

@@ -5,7 +5,8 @@
 //!   resolving its destination, listing it, and planning its jobs;
 //! - `jobs`: job attempts and their ids, retriable errors, submitting, polling and following;
 //! - `record`: state-table rows and failure reports;
-//! - `after_success`: archiving or deleting a done batch's files (`ingest.json`).
+//! - `after_success`: archiving or deleting a done batch's files (`ingest.json`);
+//! - `moves`: copying a listed object away and deleting it at its generation.
 //!
 //! Every step takes the [`Ports`] it needs (and the settings), nothing else; `Context` bundles
 //! what the `Ingestor` owns for the steps that need it all.
@@ -22,6 +23,7 @@ use crate::settings::Settings;
 
 pub(crate) mod after_success;
 pub(crate) mod jobs;
+pub(crate) mod moves;
 pub(crate) mod prepare;
 pub(crate) mod record;
 

@@ -333,6 +333,31 @@ fn store_failure<T>(event: &ObjectEvent, e: StoreError) -> Result<Step<T>, Inges
     }
 }
 
+/// Labels every job of `plan` with the number of parts ([`PARTS_LABEL`]), with
+/// [`crate::plan::AFTER_SUCCESS_LABEL`] when the batch's files are archived or deleted once it
+/// is done, and with `quarantine` as [`crate::plan::QUARANTINE_LABEL`] when given.
+pub(crate) fn label_batch_jobs(
+    prepared: &PreparedBatch,
+    plan: &mut LoadPlan,
+    quarantine: Option<&str>,
+) {
+    let parts = plan.jobs.len().to_string();
+    let after_success = super::after_success::label_value(prepared);
+    for job in &mut plan.jobs {
+        job.labels.insert(PARTS_LABEL.to_string(), parts.clone());
+        if let Some(value) = after_success {
+            job.labels.insert(
+                crate::plan::AFTER_SUCCESS_LABEL.to_string(),
+                value.to_string(),
+            );
+        }
+        if let Some(value) = quarantine {
+            job.labels
+                .insert(crate::plan::QUARANTINE_LABEL.to_string(), value.to_string());
+        }
+    }
+}
+
 /// Plans the jobs of a prepared batch (load or transform); every job carries the number of
 /// parts ([`PARTS_LABEL`]), so that a duplicate can find them all from part 0, and, when the
 /// batch's files are archived or deleted once it is done, [`crate::plan::AFTER_SUCCESS_LABEL`].
@@ -383,22 +408,7 @@ pub(crate) fn plan_batch(
         )
     };
     let mut plan = planned.map_err(|e| Fatal(e.to_string()))?;
-    let parts = plan.jobs.len().to_string();
-    let after_success = super::after_success::label_value(prepared);
-    for job in &mut plan.jobs {
-        job.labels.insert(PARTS_LABEL.to_string(), parts.clone());
-        if let Some(value) = after_success {
-            job.labels.insert(
-                crate::plan::AFTER_SUCCESS_LABEL.to_string(),
-                value.to_string(),
-            );
-        }
-        if prepared.config.ingest.quarantine.is_some() {
-            job.labels.insert(
-                crate::quarantine::QUARANTINE_LABEL.to_string(),
-                "on".to_string(),
-            );
-        }
-    }
+    let quarantine = prepared.config.ingest.quarantine.is_some().then_some("on");
+    label_batch_jobs(prepared, &mut plan, quarantine);
     Ok(plan)
 }
