@@ -27,6 +27,7 @@ pub mod event;
 pub mod explain;
 pub mod ident;
 pub mod ingest;
+pub mod listing;
 pub mod notification;
 pub mod operate;
 pub mod ordering;

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{BatchConfig, FORBIDDEN_LOAD_KEYS, OWN_KEYS};
 use crate::destination::Batch;
+use crate::listing::Listing;
 use crate::ports::{JobKind, JobRequest, ObjectMeta, PartitionGranularity};
 use crate::settings::{Settings, MAX_SOURCE_URIS_PER_JOB};
 
@@ -157,45 +158,85 @@ pub fn select_data_files(
     success_filename: &str,
     listing: &[ObjectMeta],
 ) -> BatchFiles {
-    let prefix = batch.batch_prefix.as_str();
+    let listing = Listing::from_objects(&batch.batch_prefix, listing);
+    select(success_filename, &listing).to_batch_files(&listing)
+}
+
+/// The data files of a batch as indices into its [`Listing`] (what [`select_data_files`] gives
+/// as [`BatchFiles`], without a copy of any name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Selection {
+    /// Indices of the files to load, in name order, one per name.
+    pub(crate) data: Vec<usize>,
+    /// Indices of the other objects under the prefix, in listing order, and why they are not
+    /// loaded (the objects outside the prefix are all `outside batch`).
+    pub(crate) skipped: Vec<(usize, &'static str)>,
+}
+
+impl Selection {
+    /// The selection with names and sizes, as [`select_data_files`] gives it.
+    pub(crate) fn to_batch_files(&self, listing: &Listing) -> BatchFiles {
+        let skipped = self.skipped.iter().map(|&(i, reason)| SkippedObject {
+            name: listing.name(i),
+            reason,
+        });
+        let outside = listing.outside().iter().map(|o| SkippedObject {
+            name: o.name.clone(),
+            reason: "outside batch",
+        });
+        BatchFiles {
+            data: self
+                .data
+                .iter()
+                .map(|&i| DataFile {
+                    name: listing.name(i),
+                    size: listing.size(i),
+                })
+                .collect(),
+            skipped: skipped.chain(outside).collect(),
+        }
+    }
+}
+
+/// Sorts the listing of a batch prefix into data files and skipped objects (see
+/// [`select_data_files`]).
+pub(crate) fn select(success_filename: &str, listing: &Listing) -> Selection {
     // Sub-folders (relative to the batch prefix, ending with `/`) with their own marker.
     let other_batches: HashSet<&str> = listing
-        .iter()
-        .filter_map(|o| o.name.strip_prefix(prefix))
+        .indices()
+        .map(|i| listing.relative(i))
         .filter_map(|relative| {
             let (dir, base) = relative.rsplit_once('/')?;
             (base == success_filename).then(|| &relative[..=dir.len()])
         })
         .collect();
 
-    let mut files = BatchFiles::default();
-    for object in listing {
-        match skip_reason(prefix, success_filename, &other_batches, object) {
-            Some(reason) => files.skipped.push(SkippedObject {
-                name: object.name.clone(),
-                reason,
-            }),
-            None => files.data.push(DataFile {
-                name: object.name.clone(),
-                size: object.size,
-            }),
+    let mut selection = Selection::default();
+    for i in listing.indices() {
+        let reason = skip_reason(listing.relative(i), success_filename, &other_batches);
+        match reason.or_else(|| (listing.size(i) == 0).then_some("empty")) {
+            Some(reason) => selection.skipped.push((i, reason)),
+            None => selection.data.push(i),
         }
     }
-    files.data.sort_by(|a, b| a.name.cmp(&b.name));
-    files.data.dedup_by(|a, b| a.name == b.name);
-    files
+    if !listing.is_sorted() {
+        selection
+            .data
+            .sort_by(|&a, &b| listing.relative(a).cmp(listing.relative(b)));
+        selection
+            .data
+            .dedup_by(|a, b| listing.relative(*a) == listing.relative(*b));
+    }
+    selection
 }
 
-/// Why an object of the batch listing is not a data file, or `None` when it is one.
+/// Why an object of the batch listing (its name relative to the batch prefix) is not a data
+/// file, or `None` when it may be one (it is, unless it is empty).
 fn skip_reason(
-    prefix: &str,
+    relative: &str,
     success_filename: &str,
     other_batches: &HashSet<&str>,
-    object: &ObjectMeta,
 ) -> Option<&'static str> {
-    let Some(relative) = object.name.strip_prefix(prefix) else {
-        return Some("outside batch");
-    };
     if relative.is_empty() || relative.ends_with('/') {
         return Some("folder placeholder");
     }
@@ -225,9 +266,6 @@ fn skip_reason(
             .any(|(i, _)| other_batches.contains(&relative[..=i]))
     {
         return Some("other batch");
-    }
-    if object.size == 0 {
-        return Some("empty");
     }
     None
 }
@@ -454,13 +492,6 @@ impl DirOwner {
     }
 }
 
-/// The directories (ending with `/`) of `name` at or below `prefix`, shortest first.
-fn dirs_below<'a>(name: &'a str, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    name.match_indices('/')
-        .map(move |(i, _)| &name[..=i])
-        .filter(move |dir| dir.len() >= prefix.len() && dir.starts_with(prefix))
-}
-
 /// Plans the load jobs of a batch: splits `files` into parts of at most
 /// [`crate::settings::MAX_SOURCE_URIS_PER_JOB`] URIs and `settings.max_batch_bytes` bytes,
 /// compacts URIs to per-directory wildcards where that is safe, and gives each part its id.
@@ -524,16 +555,93 @@ pub fn plan_load(
     hint: &str,
     marker_generation: i64,
 ) -> Result<LoadPlan, PlanError> {
-    let data = sorted_data(batch, files)?;
-    let groups = vec![(batch.destination.clone(), data)];
-    let parts = split_groups(batch, groups, settings.max_batch_bytes)?;
+    let (listing, listed, data) = plan_input(batch, files, listing)?;
+    let input = PlanInput {
+        listing: &listing,
+        listed,
+        data: &data,
+    };
     let ids = JobIds {
         settings,
         project: job_project,
         hint,
         generation: marker_generation,
     };
-    Ok(load_plan(&ids, batch, config, listing, parts))
+    plan_listed_load(&ids, batch, config, &input)
+}
+
+/// The listing and data files given to the public planning functions as a [`PlanInput`]'s
+/// parts: data files missing from the listing are added after it, as unlisted.
+fn plan_input(
+    batch: &Batch,
+    files: &BatchFiles,
+    listing: &[ObjectMeta],
+) -> Result<(Listing, usize, Vec<usize>), PlanError> {
+    let mut all = Listing::from_objects(&batch.batch_prefix, listing);
+    let listed = all.len();
+    let mut data = Vec::with_capacity(files.data.len());
+    for file in &files.data {
+        if !file.name.starts_with(batch.batch_prefix.as_str()) {
+            return Err(PlanError::Invalid {
+                bucket: batch.bucket.clone(),
+                marker: batch.marker.clone(),
+                message: format!(
+                    "gs://{}/{} is not under the batch's folder {:?}",
+                    batch.bucket, file.name, batch.batch_prefix
+                ),
+            });
+        }
+        match all.find(&file.name).filter(|&i| i < listed) {
+            Some(i) => data.push(i),
+            None => {
+                all.push(ObjectMeta {
+                    name: file.name.clone(),
+                    size: file.size,
+                    generation: 0,
+                    updated: None,
+                });
+                data.push(all.len() - 1);
+            }
+        }
+    }
+    Ok((all, listed, data))
+}
+
+/// What a plan is made from: the batch's listing and the data files to load, as indices into
+/// it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlanInput<'a> {
+    /// The listing of the batch prefix.
+    pub(crate) listing: &'a Listing,
+    /// How many objects of `listing` the store listed; any after them are data files a caller
+    /// planned that the listing lacks (no wildcard covers them).
+    pub(crate) listed: usize,
+    /// The data files.
+    pub(crate) data: &'a [usize],
+}
+
+impl<'a> PlanInput<'a> {
+    /// The data files of `selection`, all listed.
+    pub(crate) fn of(listing: &'a Listing, selection: &'a Selection) -> Self {
+        PlanInput {
+            listing,
+            listed: listing.len(),
+            data: &selection.data,
+        }
+    }
+}
+
+/// [`plan_load`] over a [`PlanInput`].
+pub(crate) fn plan_listed_load(
+    ids: &JobIds<'_>,
+    batch: &Batch,
+    config: &BatchConfig,
+    input: &PlanInput<'_>,
+) -> Result<LoadPlan, PlanError> {
+    let data = sorted_data(batch, input)?;
+    let groups = vec![(batch.destination.clone(), data)];
+    let parts = split_groups(batch, input.listing, groups, ids.settings.max_batch_bytes)?;
+    Ok(load_plan(ids, batch, config, input, parts))
 }
 
 /// Plans the load jobs of a batch whose files go into the partitions their names carry
@@ -604,22 +712,36 @@ pub fn plan_partitioned_load(
     hint: &str,
     marker_generation: i64,
 ) -> Result<LoadPlan, PlanError> {
+    let (listing, listed, data) = plan_input(batch, files, listing)?;
+    let input = PlanInput {
+        listing: &listing,
+        listed,
+        data: &data,
+    };
+    let ids = JobIds {
+        settings,
+        project: job_project,
+        hint,
+        generation: marker_generation,
+    };
+    plan_listed_partitioned_load(&ids, batch, config, &input, granularity)
+}
+
+/// [`plan_partitioned_load`] over a [`PlanInput`].
+pub(crate) fn plan_listed_partitioned_load(
+    ids: &JobIds<'_>,
+    batch: &Batch,
+    config: &BatchConfig,
+    input: &PlanInput<'_>,
+    granularity: PartitionGranularity,
+) -> Result<LoadPlan, PlanError> {
     let invalid = |message: String| PlanError::Invalid {
         bucket: batch.bucket.clone(),
         marker: batch.marker.clone(),
         message,
     };
     let Some(regex) = config.ingest.file_timestamp_regex.as_ref() else {
-        return plan_load(
-            settings,
-            batch,
-            config,
-            files,
-            listing,
-            job_project,
-            hint,
-            marker_generation,
-        );
+        return plan_listed_load(ids, batch, config, input);
     };
     if let Some(partition) = &batch.destination.partition {
         return Err(invalid(format!(
@@ -627,35 +749,30 @@ pub fn plan_partitioned_load(
              the partition of its name: use one or the other"
         )));
     }
-    let data = sorted_data(batch, files)?;
-    let by_partition = partition_files(batch, data, regex, granularity, config)?;
+    let data = sorted_data(batch, input)?;
+    let by_partition = partition_files(batch, input.listing, &data, regex, granularity, config)?;
     let groups = by_partition
         .into_iter()
         .map(|(decorator, files)| {
             let mut destination = batch.destination.clone();
             destination.partition = Some(format!("${decorator}"));
-            (destination, files)
+            (destination, std::borrow::Cow::Owned(files))
         })
         .collect();
-    let parts = split_groups(batch, groups, settings.max_batch_bytes)?;
-    let ids = JobIds {
-        settings,
-        project: job_project,
-        hint,
-        generation: marker_generation,
-    };
-    Ok(load_plan(&ids, batch, config, listing, parts))
+    let parts = split_groups(batch, input.listing, groups, ids.settings.max_batch_bytes)?;
+    Ok(load_plan(ids, batch, config, input, parts))
 }
 
 /// The data files by the partition (its decorator's digits) their names carry, in partition
 /// order; see [`plan_partitioned_load`].
-fn partition_files<'f>(
+fn partition_files(
     batch: &Batch,
-    data: Vec<&'f DataFile>,
+    listing: &Listing,
+    data: &[usize],
     regex: &regex::Regex,
     granularity: PartitionGranularity,
     config: &BatchConfig,
-) -> Result<BTreeMap<String, Vec<&'f DataFile>>, PlanError> {
+) -> Result<BTreeMap<String, Vec<usize>>, PlanError> {
     let invalid = |message: String| PlanError::Invalid {
         bucket: batch.bucket.clone(),
         marker: batch.marker.clone(),
@@ -669,12 +786,9 @@ fn partition_files<'f>(
             granularity.as_str()
         )));
     }
-    let mut groups: BTreeMap<String, Vec<&DataFile>> = BTreeMap::new();
-    for file in data {
-        let relative = file
-            .name
-            .strip_prefix(batch.batch_prefix.as_str())
-            .unwrap_or(&file.name);
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &file in data {
+        let relative = listing.relative(file);
         let decorator = match crate::destination::timestamp_from_regex(regex, relative) {
             Ok(Some(time)) => granularity.decorator(time),
             Ok(None) => match default {
@@ -685,7 +799,7 @@ fn partition_files<'f>(
                          name (relative to the batch, {relative:?}); rename the file, fix the \
                          regex, or set defaultPartition in ingest.json",
                         batch.bucket,
-                        file.name,
+                        listing.name(file),
                         regex.as_str()
                     )))
                 }
@@ -694,7 +808,7 @@ fn partition_files<'f>(
                 return Err(invalid(format!(
                     "gs://{}/{}: {} (matched {value:?})",
                     batch.bucket,
-                    file.name,
+                    listing.name(file),
                     rule.replace("TIMESTAMP_REGEX", "fileTimestampRegex")
                 )))
             }
@@ -705,25 +819,39 @@ fn partition_files<'f>(
 }
 
 /// What every job id of a batch is made from (see [`job_id`]).
-struct JobIds<'a> {
-    settings: &'a Settings,
-    project: &'a str,
-    hint: &'a str,
-    generation: i64,
+pub(crate) struct JobIds<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) project: &'a str,
+    pub(crate) hint: &'a str,
+    pub(crate) generation: i64,
 }
 
-/// One load job to be: its destination, its index within that destination's parts, its files.
-struct Part<'f> {
+/// One load job to be: its destination, its index within that destination's parts, its files
+/// (indices into the listing).
+struct Part {
     destination: crate::ports::TableRef,
     index_in_destination: usize,
-    files: Vec<&'f DataFile>,
+    files: Vec<usize>,
 }
 
 /// The data files in name order, without duplicates; none is [`PlanError::NoDataFiles`].
-fn sorted_data<'f>(batch: &Batch, files: &'f BatchFiles) -> Result<Vec<&'f DataFile>, PlanError> {
-    let mut data: Vec<&DataFile> = files.data.iter().collect();
-    data.sort_by(|a, b| a.name.cmp(&b.name));
-    data.dedup_by(|a, b| a.name == b.name);
+fn sorted_data<'a>(
+    batch: &Batch,
+    input: &PlanInput<'a>,
+) -> Result<std::borrow::Cow<'a, [usize]>, PlanError> {
+    let listing = input.listing;
+    let in_order = input
+        .data
+        .windows(2)
+        .all(|w| listing.relative(w[0]) < listing.relative(w[1]));
+    let data = if in_order {
+        std::borrow::Cow::Borrowed(input.data)
+    } else {
+        let mut data = input.data.to_vec();
+        data.sort_by(|&a, &b| listing.relative(a).cmp(listing.relative(b)));
+        data.dedup_by(|a, b| listing.relative(*a) == listing.relative(*b));
+        std::borrow::Cow::Owned(data)
+    };
     if data.is_empty() {
         return Err(PlanError::NoDataFiles {
             bucket: batch.bucket.clone(),
@@ -735,14 +863,15 @@ fn sorted_data<'f>(batch: &Batch, files: &'f BatchFiles) -> Result<Vec<&'f DataF
 
 /// Each destination's files split into parts (see [`split_into_parts`]), destinations in the
 /// given order.
-fn split_groups<'f>(
+fn split_groups(
     batch: &Batch,
-    groups: Vec<(crate::ports::TableRef, Vec<&'f DataFile>)>,
+    listing: &Listing,
+    groups: Vec<(crate::ports::TableRef, std::borrow::Cow<'_, [usize]>)>,
     max_bytes: u64,
-) -> Result<Vec<Part<'f>>, PlanError> {
+) -> Result<Vec<Part>, PlanError> {
     let mut parts = Vec::new();
     for (destination, files) in groups {
-        let (split, _) = split_into_parts(batch, files, max_bytes)?;
+        let split = split_into_parts(batch, listing, &files, max_bytes)?;
         for (index_in_destination, files) in split.into_iter().enumerate() {
             parts.push(Part {
                 destination: destination.clone(),
@@ -760,16 +889,16 @@ fn load_plan(
     ids: &JobIds<'_>,
     batch: &Batch,
     config: &BatchConfig,
-    listing: &[ObjectMeta],
-    parts: Vec<Part<'_>>,
+    input: &PlanInput<'_>,
+    parts: Vec<Part>,
 ) -> LoadPlan {
-    let files_of: Vec<Vec<&DataFile>> = parts.iter().map(|p| p.files.clone()).collect();
-    let files_total = files_of.iter().map(Vec::len).sum();
-    let total_bytes = files_of
+    let listing = input.listing;
+    let files_total = parts.iter().map(|p| p.files.len()).sum();
+    let total_bytes = parts
         .iter()
-        .flatten()
-        .fold(0u64, |sum, f| sum.saturating_add(f.size));
-    let uris = compact_uris(batch, listing, &files_of);
+        .flat_map(|p| &p.files)
+        .fold(0u64, |sum, &f| sum.saturating_add(listing.size(f)));
+    let uris = compact_uris(batch, input, &parts);
 
     let base_labels = job_labels(ids.settings, batch, config);
     let mut load = config.load.clone();
@@ -815,44 +944,45 @@ fn load_plan(
 }
 
 /// The data files (sorted) in parts of at most [`MAX_SOURCE_URIS_PER_JOB`] files and
-/// `max_bytes` bytes, and their total size; a file larger than `max_bytes` is an error.
-fn split_into_parts<'f>(
+/// `max_bytes` bytes; a file larger than `max_bytes` is an error.
+fn split_into_parts(
     batch: &Batch,
-    data: Vec<&'f DataFile>,
+    listing: &Listing,
+    data: &[usize],
     max_bytes: u64,
-) -> Result<(Vec<Vec<&'f DataFile>>, u64), PlanError> {
-    let mut parts: Vec<Vec<&DataFile>> = Vec::new();
-    let mut current: Vec<&DataFile> = Vec::new();
+) -> Result<Vec<Vec<usize>>, PlanError> {
+    let mut parts: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
     let mut current_bytes: u64 = 0;
-    let mut total_bytes: u64 = 0;
-    for file in data {
-        if file.size > max_bytes {
+    for &file in data {
+        let size = listing.size(file);
+        if size > max_bytes {
             return Err(PlanError::Invalid {
                 bucket: batch.bucket.clone(),
                 marker: batch.marker.clone(),
                 message: format!(
-                    "gs://{}/{} is {} bytes, more than MAX_BATCH_BYTES ({max_bytes}): no load \
-                     job can take it",
-                    batch.bucket, file.name, file.size
+                    "gs://{}/{} is {size} bytes, more than MAX_BATCH_BYTES ({max_bytes}): no \
+                     load job can take it",
+                    batch.bucket,
+                    listing.name(file)
                 ),
             });
         }
         let fits = current.len() < MAX_SOURCE_URIS_PER_JOB
             && current_bytes
-                .checked_add(file.size)
+                .checked_add(size)
                 .is_some_and(|bytes| bytes <= max_bytes);
         if !fits && !current.is_empty() {
             parts.push(std::mem::take(&mut current));
             current_bytes = 0;
         }
         current.push(file);
-        current_bytes += file.size;
-        total_bytes = total_bytes.saturating_add(file.size);
+        current_bytes += size;
     }
     if !current.is_empty() {
         parts.push(current);
     }
-    Ok((parts, total_bytes))
+    Ok(parts)
 }
 
 /// The load configuration of part `part`: after part 0, a `WRITE_TRUNCATE` or `WRITE_EMPTY`
@@ -874,29 +1004,39 @@ fn part_config(load: &Map<String, Value>, part: usize) -> Map<String, Value> {
     config
 }
 
-/// The source URIs of each part, with safe per-directory wildcards (see [`plan_load`]).
-fn compact_uris(
-    batch: &Batch,
-    listing: &[ObjectMeta],
-    parts: &[Vec<&DataFile>],
-) -> Vec<Vec<String>> {
-    let prefix = batch.batch_prefix.as_str();
-    let part_of: HashMap<&str, usize> = parts
-        .iter()
-        .enumerate()
-        .flat_map(|(part, files)| files.iter().map(move |f| (f.name.as_str(), part)))
-        .collect();
+/// The directories (ending with `/`) of `relative` (a name relative to the batch prefix),
+/// the batch prefix itself (`""`) first, shortest first.
+fn dirs_of(relative: &str) -> impl Iterator<Item = &str> {
+    std::iter::once("").chain(
+        relative
+            .match_indices('/')
+            .map(move |(i, _)| &relative[..=i]),
+    )
+}
 
-    // Who owns the objects of the listing under each directory.
-    let mut listed: HashMap<&str, DirOwner> = HashMap::new();
-    let mut seen: HashSet<&str> = HashSet::with_capacity(listing.len());
-    for object in listing {
-        let name = object.name.as_str();
-        if !seen.insert(name) {
-            continue;
+/// The source URIs of each part, with safe per-directory wildcards (see [`plan_load`]).
+fn compact_uris(batch: &Batch, input: &PlanInput<'_>, parts: &[Part]) -> Vec<Vec<String>> {
+    let listing = input.listing;
+    // The part of each listed object, `u32::MAX` for none (4 bytes an object).
+    let mut part_of: Vec<u32> = vec![u32::MAX; listing.len()];
+    for (part, files) in parts.iter().enumerate() {
+        for &file in &files.files {
+            part_of[file] = u32::try_from(part).unwrap_or(u32::MAX);
         }
-        let owner = part_of.get(name).copied();
-        for dir in dirs_below(name, prefix) {
+    }
+    // Who owns the objects of the listing under each directory (names are unique in a
+    // sorted listing; an unsorted one counts each name once).
+    let mut listed: HashMap<&str, DirOwner> = HashMap::new();
+    let mut seen: Option<HashSet<&str>> = (!listing.is_sorted()).then(HashSet::new);
+    for (index, &part) in part_of[..input.listed].iter().enumerate() {
+        let name = listing.relative(index);
+        if let Some(seen) = seen.as_mut() {
+            if !seen.insert(name) {
+                continue;
+            }
+        }
+        let owner = Some(part).filter(|&p| p != u32::MAX).map(|p| p as usize);
+        for dir in dirs_of(name) {
             let state = listed.get(dir).copied();
             listed.insert(dir, DirOwner::add(state, owner));
         }
@@ -904,14 +1044,17 @@ fn compact_uris(
     // Who owns the data files under each directory (they may, wrongly, be missing from the
     // listing: then no wildcard covers them).
     let mut planned: HashMap<&str, DirOwner> = HashMap::new();
-    for (name, part) in &part_of {
-        for dir in dirs_below(name, prefix) {
-            let state = planned.get(dir).copied();
-            planned.insert(dir, DirOwner::add(state, Some(*part)));
+    for (part, files) in parts.iter().enumerate() {
+        for &file in &files.files {
+            for dir in dirs_of(listing.relative(file)) {
+                let state = planned.get(dir).copied();
+                planned.insert(dir, DirOwner::add(state, Some(part)));
+            }
         }
     }
+    let marker = batch.marker.strip_prefix(listing.prefix());
     let safe = |dir: &str, part: usize| -> bool {
-        if dir.contains('*') || batch.marker.starts_with(dir) {
+        if dir.contains('*') || marker.is_some_and(|m| m.starts_with(dir)) {
             return false;
         }
         match (listed.get(dir), planned.get(dir)) {
@@ -922,22 +1065,37 @@ fn compact_uris(
         }
     };
 
+    let uri = |relative: &str| {
+        let mut uri = String::with_capacity(
+            "gs://".len() + batch.bucket.len() + 1 + listing.prefix().len() + relative.len() + 1,
+        );
+        uri.push_str("gs://");
+        uri.push_str(&batch.bucket);
+        uri.push('/');
+        uri.push_str(listing.prefix());
+        uri.push_str(relative);
+        uri
+    };
     parts
         .iter()
         .enumerate()
         .map(|(part, files)| {
-            let mut uris = Vec::new();
+            let mut uris = Vec::with_capacity(files.files.len());
             let mut wildcards: HashSet<&str> = HashSet::new();
-            for file in files {
-                match dirs_below(&file.name, prefix).find(|dir| safe(dir, part)) {
+            for &file in &files.files {
+                let relative = listing.relative(file);
+                match dirs_of(relative).find(|dir| safe(dir, part)) {
                     Some(dir) => {
                         if wildcards.insert(dir) {
-                            uris.push(format!("gs://{}/{dir}*", batch.bucket));
+                            let mut wildcard = uri(dir);
+                            wildcard.push('*');
+                            uris.push(wildcard);
                         }
                     }
-                    None => uris.push(format!("gs://{}/{}", batch.bucket, file.name)),
+                    None => uris.push(uri(relative)),
                 }
             }
+            uris.shrink_to_fit();
             uris
         })
         .collect()

@@ -34,7 +34,7 @@ use crate::pipeline::prepare::{label_batch_jobs, list_all, PreparedBatch};
 use crate::pipeline::record;
 use crate::pipeline::{store_error, warehouse_error, Context};
 use crate::plan::{
-    plan_load, select_data_files, BatchFiles, DataFile, LoadPlan, PlanMode, AFTER_SUCCESS_LABEL,
+    plan_listed_load, DataFile, JobIds, LoadPlan, PlanInput, PlanMode, AFTER_SUCCESS_LABEL,
     QUARANTINE_LABEL,
 };
 use crate::ports::{JobKind, JobRequest, JobStatus, StoreError, TableRef};
@@ -86,7 +86,7 @@ pub(crate) async fn quarantine(
     }
     let event = run.event;
     let batch = &prepared.batch;
-    let files = select_data_files(batch, &ctx.settings.success_filename, &prepared.listing);
+    let files = prepared.selection.to_batch_files(&prepared.listing);
     let mut bad = already_moved(ctx, run, prepared, options).await?;
     let moved_before = !bad.is_empty();
     for &i in &failed {
@@ -119,7 +119,7 @@ pub(crate) async fn quarantine(
         .await
         .map_err(|e| store_error(event, e))?;
     record_quarantined(ctx, run, prepared, &bad).await?;
-    let rest = rest_plan(ctx, run, prepared, &files, &bad)?;
+    let rest = rest_plan(ctx, run, prepared, &bad)?;
     let Some(rest) = rest else {
         return Ok(None);
     };
@@ -405,9 +405,14 @@ async fn move_files(
     let store = ctx.ports.store.as_ref();
     let bucket = &prepared.batch.bucket;
     for name in bad.keys() {
-        let Some(meta) = prepared.listing.iter().find(|o| &o.name == name) else {
+        let Some(meta) = prepared
+            .listing
+            .find(name)
+            .map(|i| prepared.listing.meta(i))
+        else {
             continue; // moved by an earlier delivery
         };
+        let meta = &meta;
         let (to_bucket, to_name) = quarantine_name(prepared, run.generation, options, name);
         if !copy_listed(store, bucket, meta, &to_bucket, &to_name).await? {
             continue;
@@ -464,32 +469,32 @@ fn rest_plan(
     ctx: Context<'_>,
     run: BatchRun<'_>,
     prepared: &PreparedBatch,
-    files: &BatchFiles,
     bad: &BTreeMap<String, String>,
 ) -> Result<Option<LoadPlan>, IngestError> {
-    let rest = BatchFiles {
-        data: files
-            .data
-            .iter()
-            .filter(|f| !bad.contains_key(&f.name))
-            .cloned()
-            .collect(),
-        skipped: Vec::new(),
-    };
-    if rest.data.is_empty() {
+    let listing = &prepared.listing;
+    let rest: Vec<usize> = prepared
+        .selection
+        .data
+        .iter()
+        .copied()
+        .filter(|&i| !bad.contains_key(&listing.name(i)))
+        .collect();
+    if rest.is_empty() {
         return Ok(None);
     }
     let hint = format!("{}_rest", run.hint);
-    let planned = plan_load(
-        ctx.settings,
-        &prepared.batch,
-        &prepared.config,
-        &rest,
-        &prepared.listing,
-        run.project,
-        &hint,
-        run.generation,
-    );
+    let ids = JobIds {
+        settings: ctx.settings,
+        project: run.project,
+        hint: &hint,
+        generation: run.generation,
+    };
+    let input = PlanInput {
+        listing,
+        listed: listing.len(),
+        data: &rest,
+    };
+    let planned = plan_listed_load(&ids, &prepared.batch, &prepared.config, &input);
     let Ok(mut plan) = planned else {
         return Ok(None);
     };

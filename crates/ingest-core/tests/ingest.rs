@@ -308,6 +308,90 @@ fn ten_thousand_and_one_files_make_two_jobs_that_are_all_followed() {
     assert_eq!(e.bq.calls().submit, 0);
 }
 
+/// A big batch (issue 12 §2, at a size that runs quickly): 25,000 files in 25 listing pages
+/// make 3 jobs of 10,000, 10,000 and 5,000 files, whose ids, URIs and labels are exactly
+/// what the public planner gives for the same listing, and the listing is read once.
+#[test]
+fn twenty_five_thousand_files_make_three_jobs_as_the_planner_gives_them() {
+    let e = env();
+    for i in 0..25_000 {
+        e.store
+            .insert(B, &format!("ds/big/part-{i:06}.csv"), b"1\n".to_vec());
+    }
+    let event = e.batch("ds/big", &[]);
+    let outcome = e.handle(&event).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Done { rows: 25_000, .. }),
+        "{outcome:?}"
+    );
+    let jobs = e.warehouse.submitted();
+    let sizes: Vec<usize> = jobs
+        .iter()
+        .map(|j| match &j.kind {
+            JobKind::Load { source_uris, .. } => source_uris.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, [10_000, 10_000, 5_000]);
+    // The batch prefix is listed once, in pages of 1,000 (the memory store's page size).
+    let batch_lists = e.gcs.calls().list;
+    assert!(batch_lists <= 25 + 4, "{batch_lists} list calls");
+
+    let mut listing = Vec::new();
+    let mut token = None;
+    loop {
+        let page = block_on(ingest_core::ports::ObjectStore::list(
+            e.store.as_ref(),
+            B,
+            "ds/big/",
+            token.as_deref(),
+            None,
+        ))
+        .unwrap();
+        listing.extend(page.objects);
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let settings = Settings {
+        bq_project: Some("my-project".into()),
+        ..Settings::default()
+    };
+    let batch = ingest_core::destination::resolve_batch(
+        &settings.destination_regex,
+        None,
+        Some("my-project"),
+        None,
+        B,
+        &event.name,
+    )
+    .unwrap();
+    let files = ingest_core::plan::select_data_files(&batch, "_SUCCESS", &listing);
+    let plan = ingest_core::plan::plan_load(
+        &settings,
+        &batch,
+        &ingest_core::config::BatchConfig::merge(B, &[]).unwrap(),
+        &files,
+        &listing,
+        "my-project",
+        "ds_big",
+        event.generation.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plan.jobs.len(), 3);
+    for (part, (submitted, planned)) in jobs.iter().zip(&plan.jobs).enumerate() {
+        assert_eq!(submitted.job_id, planned.job_id);
+        // (Not `assert_eq!`: a difference would print 10,000 URIs.)
+        assert!(submitted.kind == planned.kind, "part {part}: another load");
+        assert_eq!(
+            submitted.labels["bq-ingest-part"],
+            planned.labels["bq-ingest-part"]
+        );
+        assert_eq!(submitted.labels["bq-ingest-parts"], "3");
+    }
+}
+
 #[test]
 fn a_rejected_load_is_a_recorded_failure_naming_the_batch_and_is_not_retried() {
     let e = env();

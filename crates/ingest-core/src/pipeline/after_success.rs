@@ -13,7 +13,7 @@ use super::{store_error, Context};
 use crate::config::AfterSuccess;
 use crate::event::ObjectEvent;
 use crate::outcome::IngestError;
-use crate::plan::{select_data_files, AFTER_SUCCESS_LABEL};
+use crate::plan::AFTER_SUCCESS_LABEL;
 use crate::ports::{JobStatus, StoreError};
 
 /// The [`AFTER_SUCCESS_LABEL`] value for a batch's options, or `None` when its files are kept.
@@ -88,44 +88,35 @@ async fn clean_up(
     let options = &prepared.config.ingest;
     let store = ctx.ports.store.as_ref();
     let bucket = &prepared.batch.bucket;
-    let files = select_data_files(
-        &prepared.batch,
-        &ctx.settings.success_filename,
-        &prepared.listing,
-    );
+    let listing = &prepared.listing;
     // Files written after the marker are not this batch's (a redelivery lists the bucket
     // again and may find a newer file under a loaded name): the marker comes last.
-    let marker_time = prepared
-        .listing
-        .iter()
-        .find(|o| o.name == event.name)
-        .and_then(|o| o.updated);
+    let marker_time = listing.find(&event.name).and_then(|i| listing.updated(i));
     let mut done = Cleanup::default();
     if options.after_success.removes_data() {
         // The batch's files: its data files and the empty ones (not loaded, but written with
         // them); never its marker, `_config/` or another batch's.
-        let empty = files.skipped.iter().filter(|o| o.reason == "empty");
-        let names = files
-            .data
+        let selection = &prepared.selection;
+        let empty = selection
+            .skipped
             .iter()
-            .map(|f| &f.name)
-            .chain(empty.map(|o| &o.name));
-        for name in names {
-            let Some(meta) = prepared.listing.iter().find(|o| &o.name == name) else {
-                continue;
-            };
+            .filter(|(_, reason)| *reason == "empty");
+        let files = selection.data.iter().chain(empty.map(|(i, _)| i));
+        for &index in files {
+            let meta = listing.meta(index);
             if let (Some(file_time), Some(marker_time)) = (meta.updated, marker_time) {
                 if file_time > marker_time {
                     continue;
                 }
             }
+            let name = &meta.name;
             if let Some((to_bucket, to_name)) = options.after_success.archive_name(name) {
-                if !copy_listed(store, bucket, meta, &to_bucket, &to_name).await? {
+                if !copy_listed(store, bucket, &meta, &to_bucket, &to_name).await? {
                     continue;
                 }
                 done.archived += 1;
             }
-            if delete_listed(store, bucket, meta).await? {
+            if delete_listed(store, bucket, &meta).await? {
                 done.deleted += 1;
             }
         }

@@ -9,8 +9,12 @@ use super::{Context, Fatal, Step};
 use crate::config::{config_prefixes, files_to_read, BatchConfig, ConfigDir, ConfigFile};
 use crate::destination::{resolve_batch, Batch, DestinationError};
 use crate::event::ObjectEvent;
+use crate::listing::Listing;
 use crate::outcome::IngestError;
-use crate::plan::{job_id_hint, plan_load, select_data_files, LoadPlan, PARTS_LABEL};
+use crate::plan::{
+    job_id_hint, plan_listed_load, plan_listed_partitioned_load, select, JobIds, LoadPlan,
+    PlanInput, Selection, PARTS_LABEL,
+};
 use crate::ports::{ObjectMeta, ObjectStore, PartitionGranularity, StoreError};
 use crate::settings::Settings;
 
@@ -48,7 +52,10 @@ impl ConfigCache {
 pub(crate) struct PreparedBatch {
     pub(crate) batch: Batch,
     pub(crate) config: BatchConfig,
-    pub(crate) listing: Vec<ObjectMeta>,
+    /// The listing of the batch prefix.
+    pub(crate) listing: Listing,
+    /// Its data files.
+    pub(crate) selection: Selection,
     /// The destination's time-partitioning granularity, when its files go into the partitions
     /// their names carry (`fileTimestampRegex`); `None` otherwise.
     pub(crate) file_partitions: Option<PartitionGranularity>,
@@ -141,15 +148,15 @@ pub(crate) async fn prepare_batch(
             Step::Fatal(f) => return Ok(Step::Fatal(f)),
         }
     }
-    let listing = match list_all(ctx.ports.store.as_ref(), &event.bucket, &batch_prefix).await {
+    let listing = match list_batch(ctx.ports.store.as_ref(), &event.bucket, &batch_prefix).await {
         Ok(o) => o,
         Err(e) => return store_failure(event, e),
     };
     // The batch's own `_config/` comes from the batch listing: no listing of its own.
     let own: Vec<ObjectMeta> = listing
-        .iter()
-        .filter(|o| o.name.starts_with(&own_config))
-        .cloned()
+        .indices()
+        .filter(|&i| listing.relative(i).starts_with("_config/"))
+        .map(|i| listing.meta(i))
         .collect();
     match config_dir(ctx, event, &own_config, &own).await? {
         Step::Ok(d) => dirs.push(d),
@@ -214,7 +221,7 @@ fn resolve(
     settings: &Settings,
     event: &ObjectEvent,
     dirs: &[ConfigDir],
-    listing: Vec<ObjectMeta>,
+    listing: Listing,
 ) -> Step<PreparedBatch> {
     let config = match BatchConfig::merge(&event.bucket, dirs) {
         Ok(c) => c,
@@ -233,6 +240,7 @@ fn resolve(
         &event.name,
     ) {
         Ok(batch) => Step::Ok(PreparedBatch {
+            selection: select(&settings.success_filename, &listing),
             batch,
             config,
             listing,
@@ -313,6 +321,27 @@ pub(crate) async fn list_all(
     }
 }
 
+/// The listing of a batch prefix, read page by page into a [`Listing`] (each page dropped
+/// once it is read).
+async fn list_batch(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Listing, StoreError> {
+    let mut listing = Listing::new(prefix);
+    let mut token: Option<String> = None;
+    loop {
+        let page = store.list(bucket, prefix, token.as_deref(), None).await?;
+        for object in page.objects {
+            listing.push(object);
+        }
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => return Ok(listing),
+        }
+    }
+}
+
 /// A store error met while reading a batch: transient errors are handed back for redelivery;
 /// anything else is final for this notification — a missing bucket or a permission problem
 /// does not go away by redelivering, so it is recorded (with how to replay it once fixed)
@@ -368,44 +397,27 @@ pub(crate) fn plan_batch(
     hint: &str,
     generation: i64,
 ) -> Result<LoadPlan, Fatal> {
-    let files = select_data_files(
-        &prepared.batch,
-        &settings.success_filename,
-        &prepared.listing,
-    );
+    let ids = JobIds {
+        settings,
+        project,
+        hint,
+        generation,
+    };
+    let input = PlanInput::of(&prepared.listing, &prepared.selection);
     let planned = if let Some(granularity) = prepared.file_partitions {
-        crate::plan::plan_partitioned_load(
-            settings,
-            &prepared.batch,
-            &prepared.config,
-            &files,
-            &prepared.listing,
-            granularity,
-            project,
-            hint,
-            generation,
-        )
+        plan_listed_partitioned_load(&ids, &prepared.batch, &prepared.config, &input, granularity)
     } else if prepared.config.transform_sql.is_some() {
         crate::transform::plan_transform(
             settings,
             &prepared.batch,
             &prepared.config,
-            &files,
+            &prepared.selection.to_batch_files(&prepared.listing),
             project,
             hint,
             generation,
         )
     } else {
-        plan_load(
-            settings,
-            &prepared.batch,
-            &prepared.config,
-            &files,
-            &prepared.listing,
-            project,
-            hint,
-            generation,
-        )
+        plan_listed_load(&ids, &prepared.batch, &prepared.config, &input)
     };
     let mut plan = planned.map_err(|e| Fatal(e.to_string()))?;
     let quarantine = prepared.config.ingest.quarantine.is_some().then_some("on");

@@ -1,0 +1,266 @@
+//! A batch's listing held compactly: what planning needs of a million objects in tens of MiB.
+//!
+//! A `Vec<ObjectMeta>` costs one allocation per name and about 100 bytes per object; a batch
+//! of 1,000,000 files then needs more memory than the rest of the service. [`Listing`] keeps
+//! every name relative to the listed prefix in one string, with the sizes, generations and
+//! times beside it (about 30 bytes plus the relative name per object), and is filled page by
+//! page, so that a page is dropped once it is read.
+
+use chrono::{DateTime, Utc};
+
+use crate::ports::ObjectMeta;
+
+/// The objects under one prefix, in the order they were listed (lexicographic, as every store
+/// lists), with their names relative to the prefix.
+///
+/// Objects whose name does not start with the prefix (a store that breaks its contract, or a
+/// caller's own list) are kept apart, whole: see [`Listing::outside`].
+///
+/// ```
+/// use ingest_core::listing::Listing;
+/// use ingest_core::ports::ObjectMeta;
+///
+/// let object = |name: &str, size| ObjectMeta { name: name.into(), size, generation: 7, updated: None };
+/// let mut listing = Listing::new("ds/t/");
+/// listing.push(object("ds/t/_SUCCESS", 0));
+/// listing.push(object("ds/t/a.csv", 10));
+/// assert_eq!(listing.len(), 2);
+/// assert_eq!(listing.relative(1), "a.csv");
+/// assert_eq!(listing.name(1), "ds/t/a.csv");
+/// assert_eq!(listing.find("ds/t/a.csv"), Some(1));
+/// assert_eq!(listing.meta(1).size, 10);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    prefix: String,
+    /// Every relative name, one after the other.
+    names: String,
+    /// Where each relative name ends in `names`.
+    ends: Vec<usize>,
+    sizes: Vec<u64>,
+    generations: Vec<i64>,
+    /// Microseconds since the epoch, [`NO_TIME`] when the store gave none.
+    updated: Vec<i64>,
+    /// Whether the relative names are in strictly increasing order (then [`Listing::find`] is
+    /// a binary search).
+    sorted: bool,
+    outside: Vec<ObjectMeta>,
+}
+
+const NO_TIME: i64 = i64::MIN;
+
+impl Listing {
+    /// An empty listing of `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Listing {
+            prefix: prefix.to_string(),
+            sorted: true,
+            ..Listing::default()
+        }
+    }
+
+    /// A listing of `prefix` holding `objects`.
+    pub fn from_objects<'a>(
+        prefix: &str,
+        objects: impl IntoIterator<Item = &'a ObjectMeta>,
+    ) -> Self {
+        let mut listing = Listing::new(prefix);
+        for object in objects {
+            listing.push(object.clone());
+        }
+        listing
+    }
+
+    /// Adds the next listed object.
+    pub fn push(&mut self, object: ObjectMeta) {
+        let Some(relative) = object.name.strip_prefix(self.prefix.as_str()) else {
+            self.outside.push(object);
+            return;
+        };
+        if let Some(last) = self.len().checked_sub(1) {
+            self.sorted &= self.relative(last) < relative;
+        }
+        self.names.push_str(relative);
+        self.ends.push(self.names.len());
+        self.sizes.push(object.size);
+        self.generations.push(object.generation);
+        self.updated.push(
+            object
+                .updated
+                .map_or(NO_TIME, |time| time.timestamp_micros()),
+        );
+    }
+
+    /// The listed prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Number of objects under the prefix (not counting [`Listing::outside`]).
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the names are in strictly increasing order, as a store lists them (no name
+    /// twice).
+    pub fn is_sorted(&self) -> bool {
+        self.sorted
+    }
+
+    /// Whether no object is under the prefix.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The name of object `index` relative to the prefix.
+    ///
+    /// Panics when `index >= self.len()`.
+    pub fn relative(&self, index: usize) -> &str {
+        let start = index.checked_sub(1).map_or(0, |i| self.ends[i]);
+        &self.names[start..self.ends[index]]
+    }
+
+    /// The full name of object `index`.
+    pub fn name(&self, index: usize) -> String {
+        let mut name = String::with_capacity(self.prefix.len() + self.relative(index).len());
+        name.push_str(&self.prefix);
+        name.push_str(self.relative(index));
+        name
+    }
+
+    /// Size in bytes of object `index`.
+    pub fn size(&self, index: usize) -> u64 {
+        self.sizes[index]
+    }
+
+    /// Generation of object `index`.
+    pub fn generation(&self, index: usize) -> i64 {
+        self.generations[index]
+    }
+
+    /// When object `index` was written, when the store said.
+    pub fn updated(&self, index: usize) -> Option<DateTime<Utc>> {
+        Some(self.updated[index])
+            .filter(|micros| *micros != NO_TIME)
+            .and_then(DateTime::from_timestamp_micros)
+    }
+
+    /// Object `index` as the store listed it.
+    pub fn meta(&self, index: usize) -> ObjectMeta {
+        ObjectMeta {
+            name: self.name(index),
+            size: self.size(index),
+            generation: self.generation(index),
+            updated: self.updated(index),
+        }
+    }
+
+    /// The index of the (first) object named `name` (a full name), if listed.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        let relative = name.strip_prefix(self.prefix.as_str())?;
+        if self.sorted {
+            let index = self.partition_point(|r| r < relative);
+            (index < self.len() && self.relative(index) == relative).then_some(index)
+        } else {
+            (0..self.len()).find(|&i| self.relative(i) == relative)
+        }
+    }
+
+    /// The first index whose relative name does not satisfy `before` (the names must be sorted
+    /// and `before` true for a leading run of them).
+    fn partition_point(&self, before: impl Fn(&str) -> bool) -> usize {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if before(self.relative(middle)) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low
+    }
+
+    /// Every index, in listing order.
+    pub fn indices(&self) -> std::ops::Range<usize> {
+        0..self.len()
+    }
+
+    /// The listed objects whose names do not start with the prefix, in listing order.
+    pub fn outside(&self) -> &[ObjectMeta] {
+        &self.outside
+    }
+
+    /// Every object (under the prefix, then outside it) as the store listed it.
+    pub fn to_objects(&self) -> Vec<ObjectMeta> {
+        self.indices()
+            .map(|i| self.meta(i))
+            .chain(self.outside.iter().cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str, generation: i64) -> ObjectMeta {
+        ObjectMeta {
+            name: name.into(),
+            size: generation as u64,
+            generation,
+            updated: DateTime::from_timestamp_micros(1_600_000_000_123_456),
+        }
+    }
+
+    #[test]
+    fn keeps_each_field_and_gives_objects_back_whole() {
+        let objects = [
+            object("p/_SUCCESS", 1),
+            object("p/a", 2),
+            object("p/b/c", 3),
+            object("elsewhere", 4),
+        ];
+        let listing = Listing::from_objects("p/", &objects);
+        assert_eq!(listing.len(), 3);
+        assert_eq!(listing.outside(), &objects[3..]);
+        assert_eq!(listing.to_objects(), objects);
+        assert_eq!(listing.relative(2), "b/c");
+        assert_eq!(listing.updated(0), objects[0].updated);
+    }
+
+    #[test]
+    fn finds_in_sorted_and_unsorted_listings() {
+        let sorted = Listing::from_objects(
+            "p/",
+            &[object("p/a", 1), object("p/b", 2), object("p/c", 3)],
+        );
+        assert_eq!(sorted.find("p/b"), Some(1));
+        assert_eq!(sorted.find("p/bb"), None);
+        assert_eq!(sorted.find("q/b"), None);
+        assert_eq!(sorted.find("p/"), None);
+        let unsorted = Listing::from_objects(
+            "p/",
+            &[object("p/c", 1), object("p/a", 2), object("p/a", 3)],
+        );
+        assert_eq!(unsorted.find("p/a"), Some(1));
+        assert_eq!(unsorted.find("p/c"), Some(0));
+        assert_eq!(unsorted.find("p/b"), None);
+    }
+
+    #[test]
+    fn an_empty_prefix_keeps_whole_names() {
+        let listing = Listing::from_objects("", &[object("a/b", 1)]);
+        assert_eq!(listing.relative(0), "a/b");
+        assert_eq!(listing.name(0), "a/b");
+        assert_eq!(listing.updated(0), object("x", 1).updated);
+        let none = Listing::from_objects(
+            "",
+            &[ObjectMeta {
+                updated: None,
+                ..object("a", 1)
+            }],
+        );
+        assert_eq!(none.updated(0), None);
+    }
+}
