@@ -3,29 +3,24 @@
 //!
 //! The store generates the listing on the fly (`gs://acme/big/part-0000000.csv` …, 1,000 per
 //! page, each file 1 MiB), so that the figure is bq-ingest's own memory and not the double's;
-//! the warehouse keeps each job's status and counts its URIs, and drops the request. Both
-//! count their calls.
+//! the warehouse ([`ForgetfulWarehouse`]) finishes each job at once, counts its URIs and keeps
+//! nothing. The store counts its list calls.
 //!
 //! Run: `cargo bench -p ingest-core --bench big_batch` (`-- 25000` for another size). Prints
 //! the time, the list calls, the jobs and the peak RSS (`VmHWM`) before and after.
 //! Targets: peak RSS under 150 MiB for 1,000,000 files; jobs and ids as `plan_load` gives them.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use ingest_core::event::ObjectEvent;
 use ingest_core::ingest::{Ingestor, Outcome};
-use ingest_core::ports::{
-    JobKind, JobRef, JobRequest, JobState, JobStatus, ListPage, LoadRecord, ObjectMeta,
-    ObjectStore, PutMode, StoreError, TableRef, TimePartitioning, Warehouse, WarehouseError,
-};
+use ingest_core::ports::{ListPage, ObjectMeta, ObjectStore, PutMode, StoreError};
 use ingest_core::settings::Settings;
-use ingest_memory::MemoryClock;
+use ingest_memory::{ForgetfulWarehouse, MemoryClock};
 
 const BUCKET: &str = "acme";
 const PREFIX: &str = "big/t/";
@@ -111,82 +106,6 @@ impl ObjectStore for GeneratedBatch {
     }
 }
 
-/// Finishes every job at once; keeps statuses, not requests.
-#[derive(Debug, Default)]
-struct LeanWarehouse {
-    jobs: Mutex<HashMap<String, JobStatus>>,
-    uris: AtomicU64,
-    rows: AtomicUsize,
-}
-
-#[async_trait]
-impl Warehouse for LeanWarehouse {
-    async fn submit(&self, request: &JobRequest) -> Result<JobStatus, WarehouseError> {
-        if let JobKind::Load { source_uris, .. } = &request.kind {
-            self.uris
-                .fetch_add(source_uris.len() as u64, Ordering::Relaxed);
-        }
-        let job = JobRef {
-            project: request.project.clone(),
-            job_id: request.job_id.clone(),
-            location: request.location.clone(),
-        };
-        let mut status = JobStatus::new(job, JobState::Done);
-        status.labels = request.labels.clone();
-        let mut jobs = self.jobs.lock().unwrap();
-        if jobs.contains_key(&request.job_id) {
-            return Err(WarehouseError::AlreadyExists {
-                job_id: request.job_id.clone(),
-            });
-        }
-        jobs.insert(request.job_id.clone(), status.clone());
-        Ok(status)
-    }
-
-    async fn job_status(&self, job: &JobRef) -> Result<Option<JobStatus>, WarehouseError> {
-        Ok(self.jobs.lock().unwrap().get(&job.job_id).cloned())
-    }
-
-    async fn child_jobs(&self, _: &JobRef) -> Result<Vec<JobStatus>, WarehouseError> {
-        Ok(Vec::new())
-    }
-
-    async fn record_outcome(&self, _: &TableRef, _: &LoadRecord) -> Result<(), WarehouseError> {
-        self.rows.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn recorded_outcomes(
-        &self,
-        _: &TableRef,
-        _: DateTime<Utc>,
-    ) -> Result<Vec<LoadRecord>, WarehouseError> {
-        Ok(Vec::new())
-    }
-
-    async fn time_partitioning(
-        &self,
-        _: &TableRef,
-    ) -> Result<Option<TimePartitioning>, WarehouseError> {
-        Ok(None)
-    }
-
-    async fn create_table(
-        &self,
-        _: &TableRef,
-        _: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<bool, WarehouseError> {
-        Ok(true)
-    }
-
-    async fn table_schema(
-        &self,
-        _: &TableRef,
-    ) -> Result<Option<serde_json::Value>, WarehouseError> {
-        Ok(None)
-    }
-}
-
 /// Peak resident set size of this process, in MiB (`VmHWM` of `/proc/self/status`).
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -207,7 +126,7 @@ fn main() {
         files,
         lists: AtomicUsize::new(0),
     });
-    let warehouse = Arc::new(LeanWarehouse::default());
+    let warehouse = Arc::new(ForgetfulWarehouse::default());
     let settings = Settings {
         bq_project: Some("acme-analytics".into()),
         ..Settings::default()
@@ -227,8 +146,7 @@ fn main() {
         Ok(Outcome::Done { .. }) => {}
         other => panic!("gs://{BUCKET}/{MARKER}: {other:?}"),
     }
-    let jobs = warehouse.jobs.lock().unwrap().len();
-    let uris = warehouse.uris.load(Ordering::Relaxed);
+    let (jobs, uris) = (warehouse.submits(), warehouse.source_uris());
     println!(
         "big_batch: {files} files -> {jobs} jobs ({uris} URIs), {} list calls, {:.2} s, \
          peak RSS {before:.1} MiB before, {after:.1} MiB after",

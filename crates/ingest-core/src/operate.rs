@@ -16,29 +16,94 @@ use crate::settings::{Settings, BACKFILL_FILENAME};
 use crate::trigger::{classify_name, Trigger};
 
 /// Every success marker under `prefix` (never those under `_backlog/`), as notifications of
-/// them would read: generation, size, and the marker's time as the event time.
+/// them would read: generation, size, and the marker's time as the event time. Holds them all:
+/// [`MarkerPages`] reads them a page at a time.
 pub async fn list_markers(
     store: &dyn ObjectStore,
     settings: &Settings,
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<ObjectEvent>, StoreError> {
+    let mut pages = MarkerPages::new(store, settings, bucket, prefix);
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = store.list(bucket, prefix, token.as_deref(), None).await?;
+    while let Some(page) = pages.next_page().await? {
+        out.extend(page);
+    }
+    Ok(out)
+}
+
+/// The success markers under a prefix, one listing page at a time (what `backfill` walks
+/// without holding them all): each as [`list_markers`] gives it.
+///
+/// ```
+/// # use ingest_core::operate::MarkerPages;
+/// # use ingest_core::settings::Settings;
+/// # use ingest_memory::MemoryStore;
+/// # futures::executor::block_on(async {
+/// let store = MemoryStore::new();
+/// store.create_bucket("b");
+/// store.insert("b", "ds/t/part-0.csv", b"1".to_vec());
+/// store.insert("b", "ds/t/_SUCCESS", Vec::new());
+/// let settings = Settings::default();
+/// let mut pages = MarkerPages::new(&store, &settings, "b", "ds/");
+/// let page = pages.next_page().await.unwrap().unwrap();
+/// assert_eq!(page[0].name, "ds/t/_SUCCESS");
+/// assert!(pages.next_page().await.unwrap().is_none());
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct MarkerPages<'a> {
+    store: &'a dyn ObjectStore,
+    settings: &'a Settings,
+    bucket: &'a str,
+    prefix: &'a str,
+    /// The next page's token; `None` before the first page and after the last.
+    token: Option<String>,
+    done: bool,
+}
+
+impl<'a> MarkerPages<'a> {
+    /// The markers under `gs://bucket/prefix`, not listed yet.
+    pub fn new(
+        store: &'a dyn ObjectStore,
+        settings: &'a Settings,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> Self {
+        MarkerPages {
+            store,
+            settings,
+            bucket,
+            prefix,
+            token: None,
+            done: false,
+        }
+    }
+
+    /// The markers of the next listing page (possibly none: a page of data files), or `None`
+    /// once the listing is over.
+    ///
+    /// Errors: the store's, for this page; calling again retries it.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<ObjectEvent>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .store
+            .list(self.bucket, self.prefix, self.token.as_deref(), None)
+            .await?;
+        let mut out = Vec::new();
         for o in page.objects {
-            if classify_name(settings, EventType::Finalize, &o.name) == Trigger::Success {
-                let mut e = ObjectEvent::finalized(bucket, &o.name, o.generation);
+            if classify_name(self.settings, EventType::Finalize, &o.name) == Trigger::Success {
+                let mut e = ObjectEvent::finalized(self.bucket, &o.name, o.generation);
                 e.size = Some(o.size);
                 e.event_time = o.updated;
                 out.push(e);
             }
         }
-        match page.next_page_token {
-            Some(t) => token = Some(t),
-            None => return Ok(out),
-        }
+        self.token = page.next_page_token;
+        self.done = self.token.is_none();
+        Ok(Some(out))
     }
 }
 

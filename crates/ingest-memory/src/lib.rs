@@ -29,11 +29,13 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod forgetful;
 mod observer;
 mod store;
 mod warehouse;
 
 pub use clock::{MemoryClock, DEFAULT_START_SECONDS};
+pub use forgetful::ForgetfulWarehouse;
 pub use observer::{MemoryObserver, Observed};
 pub use store::{MemoryStore, FIRST_GENERATION};
 pub use warehouse::{MemoryWarehouse, QueryOutcome, QueryResponder};

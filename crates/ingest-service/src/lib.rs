@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod backfill;
 mod clock;
 mod failure_sink;
 pub mod logging;

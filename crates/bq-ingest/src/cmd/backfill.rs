@@ -5,15 +5,15 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use futures::stream::{self, StreamExt};
+use futures::stream::{BoxStream, StreamExt};
 use ingest_core::destination::DestinationRegex;
 use ingest_core::event::ObjectEvent;
 use ingest_core::explain::split_path;
-use ingest_core::ingest::{DryRun, Ingestor, Outcome};
-use ingest_core::operate::list_markers;
-use ingest_core::ports::JobKind;
+use ingest_core::ingest::{DryRun, Ingestor};
+use ingest_core::ports::{JobKind, StoreError};
 use ingest_core::settings::Settings;
 use ingest_pubsub::Publisher;
+use ingest_service::backfill::{drive, markers, Action, MarkerResult};
 use ingest_service::Runtime;
 use serde_json::{json, Value};
 
@@ -88,14 +88,6 @@ impl BackfillArgs {
     }
 }
 
-#[derive(Debug)]
-/// What became of one batch.
-enum BatchResult {
-    Ingested,
-    Skipped(String, String),
-    Failed(String, String),
-}
-
 /// Runs the backfill; exit status 1 if any batch failed.
 pub async fn run(args: BackfillArgs) -> ExitCode {
     let uri = args
@@ -121,33 +113,40 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ingestor = runtime.ingestor.clone();
-    let listed = list_markers(
-        runtime.store.as_ref(),
-        ingestor.settings(),
-        &bucket,
-        &prefix,
-    );
-    let markers = match listed.await {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("bq-ingest backfill: listing gs://{bucket}/{prefix}: {e}");
-            return ExitCode::FAILURE;
+    let settings = runtime.ingestor.settings();
+    let listed = markers(runtime.store.as_ref(), settings, &bucket, &prefix).boxed();
+    let code = if args.dry_run {
+        print_plans(&runtime.ingestor, listed, args.format).await
+    } else {
+        let how = Apply {
+            mode: args.mode,
+            topic: args.topic.as_deref(),
+            concurrency: args.concurrency,
+        };
+        how.run("backfill", &runtime, listed, None).await
+    };
+    match code {
+        Ok(ran) => {
+            eprintln!(
+                "{} success marker(s) under gs://{bucket}/{prefix}",
+                ran.markers
+            );
+            ran.code
         }
-    };
-    eprintln!(
-        "{} success marker(s) under gs://{bucket}/{prefix}",
-        markers.len()
-    );
-    if args.dry_run {
-        return print_plans(&ingestor, &markers, args.format).await;
+        Err((markers, e)) => {
+            eprintln!(
+                "bq-ingest backfill: listing gs://{bucket}/{prefix} failed after {markers} \
+                 marker(s): {e}"
+            );
+            ExitCode::FAILURE
+        }
     }
-    let how = Apply {
-        mode: args.mode,
-        topic: args.topic.as_deref(),
-        concurrency: args.concurrency,
-    };
-    how.run("backfill", &runtime, &markers).await
+}
+
+/// The exit code of a run, and how many markers it went through.
+pub(super) struct Ran {
+    pub(super) code: ExitCode,
+    pub(super) markers: usize,
 }
 
 /// How markers are driven through the normal path: `backfill` and `reconcile --apply`.
@@ -159,34 +158,82 @@ pub(super) struct Apply<'a> {
 
 impl Apply<'_> {
     /// Ingests or publishes every marker, then prints the report; exit status 1 if any failed.
+    /// `total` is the number of markers when known (for the progress bar).
     pub(super) async fn run(
         &self,
         command: &str,
         runtime: &Runtime,
-        markers: &[ObjectEvent],
-    ) -> ExitCode {
+        markers: BoxStream<'_, Result<ObjectEvent, StoreError>>,
+        total: Option<usize>,
+    ) -> Result<Ran, (usize, StoreError)> {
         let publisher = match publisher(self.mode, self.topic, runtime).await {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("bq-ingest {command}: {e}");
-                return ExitCode::FAILURE;
+                return Ok(Ran {
+                    code: ExitCode::FAILURE,
+                    markers: 0,
+                });
             }
         };
-        let ingestor = &runtime.ingestor;
-        let results = apply_all(
-            ingestor,
-            publisher.as_ref(),
+        let action = match &publisher {
+            Some(p) => Action::Publish(p),
+            None => Action::Local,
+        };
+        let bar = progress_bar(total);
+        let mut report = Report::default();
+        let driven = drive(
+            &runtime.ingestor,
+            &action,
             markers,
-            self.concurrency.max(1),
+            self.concurrency,
+            |event, result| {
+                report.add(event, result);
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            },
         )
         .await;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
         let verb = if publisher.is_some() {
             "published"
         } else {
             "ingested"
         };
-        report(verb, results)
+        let markers = report.markers();
+        let code = report.print(verb);
+        match driven {
+            Ok(_) => Ok(Ran { code, markers }),
+            Err(e) => Err((markers, e)),
+        }
     }
+}
+
+/// A bar over `total` markers, or a counter when the total is not known; only on a terminal.
+fn progress_bar(total: Option<usize>) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| match total {
+        Some(total) => {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        }
+        None => {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {pos} marker(s) {elapsed} ({per_sec})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        }
+    })
 }
 
 /// `gs://bucket/prefix` or `gs://bucket`.
@@ -199,33 +246,48 @@ pub(super) fn bucket_and_prefix(uri: &str) -> Option<(String, String)> {
         })
 }
 
-/// `--dry-run`: the plan of every batch; failure when any has an error.
-async fn print_plans(ingestor: &Ingestor, markers: &[ObjectEvent], format: Format) -> ExitCode {
-    let mut failed = false;
-    for event in markers {
-        match ingestor.dry_run(event).await {
-            Ok(d) => {
+/// `--dry-run`: the plan of every batch, printed as it comes in listing order (four planned at
+/// once); failure when any has an error.
+async fn print_plans(
+    ingestor: &Ingestor,
+    markers: BoxStream<'_, Result<ObjectEvent, StoreError>>,
+    format: Format,
+) -> Result<Ran, (usize, StoreError)> {
+    let (mut failed, mut planned) = (false, 0);
+    let driven = drive(ingestor, &Action::DryRun, markers, 4, |event, result| {
+        planned += 1;
+        match result {
+            MarkerResult::Planned(d) => {
                 failed |= d.error.is_some();
                 match format {
                     Format::Text => print_plan(&d),
                     Format::Json => println!("{}", plan_json(&d)),
                 }
             }
-            Err(e) => {
+            MarkerResult::Failed(e) => {
                 failed = true;
                 match format {
                     Format::Text => println!("{}\n  error: {e}", event.uri()),
                     Format::Json => {
-                        println!("{}", json!({"marker": event.uri(), "error": e.to_string()}))
+                        println!("{}", json!({"marker": event.uri(), "error": e}))
                     }
                 }
             }
+            other => println!("{}: {other:?}", event.uri()),
         }
-    }
-    if failed {
+    })
+    .await;
+    let code = if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    };
+    match driven {
+        Ok(summary) => Ok(Ran {
+            code,
+            markers: summary.markers,
+        }),
+        Err(e) => Err((planned, e)),
     }
 }
 
@@ -243,103 +305,46 @@ async fn publisher(
     Ok(Some(Publisher::new(&client, topic)))
 }
 
-/// Every marker, `concurrency` at a time: published, or ingested here; a progress bar on a
-/// terminal.
-async fn apply_all(
-    ingestor: &Ingestor,
-    publisher: Option<&Publisher>,
-    markers: &[ObjectEvent],
-    concurrency: usize,
-) -> Vec<BatchResult> {
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(markers.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+/// The counts of a run, and every skipped or failed batch.
+#[derive(Debug, Default)]
+struct Report {
+    ok: usize,
+    skipped: Vec<(String, String)>,
+    failed: Vec<(String, String)>,
+}
+
+impl Report {
+    fn add(&mut self, event: &ObjectEvent, result: MarkerResult) {
+        match result {
+            MarkerResult::Skipped(why) => self.skipped.push((event.uri(), why)),
+            MarkerResult::Failed(why) => self.failed.push((event.uri(), why)),
+            _ => self.ok += 1,
+        }
+    }
+
+    fn markers(&self) -> usize {
+        self.ok + self.skipped.len() + self.failed.len()
+    }
+
+    /// Prints the counts and every skipped or failed batch; failure when any failed.
+    fn print(&self, verb: &str) -> ExitCode {
+        println!(
+            "{verb}: {}, skipped: {}, failed: {}",
+            self.ok,
+            self.skipped.len(),
+            self.failed.len()
         );
-        bar
-    });
-    let bar_ref = bar.as_ref();
-    let results = stream::iter(markers.iter())
-        .map(|event| async move {
-            let r = match publisher {
-                Some(p) => match p.publish_object_event(event).await {
-                    Ok(_) => BatchResult::Ingested,
-                    Err(e) => BatchResult::Failed(event.uri(), e.to_string()),
-                },
-                None => local(ingestor, event).await,
-            };
-            if let Some(b) = bar_ref {
-                b.inc(1);
-            }
-            r
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    results
-}
-
-/// Prints the counts and every skipped or failed batch; failure when any failed.
-fn report(verb: &str, results: Vec<BatchResult>) -> ExitCode {
-    let (mut ok, mut skipped, mut failed) = (0, Vec::new(), Vec::new());
-    for r in results {
-        match r {
-            BatchResult::Ingested => ok += 1,
-            BatchResult::Skipped(m, why) => skipped.push((m, why)),
-            BatchResult::Failed(m, why) => failed.push((m, why)),
+        for (m, why) in &self.skipped {
+            println!("  skipped {m}: {why}");
         }
-    }
-    println!(
-        "{verb}: {ok}, skipped: {}, failed: {}",
-        skipped.len(),
-        failed.len()
-    );
-    for (m, why) in &skipped {
-        println!("  skipped {m}: {why}");
-    }
-    for (m, why) in &failed {
-        println!("  failed  {m}: {why}");
-    }
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-async fn local(ingestor: &Ingestor, event: &ObjectEvent) -> BatchResult {
-    match ingestor.dry_run(event).await {
-        Ok(d) if d.ordered => {
-            return BatchResult::Skipped(
-                event.uri(),
-                "ordered table: backfill it with --mode notifications".into(),
-            )
+        for (m, why) in &self.failed {
+            println!("  failed  {m}: {why}");
         }
-        Ok(_) => {}
-        Err(e) => return BatchResult::Failed(event.uri(), e.to_string()),
-    }
-    match ingestor.handle(event).await {
-        Ok(Outcome::Done { .. }) => BatchResult::Ingested,
-        Ok(Outcome::Ignored { reason }) => BatchResult::Skipped(event.uri(), reason),
-        Ok(Outcome::Failed { error } | Outcome::Rejected { error }) => {
-            BatchResult::Failed(event.uri(), error)
+        if self.failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
         }
-        Ok(Outcome::Running { jobs }) => BatchResult::Failed(
-            event.uri(),
-            format!(
-                "still running after WAIT_FOR_JOB_SECONDS ({}); run again to follow it",
-                jobs.iter()
-                    .map(|j| j.job_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ),
-        Ok(other) => BatchResult::Skipped(event.uri(), format!("{other:?}")),
-        Err(e) => BatchResult::Failed(event.uri(), e.to_string()),
     }
 }
 

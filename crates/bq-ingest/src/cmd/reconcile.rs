@@ -131,7 +131,17 @@ pub async fn run(args: ReconcileArgs) -> ExitCode {
         topic: args.topic.as_deref(),
         concurrency: args.concurrency,
     };
-    let code = how.run("reconcile", &runtime, &markers).await;
+    let total = markers.len();
+    let listed =
+        futures::stream::StreamExt::boxed(futures::stream::iter(markers.into_iter().map(Ok)));
+    // The markers are already listed: no error can come from the stream.
+    let code = match how.run("reconcile", &runtime, listed, Some(total)).await {
+        Ok(ran) => ran.code,
+        Err((_, e)) => {
+            eprintln!("bq-ingest reconcile: {e}");
+            ExitCode::FAILURE
+        }
+    };
     if resumed {
         code
     } else {
