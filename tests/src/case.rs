@@ -791,11 +791,61 @@ impl TestCase {
     /// Runs a one-shot `bq-ingest` command (`backfill`, `explain`, …) with the test's service
     /// environment plus `extra_env`, and returns its output (not checked).
     pub async fn run_command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        self.run_command_via(None, args, extra_env).await
+    }
+
+    /// [`TestCase::run_command`] through GNU `time`, with what the command used (`None` when
+    /// `/usr/bin/time` is not installed). `time`'s line is taken off the end of stderr.
+    pub async fn run_command_with_usage(
+        &self,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> (Output, Option<Usage>) {
+        const TIME: &str = "/usr/bin/time";
+        if !Path::new(TIME).exists() {
+            return (self.run_command(args, extra_env).await, None);
+        }
+        let mut out = self.run_command_via(Some(TIME), args, extra_env).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let Some((rest, line)) = stderr.rsplit_once(USAGE_MARK) else {
+            return (out, None);
+        };
+        let fields: Vec<f64> = line
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let usage = match fields[..] {
+            [kib, user, system] => Some(Usage {
+                peak_rss_kib: kib as u64,
+                cpu_seconds: user + system,
+            }),
+            _ => None,
+        };
+        out.stderr = rest.as_bytes().to_vec();
+        (out, usage)
+    }
+
+    async fn run_command_via(
+        &self,
+        time: Option<&'static str>,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Output {
         let env = self.merged_env(extra_env);
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let bin = binary().to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let mut command = Command::new(&bin);
+            let mut command = match time {
+                Some(time) => {
+                    let mut command = Command::new(time);
+                    command
+                        .arg("-f")
+                        .arg(format!("{USAGE_MARK}%M %U %S"))
+                        .arg(&bin);
+                    command
+                }
+                None => Command::new(&bin),
+            };
             command.args(&args).env_clear().stdin(Stdio::null());
             for key in ["PATH", "HOME", "TMPDIR", "RUST_LOG", "RUST_BACKTRACE"] {
                 if let Some(value) = std::env::var_os(key) {
@@ -819,6 +869,18 @@ impl TestCase {
         format!("service logs in {}", self.log_dir.display())
     }
 }
+
+/// What a command used, as GNU `time` reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// Peak resident set size, KiB.
+    pub peak_rss_kib: u64,
+    /// User and system CPU time, seconds.
+    pub cpu_seconds: f64,
+}
+
+/// What starts GNU `time`'s line on stderr.
+const USAGE_MARK: &str = "bq-ingest-usage=";
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()

@@ -565,3 +565,98 @@ async fn notifications_mode_goes_through_the_service() {
         service.log_tail(40)
     );
 }
+
+/// Backfill's rates on the emulators (issue 12 §3): `BACKFILL_MARKERS` one-row nation batches
+/// (default 200; `scripts/bench-backfill.sh` runs 2,000) through `--dry-run`, `--mode
+/// notifications` (to a side topic nobody reads) and `--mode local --concurrency 8`, each
+/// timed with its peak RSS. Every batch is planned, published and then loaded exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backfill_rates_on_the_emulators() {
+    use futures::StreamExt;
+    let Some(t) = TestCase::new("backfill_rates").await else {
+        return;
+    };
+    let markers: usize = std::env::var("BACKFILL_MARKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    t.create_table("nation", testdata("nation_schema.json"))
+        .await;
+    t.upload("_config/load.json", PIPE).await;
+    let uploads = futures::stream::iter(0..markers)
+        .map(|i| {
+            let t = &t;
+            async move {
+                let dir = format!("nation/b{i:05}");
+                t.upload(
+                    &format!("{dir}/part-0.csv"),
+                    format!("{i}|NATION {i}|0|x\n").into_bytes(),
+                )
+                .await;
+                t.upload(&format!("{dir}/_SUCCESS"), Vec::new()).await;
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>();
+    uploads.await;
+    // Measure once the emulator has published the uploads' notifications.
+    fresh_subscription(&t).await;
+    let (topic, _) = t.create_side_topic("backfill-rates").await;
+    let root = root(&t);
+    let mut figures = Vec::new();
+    let runs: [(&str, Vec<&str>, &str); 3] = [
+        ("--dry-run", vec!["--dry-run", "--concurrency", "8"], ""),
+        (
+            "notifications",
+            vec!["--mode", "notifications", "--topic", &topic],
+            "published",
+        ),
+        (
+            "local",
+            vec!["--mode", "local", "--concurrency", "8"],
+            "ingested",
+        ),
+    ];
+    for (name, flags, verb) in runs {
+        let mut args = vec!["backfill", root.as_str()];
+        args.extend(flags);
+        let started = Instant::now();
+        let (out, usage) = t
+            .run_command_with_usage(&args, &[("LOG_FORMAT", "text"), ("RUST_LOG", "warn")])
+            .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stdout(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{markers} success marker(s)")),
+            "{name}: {stderr}"
+        );
+        if verb.is_empty() {
+            let jobs = stdout(&out).lines().filter(|l| l.contains("job:")).count();
+            assert_eq!(jobs, markers, "{name}: a job planned per batch");
+        } else {
+            let summary = format!("{verb}: {markers}, skipped: 0, failed: 0");
+            assert!(stdout(&out).contains(&summary), "{name}: {}", stdout(&out));
+        }
+        let usage = usage.map_or("usage unknown".into(), |u| {
+            format!(
+                "{:.2} s of CPU, peak RSS {:.1} MiB",
+                u.cpu_seconds,
+                u.peak_rss_kib as f64 / 1024.0
+            )
+        });
+        figures.push(format!(
+            "{name} {:.0} markers/s ({elapsed:.1} s, {usage})",
+            markers as f64 / elapsed,
+        ));
+    }
+    assert_eq!(
+        t.count("nation").await,
+        markers as u64,
+        "each batch loaded once"
+    );
+    println!(
+        "backfill on the emulators, {markers} markers: {}",
+        figures.join("; ")
+    );
+}

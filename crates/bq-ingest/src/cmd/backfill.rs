@@ -62,7 +62,7 @@ pub struct BackfillArgs {
     /// The destination regex for this run (default: `DESTINATION_REGEX`, else the built-in one).
     #[arg(long)]
     destination_regex: Option<String>,
-    /// Batches handled at once.
+    /// Batches handled (or, with `--dry-run`, planned) at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
     /// Print the plan of each batch (destination, job ids, files, bytes) and change nothing.
@@ -116,7 +116,7 @@ pub async fn run(args: BackfillArgs) -> ExitCode {
     let settings = runtime.ingestor.settings();
     let listed = markers(runtime.store.as_ref(), settings, &bucket, &prefix).boxed();
     let code = if args.dry_run {
-        print_plans(&runtime.ingestor, listed, args.format).await
+        print_plans(&runtime.ingestor, listed, args.format, args.concurrency).await
     } else {
         let how = Apply {
             mode: args.mode,
@@ -246,36 +246,43 @@ pub(super) fn bucket_and_prefix(uri: &str) -> Option<(String, String)> {
         })
 }
 
-/// `--dry-run`: the plan of every batch, printed as it comes in listing order (four planned at
+/// `--dry-run`: the plan of every batch, printed in listing order (`concurrency` planned at
 /// once); failure when any has an error.
 async fn print_plans(
     ingestor: &Ingestor,
     markers: BoxStream<'_, Result<ObjectEvent, StoreError>>,
     format: Format,
+    concurrency: usize,
 ) -> Result<Ran, (usize, StoreError)> {
     let (mut failed, mut planned) = (false, 0);
-    let driven = drive(ingestor, &Action::DryRun, markers, 4, |event, result| {
-        planned += 1;
-        match result {
-            MarkerResult::Planned(d) => {
-                failed |= d.error.is_some();
-                match format {
-                    Format::Text => print_plan(&d),
-                    Format::Json => println!("{}", plan_json(&d)),
-                }
-            }
-            MarkerResult::Failed(e) => {
-                failed = true;
-                match format {
-                    Format::Text => println!("{}\n  error: {e}", event.uri()),
-                    Format::Json => {
-                        println!("{}", json!({"marker": event.uri(), "error": e}))
+    let driven = drive(
+        ingestor,
+        &Action::DryRun,
+        markers,
+        concurrency,
+        |event, result| {
+            planned += 1;
+            match result {
+                MarkerResult::Planned(d) => {
+                    failed |= d.error.is_some();
+                    match format {
+                        Format::Text => print_plan(&d),
+                        Format::Json => println!("{}", plan_json(&d)),
                     }
                 }
+                MarkerResult::Failed(e) => {
+                    failed = true;
+                    match format {
+                        Format::Text => println!("{}\n  error: {e}", event.uri()),
+                        Format::Json => {
+                            println!("{}", json!({"marker": event.uri(), "error": e}))
+                        }
+                    }
+                }
+                other => println!("{}: {other:?}", event.uri()),
             }
-            other => println!("{}: {other:?}", event.uri()),
-        }
-    })
+        },
+    )
     .await;
     let code = if failed {
         ExitCode::FAILURE
