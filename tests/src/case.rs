@@ -719,6 +719,21 @@ impl TestCase {
         Service::start(mode, args, env, self.next_log_path(what), port).await
     }
 
+    /// Starts `bq-ingest serve` on `127.0.0.1:<port>` with the test's environment plus
+    /// `extra_env`: one of several instances behind a [`crate::Balancer`] on the push port.
+    pub async fn spawn_serve_on(&self, port: u16, extra_env: &[(&str, &str)]) -> Service {
+        let env = self.merged_env(extra_env);
+        let args = ["serve", "--host", "127.0.0.1", "--port", &port.to_string()]
+            .map(str::to_string)
+            .to_vec();
+        Service::start(Mode::Serve, args, env, self.next_log_path("serve"), Some(port)).await
+    }
+
+    /// The port of the push subscription's endpoint ([`TestCase::with_push`]).
+    pub fn push_port(&self) -> Option<u16> {
+        self.push_port
+    }
+
     /// Starts `bq-ingest pull --subscription <subscription>` (another subscription than the
     /// test's own, e.g. on a topic the test publishes to by hand) with the test's environment
     /// plus `extra_env`.

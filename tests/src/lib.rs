@@ -50,12 +50,14 @@
 //! ```
 #![warn(missing_docs)]
 
+mod balancer;
 mod case;
 mod proxy;
 mod service;
 mod stack;
 
-pub use case::{free_port, testdata, Job, TestCase};
+pub use balancer::Balancer;
+pub use case::{free_port, testdata, Job, TestCase, Usage};
 pub use proxy::{CountingProxy, RecordedRequest};
 pub use service::{Mode, Service};
 pub use stack::{Stack, SKIP_VAR};

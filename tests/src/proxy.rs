@@ -244,7 +244,7 @@ impl Drop for CountingProxy {
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }
 
@@ -344,7 +344,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     response
 }
 
-fn error_response(status: StatusCode, message: String) -> Response {
+pub(crate) fn error_response(status: StatusCode, message: String) -> Response {
     let mut response = Response::new(Body::from(message));
     *response.status_mut() = status;
     response
