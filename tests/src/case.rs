@@ -726,7 +726,14 @@ impl TestCase {
         let args = ["serve", "--host", "127.0.0.1", "--port", &port.to_string()]
             .map(str::to_string)
             .to_vec();
-        Service::start(Mode::Serve, args, env, self.next_log_path("serve"), Some(port)).await
+        Service::start(
+            Mode::Serve,
+            args,
+            env,
+            self.next_log_path("serve"),
+            Some(port),
+        )
+        .await
     }
 
     /// The port of the push subscription's endpoint ([`TestCase::with_push`]).

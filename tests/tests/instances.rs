@@ -189,7 +189,10 @@ async fn several_instances(name: &str, front: Front, count: usize) {
         .map(|s| s.log_matching(|l| l["outcome"] == "done").len())
         .collect();
     println!("{name}: deliveries ending `done` per instance (the first one killed): {done:?}");
-    assert!(done.iter().all(|n| *n > 0), "every instance took work: {done:?}");
+    assert!(
+        done.iter().all(|n| *n > 0),
+        "every instance took work: {done:?}"
+    );
     if let Some(balancer) = &instances.balancer {
         let forwarded = balancer.forwarded();
         assert!(forwarded.iter().all(|n| *n > 0), "{forwarded:?}");
