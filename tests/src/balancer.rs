@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::Router;
 use tokio::sync::oneshot;
 
-use crate::proxy::{error_response, is_hop_by_hop};
+use crate::proxy::{error_response, is_hop_by_hop, serve_until_told};
 
 /// Listens on `127.0.0.1:<port>` and forwards each request to the next upstream in turn; an
 /// upstream that cannot be reached (not listening, killed mid-request) is skipped for the next
@@ -56,17 +56,9 @@ impl Balancer {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap_or_else(|e| panic!("balancer: cannot bind 127.0.0.1:{port}: {e}"));
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
         Balancer {
             forwarded,
-            shutdown: Some(tx),
+            shutdown: Some(serve_until_told(listener, app)),
         }
     }
 

@@ -122,21 +122,14 @@ impl CountingProxy {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("proxy: local address: {e}"));
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let shutdown = serve_until_told(listener, app);
         CountingProxy {
             addr,
             upstream,
             log,
             hangs,
             hung,
-            shutdown: Some(tx),
+            shutdown: Some(shutdown),
         }
     }
 
@@ -242,6 +235,22 @@ impl Drop for CountingProxy {
             let _ = tx.send(());
         }
     }
+}
+
+/// Serves `app` on `listener` in a task until the returned sender is used or dropped.
+pub(crate) fn serve_until_told(
+    listener: tokio::net::TcpListener,
+    app: Router,
+) -> oneshot::Sender<()> {
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    tx
 }
 
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {

@@ -1,7 +1,7 @@
 //! One batch of a million data files (issue 12, §2): `Ingestor::handle` of its success marker,
 //! timed once, with the peak resident memory of the process.
 //!
-//! The store generates the listing on the fly (`gs://acme/big/part-0000000.csv` …, 1,000 per
+//! The store ([`GeneratedStore`]) generates the listing on the fly (`gs://acme/big/part-0000000.csv` …, 1,000 per
 //! page, each file 1 MiB), so that the figure is bq-ingest's own memory and not the double's;
 //! the warehouse ([`ForgetfulWarehouse`]) finishes each job at once, counts its URIs and keeps
 //! nothing. The store counts its list calls.
@@ -10,99 +10,31 @@
 //! the time, the list calls, the jobs and the peak RSS (`VmHWM`) before and after.
 //! Targets: peak RSS under 150 MiB for 1,000,000 files; jobs and ids as `plan_load` gives them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use futures::executor::block_on;
 use ingest_core::event::ObjectEvent;
 use ingest_core::ingest::{Ingestor, Outcome};
-use ingest_core::ports::{ListPage, ObjectMeta, ObjectStore, PutMode, StoreError};
+use ingest_core::ports::ObjectMeta;
 use ingest_core::settings::Settings;
-use ingest_memory::{ForgetfulWarehouse, MemoryClock};
+use ingest_memory::{ForgetfulWarehouse, GeneratedStore, MemoryClock};
 
 const BUCKET: &str = "acme";
 const PREFIX: &str = "big/t/";
 const MARKER: &str = "big/t/_SUCCESS";
-const PAGE: usize = 1_000;
 
-/// A bucket whose only batch is `big/t/` with `files` data files, listed on the fly.
-#[derive(Debug)]
-struct GeneratedBatch {
-    files: usize,
-    lists: AtomicUsize,
-}
-
-impl GeneratedBatch {
-    /// Object `i` of the listing: the marker first (`_` sorts before `p`), then the files.
-    fn object(&self, i: usize) -> ObjectMeta {
-        let (name, size) = match i {
-            0 => (MARKER.to_string(), 0),
-            i => (format!("{PREFIX}part-{:07}.csv", i - 1), 1 << 20),
-        };
-        ObjectMeta {
-            name,
-            size,
-            generation: 1,
-            updated: None,
-        }
-    }
-}
-
-#[async_trait]
-impl ObjectStore for GeneratedBatch {
-    async fn list(
-        &self,
-        _bucket: &str,
-        prefix: &str,
-        page_token: Option<&str>,
-        max_results: Option<usize>,
-    ) -> Result<ListPage, StoreError> {
-        self.lists.fetch_add(1, Ordering::Relaxed);
-        if prefix != PREFIX {
-            return Ok(ListPage::default());
-        }
-        let start: usize = page_token.map_or(0, |t| t.parse().expect("a token we gave"));
-        let end = (start + max_results.unwrap_or(PAGE).min(PAGE)).min(self.files + 1);
-        Ok(ListPage {
-            objects: (start..end).map(|i| self.object(i)).collect(),
-            next_page_token: (end <= self.files).then(|| end.to_string()),
-        })
-    }
-
-    async fn read(&self, bucket: &str, name: &str) -> Result<(ObjectMeta, Vec<u8>), StoreError> {
-        Err(StoreError::NotFound {
-            bucket: bucket.into(),
-            name: name.into(),
-        })
-    }
-
-    async fn stat(&self, bucket: &str, name: &str) -> Result<ObjectMeta, StoreError> {
-        match name {
-            MARKER => Ok(self.object(0)),
-            _ => self.read(bucket, name).await.map(|(m, _)| m),
-        }
-    }
-
-    async fn put(
-        &self,
-        bucket: &str,
-        name: &str,
-        _: Vec<u8>,
-        _: PutMode,
-    ) -> Result<ObjectMeta, StoreError> {
-        Err(StoreError::Other {
-            bucket: bucket.into(),
-            name: name.into(),
-            message: "read-only".into(),
-        })
-    }
-
-    async fn delete(&self, bucket: &str, name: &str, _: Option<i64>) -> Result<(), StoreError> {
-        self.put(bucket, name, Vec::new(), PutMode::Overwrite)
-            .await
-            .map(|_| ())
+/// Object `i` of the batch's listing: the marker first (`_` sorts before `p`), then the files.
+fn object(i: usize) -> ObjectMeta {
+    let (name, size) = match i {
+        0 => (MARKER.to_string(), 0),
+        i => (format!("{PREFIX}part-{:07}.csv", i - 1), 1 << 20),
+    };
+    ObjectMeta {
+        name,
+        size,
+        generation: 1,
+        updated: None,
     }
 }
 
@@ -122,10 +54,12 @@ fn main() {
         .skip(1)
         .find_map(|a| a.replace('_', "").parse::<usize>().ok())
         .unwrap_or(1_000_000);
-    let store = Arc::new(GeneratedBatch {
-        files,
-        lists: AtomicUsize::new(0),
-    });
+    // The batch folder holds the marker and the files; every other prefix (the `_config/`
+    // folders) is empty.
+    let store = Arc::new(GeneratedStore::new(
+        move |prefix| if prefix == PREFIX { 0..files + 1 } else { 0..0 },
+        object,
+    ));
     let warehouse = Arc::new(ForgetfulWarehouse::default());
     let settings = Settings {
         bq_project: Some("acme-analytics".into()),
@@ -150,7 +84,7 @@ fn main() {
     println!(
         "big_batch: {files} files -> {jobs} jobs ({uris} URIs), {} list calls, {:.2} s, \
          peak RSS {before:.1} MiB before, {after:.1} MiB after",
-        store.lists.load(Ordering::Relaxed),
+        store.list_calls(),
         elapsed.as_secs_f64(),
     );
     assert_eq!(uris, files as u64, "every file in exactly one job");

@@ -555,56 +555,62 @@ pub fn plan_load(
     hint: &str,
     marker_generation: i64,
 ) -> Result<LoadPlan, PlanError> {
-    let (listing, listed, data) = plan_input(batch, files, listing)?;
-    let input = PlanInput {
-        listing: &listing,
-        listed,
-        data: &data,
-    };
-    let ids = JobIds {
-        settings,
-        project: job_project,
-        hint,
-        generation: marker_generation,
-    };
-    plan_listed_load(&ids, batch, config, &input)
+    let owned = OwnedInput::new(batch, files, listing)?;
+    let ids = JobIds::new(settings, job_project, hint, marker_generation);
+    plan_listed_load(&ids, batch, config, &owned.input())
 }
 
-/// The listing and data files given to the public planning functions as a [`PlanInput`]'s
-/// parts: data files missing from the listing are added after it, as unlisted.
-fn plan_input(
-    batch: &Batch,
-    files: &BatchFiles,
-    listing: &[ObjectMeta],
-) -> Result<(Listing, usize, Vec<usize>), PlanError> {
-    let mut all = Listing::from_objects(&batch.batch_prefix, listing);
-    let listed = all.len();
-    let mut data = Vec::with_capacity(files.data.len());
-    for file in &files.data {
-        if !file.name.starts_with(batch.batch_prefix.as_str()) {
-            return Err(PlanError::Invalid {
-                bucket: batch.bucket.clone(),
-                marker: batch.marker.clone(),
-                message: format!(
-                    "gs://{}/{} is not under the batch's folder {:?}",
-                    batch.bucket, file.name, batch.batch_prefix
-                ),
-            });
-        }
-        match all.find(&file.name).filter(|&i| i < listed) {
-            Some(i) => data.push(i),
-            None => {
-                all.push(ObjectMeta {
-                    name: file.name.clone(),
-                    size: file.size,
-                    generation: 0,
-                    updated: None,
+/// The listing and data files given to the public planning functions, as a [`PlanInput`]
+/// owns them: data files missing from the listing are added after it, as unlisted.
+struct OwnedInput {
+    listing: Listing,
+    listed: usize,
+    data: Vec<usize>,
+}
+
+impl OwnedInput {
+    fn new(batch: &Batch, files: &BatchFiles, listing: &[ObjectMeta]) -> Result<Self, PlanError> {
+        let mut all = Listing::from_objects(&batch.batch_prefix, listing);
+        let listed = all.len();
+        let mut data = Vec::with_capacity(files.data.len());
+        for file in &files.data {
+            if !file.name.starts_with(batch.batch_prefix.as_str()) {
+                return Err(PlanError::Invalid {
+                    bucket: batch.bucket.clone(),
+                    marker: batch.marker.clone(),
+                    message: format!(
+                        "gs://{}/{} is not under the batch's folder {:?}",
+                        batch.bucket, file.name, batch.batch_prefix
+                    ),
                 });
-                data.push(all.len() - 1);
+            }
+            match all.find(&file.name).filter(|&i| i < listed) {
+                Some(i) => data.push(i),
+                None => {
+                    all.push(ObjectMeta {
+                        name: file.name.clone(),
+                        size: file.size,
+                        generation: 0,
+                        updated: None,
+                    });
+                    data.push(all.len() - 1);
+                }
             }
         }
+        Ok(OwnedInput {
+            listing: all,
+            listed,
+            data,
+        })
     }
-    Ok((all, listed, data))
+
+    fn input(&self) -> PlanInput<'_> {
+        PlanInput {
+            listing: &self.listing,
+            listed: self.listed,
+            data: &self.data,
+        }
+    }
 }
 
 /// What a plan is made from: the batch's listing and the data files to load, as indices into
@@ -712,19 +718,9 @@ pub fn plan_partitioned_load(
     hint: &str,
     marker_generation: i64,
 ) -> Result<LoadPlan, PlanError> {
-    let (listing, listed, data) = plan_input(batch, files, listing)?;
-    let input = PlanInput {
-        listing: &listing,
-        listed,
-        data: &data,
-    };
-    let ids = JobIds {
-        settings,
-        project: job_project,
-        hint,
-        generation: marker_generation,
-    };
-    plan_listed_partitioned_load(&ids, batch, config, &input, granularity)
+    let owned = OwnedInput::new(batch, files, listing)?;
+    let ids = JobIds::new(settings, job_project, hint, marker_generation);
+    plan_listed_partitioned_load(&ids, batch, config, &owned.input(), granularity)
 }
 
 /// [`plan_partitioned_load`] over a [`PlanInput`].
@@ -824,6 +820,23 @@ pub(crate) struct JobIds<'a> {
     pub(crate) project: &'a str,
     pub(crate) hint: &'a str,
     pub(crate) generation: i64,
+}
+
+impl<'a> JobIds<'a> {
+    /// The ids of the jobs of the marker at `generation`, run in `project`.
+    pub(crate) fn new(
+        settings: &'a Settings,
+        project: &'a str,
+        hint: &'a str,
+        generation: i64,
+    ) -> Self {
+        JobIds {
+            settings,
+            project,
+            hint,
+            generation,
+        }
+    }
 }
 
 /// One load job to be: its destination, its index within that destination's parts, its files

@@ -483,12 +483,7 @@ fn rest_plan(
         return Ok(None);
     }
     let hint = format!("{}_rest", run.hint);
-    let ids = JobIds {
-        settings: ctx.settings,
-        project: run.project,
-        hint: &hint,
-        generation: run.generation,
-    };
+    let ids = JobIds::new(ctx.settings, run.project, &hint, run.generation);
     let input = PlanInput {
         listing,
         listed: listing.len(),

@@ -30,12 +30,14 @@
 
 mod clock;
 mod forgetful;
+mod generated;
 mod observer;
 mod store;
 mod warehouse;
 
 pub use clock::{MemoryClock, DEFAULT_START_SECONDS};
 pub use forgetful::ForgetfulWarehouse;
+pub use generated::GeneratedStore;
 pub use observer::{MemoryObserver, Observed};
 pub use store::{MemoryStore, FIRST_GENERATION};
 pub use warehouse::{MemoryWarehouse, QueryOutcome, QueryResponder};

@@ -1,7 +1,7 @@
 //! `backfill` of 100,000 success markers (issue 12, §3): [`drive`] over the markers of a
 //! generated bucket, `--dry-run` and `local`, with the peak resident memory of each run.
 //!
-//! The store generates its listing on the fly (`ds/t/b0000000/_SUCCESS` and `…/part-0.csv` per
+//! The store ([`GeneratedStore`]) generates its listing on the fly (`ds/t/b0000000/_SUCCESS` and `…/part-0.csv` per
 //! batch, 1,000 objects per page), and the warehouse ([`ForgetfulWarehouse`]) finishes each job
 //! at once and keeps nothing, so that the figures are the backfill's own: listing the bucket
 //! page by page, and for each marker what `bq-ingest backfill` does (four `_config/` and batch
@@ -11,119 +11,56 @@
 //! Run: `cargo bench -p ingest-service --bench backfill` (`-- 10000` for another count).
 //! Target: ≥ 5,000 markers/s for `--dry-run`, and memory independent of the marker count.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use futures::executor::block_on;
 use futures::StreamExt;
 use ingest_core::ingest::Ingestor;
-use ingest_core::ports::{ListPage, ObjectMeta, ObjectStore, PutMode, StoreError};
+use ingest_core::ports::ObjectMeta;
 use ingest_core::settings::Settings;
-use ingest_memory::{ForgetfulWarehouse, MemoryClock};
+use ingest_memory::{ForgetfulWarehouse, GeneratedStore, MemoryClock};
 use ingest_service::backfill::{drive, markers, Action, MarkerResult};
 
 const BUCKET: &str = "acme";
 const TABLE: &str = "ds/t/";
-const PAGE: usize = 1_000;
 const CONCURRENCY: usize = 8;
 
-/// A bucket of `batches` batches under `ds/t/`, each a marker and one data file.
-#[derive(Debug)]
-struct GeneratedBatches {
-    batches: usize,
-    lists: AtomicUsize,
+fn batch_prefix(i: usize) -> String {
+    format!("{TABLE}b{i:07}/")
 }
 
-impl GeneratedBatches {
-    fn batch_prefix(i: usize) -> String {
-        format!("{TABLE}b{i:07}/")
-    }
-
-    /// Object `k` of the bucket's listing: batch `k / 2`'s marker (`_` sorts before `p`), then
-    /// its data file.
-    fn object(k: usize) -> ObjectMeta {
-        let prefix = Self::batch_prefix(k / 2);
-        let (name, size) = match k % 2 {
-            0 => (format!("{prefix}_SUCCESS"), 0),
-            _ => (format!("{prefix}part-0.csv"), 1_024),
-        };
-        ObjectMeta {
-            name,
-            size,
-            generation: 1,
-            updated: None,
-        }
-    }
-
-    /// The range of objects under `prefix`: everything for a prefix of `ds/t/`, one batch's
-    /// two for its folder, nothing else (the `_config/` folders are empty).
-    fn range(&self, prefix: &str) -> std::ops::Range<usize> {
-        if TABLE.starts_with(prefix) {
-            return 0..2 * self.batches;
-        }
-        let batch = prefix
-            .strip_prefix(TABLE)
-            .and_then(|p| p.strip_prefix('b'))
-            .and_then(|p| p.strip_suffix('/'))
-            .and_then(|p| p.parse::<usize>().ok())
-            .filter(|&i| i < self.batches && Self::batch_prefix(i) == prefix);
-        match batch {
-            Some(i) => 2 * i..2 * i + 2,
-            None => 0..0,
-        }
+/// Object `k` of the bucket's listing: batch `k / 2`'s marker (`_` sorts before `p`), then its
+/// data file.
+fn object(k: usize) -> ObjectMeta {
+    let prefix = batch_prefix(k / 2);
+    let (name, size) = match k % 2 {
+        0 => (format!("{prefix}_SUCCESS"), 0),
+        _ => (format!("{prefix}part-0.csv"), 1_024),
+    };
+    ObjectMeta {
+        name,
+        size,
+        generation: 1,
+        updated: None,
     }
 }
 
-#[async_trait]
-impl ObjectStore for GeneratedBatches {
-    async fn list(
-        &self,
-        _bucket: &str,
-        prefix: &str,
-        page_token: Option<&str>,
-        max_results: Option<usize>,
-    ) -> Result<ListPage, StoreError> {
-        self.lists.fetch_add(1, Ordering::Relaxed);
-        let range = self.range(prefix);
-        let start = page_token.map_or(range.start, |t| t.parse().expect("a token we gave"));
-        let end = (start + max_results.unwrap_or(PAGE).min(PAGE)).min(range.end);
-        Ok(ListPage {
-            objects: (start..end).map(Self::object).collect(),
-            next_page_token: (end < range.end).then(|| end.to_string()),
-        })
+/// The objects under `prefix` in a bucket of `batches` batches: everything for a prefix of
+/// `ds/t/`, one batch's two for its folder, nothing else (the `_config/` folders are empty).
+fn range(batches: usize, prefix: &str) -> std::ops::Range<usize> {
+    if TABLE.starts_with(prefix) {
+        return 0..2 * batches;
     }
-
-    async fn read(&self, bucket: &str, name: &str) -> Result<(ObjectMeta, Vec<u8>), StoreError> {
-        Err(StoreError::NotFound {
-            bucket: bucket.into(),
-            name: name.into(),
-        })
-    }
-
-    async fn stat(&self, bucket: &str, name: &str) -> Result<ObjectMeta, StoreError> {
-        self.read(bucket, name).await.map(|(meta, _)| meta)
-    }
-
-    async fn put(
-        &self,
-        bucket: &str,
-        name: &str,
-        _: Vec<u8>,
-        _: PutMode,
-    ) -> Result<ObjectMeta, StoreError> {
-        Err(StoreError::Other {
-            bucket: bucket.into(),
-            name: name.into(),
-            message: "read-only".into(),
-        })
-    }
-
-    async fn delete(&self, bucket: &str, name: &str, _: Option<i64>) -> Result<(), StoreError> {
-        self.put(bucket, name, Vec::new(), PutMode::Overwrite)
-            .await
-            .map(|_| ())
+    let batch = prefix
+        .strip_prefix(TABLE)
+        .and_then(|p| p.strip_prefix('b'))
+        .and_then(|p| p.strip_suffix('/'))
+        .and_then(|p| p.parse::<usize>().ok())
+        .filter(|&i| i < batches && batch_prefix(i) == prefix);
+    match batch {
+        Some(i) => 2 * i..2 * i + 2,
+        None => 0..0,
     }
 }
 
@@ -151,10 +88,10 @@ enum Listing {
 }
 
 fn run(action: &Action<'_>, name: &str, batches: usize, how: Listing) {
-    let store = Arc::new(GeneratedBatches {
-        batches,
-        lists: AtomicUsize::new(0),
-    });
+    let store = Arc::new(GeneratedStore::new(
+        move |prefix| range(batches, prefix),
+        object,
+    ));
     let warehouse = Arc::new(ForgetfulWarehouse::default());
     let settings = Settings {
         bq_project: Some("acme-analytics".into()),
@@ -201,7 +138,7 @@ fn run(action: &Action<'_>, name: &str, batches: usize, how: Listing) {
         "backfill {name}: {batches} markers in {elapsed:.2} s = {:.0} markers/s, {} list \
          calls, {} jobs, peak RSS {:.1} MiB (from {before:.1} MiB)",
         batches as f64 / elapsed,
-        store.lists.load(Ordering::Relaxed),
+        store.list_calls(),
         warehouse.submits(),
         peak_rss_mib(),
     );

@@ -397,12 +397,7 @@ pub(crate) fn plan_batch(
     hint: &str,
     generation: i64,
 ) -> Result<LoadPlan, Fatal> {
-    let ids = JobIds {
-        settings,
-        project,
-        hint,
-        generation,
-    };
+    let ids = JobIds::new(settings, project, hint, generation);
     let input = PlanInput::of(&prepared.listing, &prepared.selection);
     let planned = if let Some(granularity) = prepared.file_partitions {
         plan_listed_partitioned_load(&ids, &prepared.batch, &prepared.config, &input, granularity)

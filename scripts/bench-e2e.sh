@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs one end-to-end test as a benchmark: on its own isolated emulator stack
+# (target/dev-stack-bench-<test file>, a fresh bucket), stopped on exit, with the release binary,
+# and prints the lines of its output that carry the figures. The scripts bench-backfill.sh and
+# bench-many-tables.sh call it; their environment variables reach the test.
+#
+#   scripts/bench-e2e.sh <test file> <test name> <what the figures' lines contain>
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+file="$1" test="$2" figures="$3"
+export DEV_STACK_DIR="${DEV_STACK_DIR:-$repo/target/dev-stack-bench-$file}"
+
+scripts/dev-stack.sh install
+trap 'scripts/dev-stack.sh down >/dev/null 2>&1 || true' EXIT
+scripts/dev-stack.sh up >/dev/null
+# shellcheck disable=SC1091
+. "$DEV_STACK_DIR/env"
+
+cargo build --release -p bq-ingest --quiet
+export BQ_INGEST_BIN="$repo/target/release/bq-ingest"
+out="$(cargo test -q -p bq-ingest-e2e --test "$file" -- --nocapture --exact "$test" 2>&1)" || {
+  printf '%s\n' "$out" | tail -n 40 >&2
+  exit 1
+}
+printf '%s\n' "$out" | grep -F "$figures"
