@@ -14,7 +14,8 @@ use crate::ports::ObjectMeta;
 /// lists), with their names relative to the prefix.
 ///
 /// Objects whose name does not start with the prefix (a store that breaks its contract, or a
-/// caller's own list) are kept apart, whole: see [`Listing::outside`].
+/// caller's own list) are kept apart, whole: see [`Listing::outside`]. Times are kept to the
+/// microsecond, GCS's precision.
 ///
 /// ```
 /// use ingest_core::listing::Listing;
