@@ -193,10 +193,15 @@ async fn several_instances(name: &str, front: Front, count: usize) {
                 .len()
         })
         .collect();
-    println!("{name}: marker deliveries per instance (the first one killed): {handled:?}");
+    println!(
+        "{name}: marker deliveries per instance (the first one killed, then any that joined \
+         after it): {handled:?}"
+    );
+    // The instances that ran from the start shared the work. One that joined after the kill
+    // may find nothing left to pull (seen with four pulls), which is not a fault.
     assert!(
-        handled.iter().all(|n| *n > 0),
-        "every instance took work: {handled:?}"
+        handled[..count].iter().all(|n| *n > 0),
+        "every instance that ran from the start took work: {handled:?}"
     );
     if let Some(balancer) = &instances.balancer {
         let forwarded = balancer.forwarded();

@@ -145,7 +145,17 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 
+/// `WHOLE_PATH_ONCE=markers|mixed` handles one fresh bucket's stream once, without criterion:
+/// run it under `valgrind --tool=callgrind --toggle-collect='*handle_all*'` for the
+/// instructions of the path alone (`scripts/bench-whole-path-instructions.sh`).
 fn main() {
+    if let Ok(which) = std::env::var("WHOLE_PATH_ONCE") {
+        let input = fresh(which == "markers");
+        let events = input.1.len();
+        let _ = handle_all(input);
+        println!("{which}: handled {events} events, {BATCHES} markers");
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole path's cost in CPU instructions, counted by callgrind inside `handle_all` only (the
+# bucket's set-up and drop are outside): repeatable whatever else the machine runs. Prints
+# instructions per marker (markers-only stream) and per event (the 90 % / 10 % stream), and
+# with `--annotate` the functions that cost most, inclusive. Needs valgrind (Debian).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+cargo bench -p ingest-core --bench whole_path --no-run 2>&1 | tail -n 1
+bin=$(cargo bench -p ingest-core --bench whole_path --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="whole_path" and m.get("executable"): print(m["executable"])')
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+for which in markers mixed; do
+  WHOLE_PATH_ONCE=$which valgrind --tool=callgrind --toggle-collect='*handle_all*' \
+    --callgrind-out-file="$work/$which.out" "$bin" >"$work/$which.log" 2>&1
+  total=$(grep -m1 '^summary:' "$work/$which.out" | awk '{print $2}')
+  events=$(sed -n "s/^$which: handled \([0-9]*\) events.*/\1/p" "$work/$which.log")
+  echo "$which: $(( total / events )) instructions per event ($events events, $total in all)"
+  if [ "${1:-}" = "--annotate" ]; then
+    callgrind_annotate --inclusive=yes "$work/$which.out" 2>/dev/null | sed -n '1,60p' | cut -c1-200
+  fi
+done
