@@ -5,13 +5,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-cargo bench -p ingest-core --bench routing --no-run 2>&1 | tail -n 1
-bin=$(cargo bench -p ingest-core --bench routing --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="routing" and m.get("executable"): print(m["executable"])')
+. scripts/callgrind-bench.sh
+bin=$(bench_binary routing)
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 count() { # which -> total instructions
   ROUTING_ONCE=$1 valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" "$bin" >"$work/$1.log" 2>&1

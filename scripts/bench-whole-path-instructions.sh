@@ -6,13 +6,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-cargo bench -p ingest-core --bench whole_path --no-run 2>&1 | tail -n 1
-bin=$(cargo bench -p ingest-core --bench whole_path --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="whole_path" and m.get("executable"): print(m["executable"])')
+. scripts/callgrind-bench.sh
+bin=$(bench_binary whole_path)
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 for which in markers mixed; do
   WHOLE_PATH_ONCE=$which valgrind --tool=callgrind --toggle-collect='*handle_all*' \
