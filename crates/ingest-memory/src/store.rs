@@ -168,10 +168,12 @@ impl MemoryStore {
     /// The names of every object of `bucket`, in lexicographic order (empty for a missing
     /// bucket).
     pub fn names(&self, bucket: &str) -> Vec<String> {
-        self.lock()
-            .in_bucket(bucket, "")
-            .map(|(name, _)| name.clone())
-            .collect()
+        let state = self.lock();
+        state
+            .buckets
+            .get(bucket)
+            .map(|objects| under(objects, "").map(|(name, _)| name.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The content of an object, when it exists.
@@ -196,10 +198,9 @@ impl MemoryStore {
         prefix: &str,
     ) -> Option<Vec<(String, Arc<Vec<u8>>)>> {
         let state = self.lock();
-        state.buckets.get(bucket)?;
+        let objects = state.buckets.get(bucket)?;
         Some(
-            state
-                .in_bucket(bucket, prefix)
+            under(objects, prefix)
                 .map(|(name, object)| (name.clone(), object.content.clone()))
                 .collect(),
         )
@@ -218,30 +219,12 @@ impl MemoryStore {
 }
 
 impl StoreState {
-    fn in_bucket<'a>(
-        &'a self,
-        bucket: &'a str,
-        prefix: &'a str,
-    ) -> impl Iterator<Item = (&'a String, &'a StoredObject)> + 'a {
-        self.buckets
-            .get(bucket)
-            .into_iter()
-            .flat_map(move |objects| {
-                objects
-                    .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-                    .take_while(move |(name, _)| name.starts_with(prefix))
-            })
-    }
-
     fn get(&self, bucket: &str, name: &str) -> Option<&StoredObject> {
         self.buckets.get(bucket)?.get(name)
     }
 
     fn bucket_mut(&mut self, bucket: &str) -> &mut Bucket {
-        if !self.buckets.contains_key(bucket) {
-            self.buckets.insert(bucket.to_string(), Bucket::new());
-        }
-        self.buckets.get_mut(bucket).expect("just inserted")
+        self.buckets.entry(bucket.to_string()).or_default()
     }
 
     fn write(&mut self, bucket: &str, name: &str, content: Vec<u8>) -> ObjectMeta {
@@ -269,6 +252,16 @@ impl StoreState {
             .get(name)
             .ok_or_else(|| not_found(bucket, name))
     }
+}
+
+/// The objects of one bucket whose names start with `prefix`, in name order.
+fn under<'a>(
+    objects: &'a Bucket,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a StoredObject)> + 'a {
+    objects
+        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        .take_while(move |(name, _)| name.starts_with(prefix))
 }
 
 fn not_found(bucket: &str, name: &str) -> StoreError {
