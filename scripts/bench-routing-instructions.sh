@@ -2,12 +2,8 @@
 # Routing cost in CPU instructions per event, counted by callgrind: repeatable whatever else
 # the machine runs (criterion's wall times on a shared 2-core machine vary by ±20 %).
 # Prints instructions per no-op event and per success marker. Needs valgrind (Debian).
-set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
-. scripts/callgrind-bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/callgrind-bench.sh"
 bin=$(bench_binary routing)
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 count() { # which -> total instructions
   ROUTING_ONCE=$1 valgrind --tool=callgrind --callgrind-out-file="$work/$1.out" "$bin" >"$work/$1.log" 2>&1
   grep -m1 '^summary:' "$work/$1.out" | awk '{print $2}'

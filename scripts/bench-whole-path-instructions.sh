@@ -3,12 +3,8 @@
 # bucket's set-up and drop are outside): repeatable whatever else the machine runs. Prints
 # instructions per marker (markers-only stream) and per event (the 90 % / 10 % stream), and
 # with `--annotate` the functions that cost most, inclusive. Needs valgrind (Debian).
-set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
-. scripts/callgrind-bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/callgrind-bench.sh"
 bin=$(bench_binary whole_path)
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 for which in markers mixed; do
   WHOLE_PATH_ONCE=$which valgrind --tool=callgrind --toggle-collect='*handle_all*' \
     --callgrind-out-file="$work/$which.out" "$bin" >"$work/$which.log" 2>&1
