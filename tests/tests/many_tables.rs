@@ -14,6 +14,8 @@ use bq_ingest_e2e::{testdata, Mode, Service, TestCase};
 use futures::StreamExt;
 use ingest_core::ports::{ObjectStore, StoreError};
 
+/// How long each wait may take at least; larger runs get two seconds per batch (the emulator
+/// loads about 1.3 batches a second).
 const TIMEOUT: Duration = Duration::from_secs(900);
 const ORDERED_BATCHES: usize = 3;
 /// The ordered table whose second batch does not fit its schema.
@@ -28,12 +30,13 @@ fn count_from_env(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn wait_until<F, Fut>(what: &str, service: &Service, mut check: F)
+async fn wait_until<F, Fut>(what: &str, batches: usize, service: &Service, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + TIMEOUT;
+    let timeout = TIMEOUT.max(Duration::from_secs(2 * batches as u64));
+    let deadline = Instant::now() + timeout;
     while !check().await {
         assert!(
             Instant::now() < deadline,
@@ -148,32 +151,40 @@ async fn many_tables_at_once_load_exactly_once() {
         t.upload(&format!("{table}/b/_SUCCESS"), Vec::new()).await;
     })
     .await;
-    wait_until("every unordered table loaded", &service, || async {
-        service.log_matching(|l| l["outcome"] == "done").len() >= unordered.len()
-    })
+    wait_until(
+        "every unordered table loaded",
+        unordered.len(),
+        &service,
+        || async { service.log_matching(|l| l["outcome"] == "done").len() >= unordered.len() },
+    )
     .await;
     let unordered_elapsed = started.elapsed();
 
     // Release every ordered table's history at the same moment.
-    wait_until("every ordered backlog complete", &service, || async {
-        let mut complete = 0;
-        for table in &ordered {
-            let items = t
-                .stack
-                .store
-                .list(
-                    t.bucket(),
-                    &t.object(&format!("{table}/_backlog/")),
-                    None,
-                    None,
-                )
-                .await
-                .map(|p| p.objects.len())
-                .unwrap_or(0);
-            complete += usize::from(items == ORDERED_BATCHES);
-        }
-        complete == ordered.len()
-    })
+    wait_until(
+        "every ordered backlog complete",
+        ordered.len() * ORDERED_BATCHES,
+        &service,
+        || async {
+            let mut complete = 0;
+            for table in &ordered {
+                let items = t
+                    .stack
+                    .store
+                    .list(
+                        t.bucket(),
+                        &t.object(&format!("{table}/_backlog/")),
+                        None,
+                        None,
+                    )
+                    .await
+                    .map(|p| p.objects.len())
+                    .unwrap_or(0);
+                complete += usize::from(items == ORDERED_BATCHES);
+            }
+            complete == ordered.len()
+        },
+    )
     .await;
     let released = Instant::now();
     each(&ordered, |table| async move {
@@ -181,16 +192,21 @@ async fn many_tables_at_once_load_exactly_once() {
     })
     .await;
     let healthy: Vec<&String> = ordered.iter().filter(|t| *t != BROKEN).collect();
-    wait_until("every healthy ordered table drained", &service, || async {
-        let mut drained = 0;
-        for table in &healthy {
-            drained += usize::from(
-                !exists(t, &format!("{table}/_bqlock")).await
-                    && !exists(t, &format!("{table}/_BACKFILL")).await,
-            );
-        }
-        drained == healthy.len()
-    })
+    wait_until(
+        "every healthy ordered table drained",
+        ordered.len() * ORDERED_BATCHES,
+        &service,
+        || async {
+            let mut drained = 0;
+            for table in &healthy {
+                drained += usize::from(
+                    !exists(t, &format!("{table}/_bqlock")).await
+                        && !exists(t, &format!("{table}/_BACKFILL")).await,
+                );
+            }
+            drained == healthy.len()
+        },
+    )
     .await;
     let ordered_elapsed = released.elapsed();
     service

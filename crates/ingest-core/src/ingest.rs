@@ -27,7 +27,7 @@ use crate::destination::Batch;
 use crate::event::ObjectEvent;
 use crate::pipeline::jobs::{InFlight, MarkerJobs};
 use crate::pipeline::prepare::{
-    invalid_destination, job_hint, job_project, plan_batch, prepare_batch, ConfigCache,
+    job_hint, job_project, plan_batch, prepare_batch, prepare_batch_from, ConfigCache, PathBatch,
 };
 use crate::pipeline::{chrono_duration, record, warehouse_error, Context, Fatal, Ports, Step};
 use crate::plan::{job_id, LoadPlan};
@@ -237,13 +237,14 @@ impl Ingestor {
             Ok(p) => p,
             Err(f) => return record::fail(ctx, event, None, None, f).await,
         };
-        if let Some(error) = invalid_destination(&self.settings, event) {
+        let path = PathBatch::read(&self.settings, event);
+        if let Some(error) = path.invalid() {
             tracing::error!(object = %event.uri(), error = %error, "{error}");
             return Ok(Outcome::Rejected { error });
         }
         // `handle_until` looked the generation up when the notification had none.
         let generation = event.generation.unwrap_or_default();
-        let hint = job_hint(&self.settings, &event.bucket, &event.name);
+        let hint = path.job_hint(&self.settings, event);
         let marker = self.marker_jobs(event, &project, &hint, generation);
         let run = BatchRun {
             event,
@@ -268,7 +269,8 @@ impl Ingestor {
             let statuses = existing.into_iter().map(|(_, s)| s).collect();
             return crate::unordered::follow_batch(ctx, run, None, statuses, None).await;
         }
-        let prepared = match prepare_batch(ctx, event).await? {
+        let prepared = match prepare_batch_from(ctx, event, path.into_batch(&self.settings)).await?
+        {
             Step::Ok(p) => p,
             Step::Fatal(f) => return record::fail(ctx, event, None, Some(generation), f).await,
         };

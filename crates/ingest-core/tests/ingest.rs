@@ -264,6 +264,43 @@ fn load_json_of_parent_and_of_the_batch_itself_both_apply() {
     }
 }
 
+/// The destination of the one job `event`'s batch loaded.
+fn loaded_into(e: &Env, event: &ObjectEvent) -> TableRef {
+    let outcome = e.handle(event).unwrap();
+    assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+    match &e.warehouse.submitted().last().expect("a job").kind {
+        JobKind::Load { destination, .. } => destination.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_configured_destination_table_or_regex_wins_over_the_path() {
+    let e = env();
+    assert_eq!(
+        loaded_into(&e, &e.batch("ds/t/b0", &[("a.csv", "1|x\n")])),
+        table("ds", "t")
+    );
+    e.store.put_str(
+        B,
+        "ds/t/b1/_config/load.json",
+        r#"{"destinationTable": {"datasetId": "other", "tableId": "elsewhere"}}"#,
+    );
+    assert_eq!(
+        loaded_into(&e, &e.batch("ds/t/b1", &[("a.csv", "1|x\n")])),
+        table("other", "elsewhere")
+    );
+    e.store.put_str(
+        B,
+        "ds/t/b2/_config/load.json",
+        r#"{"destinationRegex": "^(?P<table>[^/]+)/(?P<dataset>[^/]+)/"}"#,
+    );
+    assert_eq!(
+        loaded_into(&e, &e.batch("ds/t/b2", &[("a.csv", "1|x\n")])),
+        table("t", "ds")
+    );
+}
+
 #[test]
 fn write_truncate_replaces_and_write_append_adds() {
     let e = env();

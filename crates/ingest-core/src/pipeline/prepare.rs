@@ -93,34 +93,74 @@ fn path_destination(
     )
 }
 
-/// Why a marker can never be a batch, when its path, read with `DESTINATION_REGEX`, names an
-/// invalid project, dataset, table or partition: no config, listing, job or row can make that
-/// path a valid destination. (A path the regex does not match, or matches without a dataset or
-/// table, is not judged here: a `_config/load.json` `destinationTable` may supply them.)
-pub(crate) fn invalid_destination(settings: &Settings, event: &ObjectEvent) -> Option<String> {
-    match path_destination(settings, &event.bucket, &event.name, true) {
-        Err(e @ DestinationError::Invalid { .. }) => Some(format!(
-            "{e}; rejected before any request (nothing was read or recorded)"
-        )),
-        _ => None,
+/// A marker's path read once with `DESTINATION_REGEX` alone (no config, `TIMESTAMP_REGEX`
+/// applied), with a placeholder project when none is configured: what the handler needs before
+/// anything is read (whether the path can ever be a batch, the job ids' readable part), and —
+/// when no config can change it — the batch itself, so that the regex runs once per marker.
+#[derive(Debug)]
+pub(crate) struct PathBatch(Result<Batch, DestinationError>);
+
+impl PathBatch {
+    /// Reads `event`'s path.
+    pub(crate) fn read(settings: &Settings, event: &ObjectEvent) -> Self {
+        PathBatch(path_destination(settings, &event.bucket, &event.name, true))
+    }
+
+    /// Why the marker can never be a batch, when its path names an invalid project, dataset,
+    /// table, partition or timestamp: no config, listing, job or row can make that path a valid
+    /// destination. (A path the regex does not match, or matches without a dataset or table, is
+    /// not judged here: a `_config/load.json` `destinationTable` may supply them.)
+    pub(crate) fn invalid(&self) -> Option<String> {
+        match &self.0 {
+            Err(e @ DestinationError::Invalid { .. }) => Some(format!(
+                "{e}; rejected before any request (nothing was read or recorded)"
+            )),
+            _ => None,
+        }
+    }
+
+    /// The readable part of the batch's job ids: what [`job_hint`] gives, without reading the
+    /// path again unless its timestamp was what failed.
+    pub(crate) fn job_hint(&self, settings: &Settings, event: &ObjectEvent) -> String {
+        match &self.0 {
+            Ok(b) => hint_of(b),
+            Err(DestinationError::Invalid { what, .. }) if *what == TIMESTAMP => {
+                job_hint(settings, &event.bucket, &event.name)
+            }
+            Err(_) => marker_dir(&event.name),
+        }
+    }
+
+    /// The batch, for [`prepare_batch_from`]: `None` when the path does not resolve, or when a
+    /// configured `BQ_STORAGE_PROJECT` is missing and the placeholder stands in for it.
+    pub(crate) fn into_batch(self, settings: &Settings) -> Option<Batch> {
+        settings.storage_project().and(self.0.ok())
     }
 }
+
+/// [`DestinationError::Invalid`]'s `what` for the batch timestamp.
+const TIMESTAMP: &str = "timestamp";
 
 /// The readable part of the batch's job ids: from the path with `DESTINATION_REGEX` (no
 /// config needed, so a duplicate can be recognised before anything is listed), else the
 /// marker's directory.
 pub(crate) fn job_hint(settings: &Settings, bucket: &str, marker: &str) -> String {
     match path_destination(settings, bucket, marker, false) {
-        Ok(b) => job_id_hint(
-            &b.destination.dataset,
-            &b.destination.table,
-            b.destination.partition.as_deref(),
-        ),
-        Err(_) => marker
-            .rsplit_once('/')
-            .map(|(dir, _)| dir.to_string())
-            .unwrap_or_default(),
+        Ok(b) => hint_of(&b),
+        Err(_) => marker_dir(marker),
     }
+}
+
+fn hint_of(batch: &Batch) -> String {
+    let table = &batch.destination;
+    job_id_hint(&table.dataset, &table.table, table.partition.as_deref())
+}
+
+fn marker_dir(marker: &str) -> String {
+    marker
+        .rsplit_once('/')
+        .map(|(dir, _)| dir.to_string())
+        .unwrap_or_default()
 }
 
 /// Lists and merges the `_config/` folders on the way to the batch, derives the destination
@@ -128,6 +168,17 @@ pub(crate) fn job_hint(settings: &Settings, bucket: &str, marker: &str) -> Strin
 pub(crate) async fn prepare_batch(
     ctx: Context<'_>,
     event: &ObjectEvent,
+) -> Result<Step<PreparedBatch>, IngestError> {
+    prepare_batch_from(ctx, event, None).await
+}
+
+/// [`prepare_batch`], given the batch its path resolves to without config
+/// ([`PathBatch::into_batch`]): used as the destination unless the merged config names its
+/// own `destinationRegex` or `destinationTable`.
+pub(crate) async fn prepare_batch_from(
+    ctx: Context<'_>,
+    event: &ObjectEvent,
+    path_batch: Option<Batch>,
 ) -> Result<Step<PreparedBatch>, IngestError> {
     let batch_prefix = match event.name.rsplit_once('/') {
         Some((dir, _)) => format!("{dir}/"),
@@ -162,7 +213,7 @@ pub(crate) async fn prepare_batch(
         Step::Ok(d) => dirs.push(d),
         Step::Fatal(f) => return Ok(Step::Fatal(f)),
     }
-    let mut prepared = match resolve(ctx.settings, event, &dirs, listing) {
+    let mut prepared = match resolve(ctx.settings, event, &dirs, listing, path_batch) {
         Step::Ok(p) => p,
         Step::Fatal(f) => return Ok(Step::Fatal(f)),
     };
@@ -216,29 +267,35 @@ async fn partition_granularity(
     }
 }
 
-/// Merges the config folders and resolves the batch's destination.
+/// Merges the config folders and resolves the batch's destination (`path_batch` when the
+/// config changes neither the regex nor the table).
 fn resolve(
     settings: &Settings,
     event: &ObjectEvent,
     dirs: &[ConfigDir],
     listing: Listing,
+    path_batch: Option<Batch>,
 ) -> Step<PreparedBatch> {
     let config = match BatchConfig::merge(&event.bucket, dirs) {
         Ok(c) => c,
         Err(e) => return Step::Fatal(Fatal(e.to_string())),
     };
-    let regex = config
-        .destination_regex
-        .as_ref()
-        .unwrap_or(&settings.destination_regex);
-    match resolve_batch(
-        regex,
-        config.destination_table.as_ref(),
-        settings.storage_project(),
-        settings.timestamp_regex.as_ref(),
-        &event.bucket,
-        &event.name,
-    ) {
+    let from_path = config.destination_regex.is_none() && config.destination_table.is_none();
+    let resolved = match path_batch.filter(|_| from_path) {
+        Some(batch) => Ok(batch),
+        None => resolve_batch(
+            config
+                .destination_regex
+                .as_ref()
+                .unwrap_or(&settings.destination_regex),
+            config.destination_table.as_ref(),
+            settings.storage_project(),
+            settings.timestamp_regex.as_ref(),
+            &event.bucket,
+            &event.name,
+        ),
+    };
+    match resolved {
         Ok(batch) => Step::Ok(PreparedBatch {
             selection: select(&settings.success_filename, &listing),
             batch,
@@ -418,4 +475,39 @@ pub(crate) fn plan_batch(
     let quarantine = prepared.config.ingest.quarantine.is_some().then_some("on");
     label_batch_jobs(prepared, &mut plan, quarantine);
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(timestamp_regex: Option<&str>) -> Settings {
+        Settings {
+            bq_project: Some("my-project".into()),
+            timestamp_regex: timestamp_regex.map(|r| regex::Regex::new(r).unwrap()),
+            ..Settings::default()
+        }
+    }
+
+    /// Reading the path once gives the hint that reading it without the timestamp gives, for a
+    /// path that resolves, one the regex does not match, and one whose timestamp is invalid.
+    #[test]
+    fn the_path_read_once_gives_the_same_hint_and_verdict() {
+        let with_bad_timestamp = settings(Some(r"(?P<yyyy>\d{4})-(?P<mm>\d{2})-(?P<dd>\d{2})"));
+        let cases = [
+            (settings(None), "ds/t/2020/01/02/03/_SUCCESS", false),
+            (settings(None), "_SUCCESS", false),
+            (with_bad_timestamp, "ds/t/b-2020-13-45/_SUCCESS", true),
+        ];
+        for (settings, marker, invalid) in cases {
+            let event = ObjectEvent::finalized("bucket", marker, 1);
+            let path = PathBatch::read(&settings, &event);
+            assert_eq!(path.invalid().is_some(), invalid, "{marker}: {path:?}");
+            assert_eq!(
+                path.job_hint(&settings, &event),
+                job_hint(&settings, "bucket", marker),
+                "{marker}"
+            );
+        }
+    }
 }
