@@ -19,8 +19,12 @@ scripts/dev-stack.sh up >/dev/null
 
 cargo build --release -p bq-ingest --quiet
 export BQ_INGEST_BIN="$repo/target/release/bq-ingest"
-out="$(cargo test -q -p bq-ingest-e2e --test "$file" -- --nocapture --exact "$test" 2>&1)" || {
-  printf '%s\n' "$out" | tail -n 40 >&2
+log="$repo/target/bench-e2e-$file.log"
+cargo test -q -p bq-ingest-e2e --test "$file" -- --nocapture --exact "$test" >"$log" 2>&1 || {
+  # Why it failed (the panic's message, before its backtrace), then how it ended.
+  grep -A 12 -m 1 'panicked at' "$log" >&2 || true
+  tail -n 20 "$log" >&2
+  echo "bench-e2e: $test failed; its whole output: $log" >&2
   exit 1
 }
-printf '%s\n' "$out" | grep -F "$figures"
+grep -F "$figures" "$log"
