@@ -6,13 +6,6 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod cmd;
 
-/// mimalloc instead of the system allocator: the whole path allocates about 120 times a
-/// marker, and glibc's `malloc`/`free` were a third of its instructions (171,293 → 131,915
-/// instructions a marker with mimalloc; `scripts/bench-whole-path-instructions.sh`, and
-/// docs/benchmarks.md for the time and memory figures).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Event-driven ingest from Google Cloud Storage into BigQuery.
 #[derive(Debug, Parser)]
 #[command(

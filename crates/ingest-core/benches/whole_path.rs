@@ -8,8 +8,7 @@
 //! batch of 10 files, plans, derives the job id, submits to the memory warehouse (which finishes
 //! the job at once, without reading the files: `MemoryWarehouse::new`) and writes its state
 //! row. One thread, one core;
-//! the store and warehouse are set up outside the timing. The allocator is mimalloc, the
-//! binary's.
+//! the store and warehouse are set up outside the timing.
 //!
 //! Targets on one core: ≥ 100,000 markers/s on the whole path, ≥ 500,000 mixed events/s.
 //!
@@ -25,10 +24,6 @@ use ingest_core::event::ObjectEvent;
 use ingest_core::ingest::{Ingestor, Outcome};
 use ingest_core::settings::Settings;
 use ingest_memory::{MemoryClock, MemoryStore, MemoryWarehouse};
-
-/// The allocator of the `bq-ingest` binary, so that the bench measures what it runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BUCKET: &str = "acme-datalake-landing";
 /// Batches (markers) per timed iteration.
