@@ -269,8 +269,8 @@ impl Ingestor {
             let statuses = existing.into_iter().map(|(_, s)| s).collect();
             return crate::unordered::follow_batch(ctx, run, None, statuses, None).await;
         }
-        let prepared = match prepare_batch_from(ctx, event, path.into_batch(&self.settings)).await?
-        {
+        let path_batch = path.into_batch(&self.settings);
+        let prepared = match prepare_batch_from(ctx, event, path_batch).await? {
             Step::Ok(p) => p,
             Step::Fatal(f) => return record::fail(ctx, event, None, Some(generation), f).await,
         };
