@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs one end-to-end test as a benchmark: on its own isolated emulator stack
-# (target/dev-stack-bench-<test file>, a fresh bucket), stopped on exit, with the release binary,
+# (target/dev-stack-bench-<test file>, emptied first), stopped on exit, with the release binary,
 # and prints the lines of its output that carry the figures. The scripts bench-backfill.sh and
 # bench-many-tables.sh call it; their environment variables reach the test.
 #
@@ -13,6 +13,10 @@ export DEV_STACK_DIR="${DEV_STACK_DIR:-$repo/target/dev-stack-bench-$file}"
 
 scripts/dev-stack.sh install
 trap 'scripts/dev-stack.sh down >/dev/null 2>&1 || true' EXIT
+# Empty emulators: their data is kept across down/up, and what earlier runs left slows them
+# (local-bigquery's catalog of every table created, fake-gcs-server's folder of every object).
+scripts/dev-stack.sh down >/dev/null 2>&1 || true
+rm -rf "$DEV_STACK_DIR/run"
 scripts/dev-stack.sh up >/dev/null
 # shellcheck disable=SC1091
 . "$DEV_STACK_DIR/env"
