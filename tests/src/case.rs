@@ -292,6 +292,17 @@ impl TestCase {
         &self.stack.bucket
     }
 
+    /// How many objects are under `relative` (one listing page, so at most 1,000); 0 when the
+    /// listing fails.
+    pub async fn count_objects(&self, relative: &str) -> usize {
+        self.stack
+            .store
+            .list(self.bucket(), &self.object(relative), None, None)
+            .await
+            .map(|p| p.objects.len())
+            .unwrap_or(0)
+    }
+
     /// The full object name of `relative`: `<dataset>/<relative>`.
     pub fn object(&self, relative: &str) -> String {
         format!("{}/{}", self.dataset, relative.trim_start_matches('/'))

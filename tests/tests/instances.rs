@@ -153,19 +153,7 @@ async fn several_instances(name: &str, front: Front, count: usize) {
     }
     // The ordered table's history is complete: open its gate.
     wait_until("the ordered backlog complete", || async {
-        let items = t
-            .stack
-            .store
-            .list(
-                t.bucket(),
-                &t.object(&format!("{ORDERED}/_backlog/")),
-                None,
-                None,
-            )
-            .await
-            .map(|p| p.objects.len())
-            .unwrap_or(0);
-        items == BATCHES
+        t.count_objects(&format!("{ORDERED}/_backlog/")).await == BATCHES
     })
     .await;
     t.upload(&format!("{ORDERED}/_HISTORYDONE"), Vec::new())

@@ -7,8 +7,7 @@
 //! `_config/` folders on its way (their one file read once, then from the cache), lists its
 //! batch of 10 files, plans, derives the job id, submits to the memory warehouse (which finishes
 //! the job at once, without reading the files: `MemoryWarehouse::new`) and writes its state
-//! row. One thread, one core;
-//! the store and warehouse are set up outside the timing.
+//! row. One thread, one core; the store and warehouse are set up outside the timing.
 //!
 //! Targets on one core: ≥ 100,000 markers/s on the whole path, ≥ 500,000 mixed events/s.
 //!

@@ -120,26 +120,21 @@ impl PathBatch {
     }
 
     /// The readable part of the batch's job ids: what [`job_hint`] gives, without reading the
-    /// path again unless its timestamp was what failed.
+    /// path again unless it is invalid (an invalid timestamp may hide a valid table).
     pub(crate) fn job_hint(&self, settings: &Settings, event: &ObjectEvent) -> String {
         match &self.0 {
             Ok(b) => hint_of(b),
-            Err(DestinationError::Invalid { what, .. }) if *what == TIMESTAMP => {
-                job_hint(settings, &event.bucket, &event.name)
-            }
+            Err(DestinationError::Invalid { .. }) => job_hint(settings, &event.bucket, &event.name),
             Err(_) => marker_dir(&event.name),
         }
     }
 
-    /// The batch, for [`prepare_batch_from`]: `None` when the path does not resolve, or when a
-    /// configured `BQ_STORAGE_PROJECT` is missing and the placeholder stands in for it.
+    /// The batch, for [`prepare_batch_from`]: `None` when the path does not resolve, or when
+    /// no storage project is configured (the placeholder stood in for it).
     pub(crate) fn into_batch(self, settings: &Settings) -> Option<Batch> {
         settings.storage_project().and(self.0.ok())
     }
 }
-
-/// [`DestinationError::Invalid`]'s `what` for the batch timestamp.
-const TIMESTAMP: &str = "timestamp";
 
 /// The readable part of the batch's job ids: from the path with `DESTINATION_REGEX` (no
 /// config needed, so a duplicate can be recognised before anything is listed), else the
