@@ -28,7 +28,8 @@ run() { # name command: runs it as a newcomer would, output to $work/<name>.log
       -u GOOGLE_CLOUD_PROJECT -u INGEST_BUCKET -u INGEST_TOPIC -u INGEST_SUBSCRIPTION \
       BQ_INGEST_NESTED_TEST=1 CARGO_TARGET_DIR="$repo/target/fresh-clone" \
       bash -c "$2" >"$work/$1.log" 2>&1 </dev/null; then
-    tail -n 60 "$work/$1.log" >&2
+    "$repo/scripts/test-failures.sh" "$work/$1.log" 150 >&2
+    tail -n 30 "$work/$1.log" >&2
     echo "the README's $1 command failed in a fresh clone: $2" >&2
     exit 1
   fi

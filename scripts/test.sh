@@ -28,7 +28,14 @@ echo "== build"
 cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
 
 echo "== tests"
-cargo test --workspace --locked --no-fail-fast "$@"
+# The log is kept so that a failure's panics can be repeated at the end of the output.
+test_log="$repo/target/test.log"
+mkdir -p "$repo/target"
+if ! cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$test_log"; then
+  echo "== the failing tests' output, repeated from $test_log"
+  scripts/test-failures.sh "$test_log"
+  exit 1
+fi
 
 echo "== example: embedding (exits non-zero unless the batch loads once)"
 cargo run --quiet --locked -p bq-ingest-embedding
