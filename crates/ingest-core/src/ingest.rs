@@ -30,7 +30,7 @@ use crate::pipeline::prepare::{
     job_hint, job_project, plan_batch, prepare_batch, prepare_batch_from, ConfigCache, PathBatch,
 };
 use crate::pipeline::{chrono_duration, record, warehouse_error, Context, Fatal, Ports, Step};
-use crate::plan::{job_id, LoadPlan};
+use crate::plan::{JobIdStem, LoadPlan};
 use crate::ports::{
     Clock, FailureSink, JobRef, ObjectStore, Observer, StoreError, TableRef, Warehouse,
 };
@@ -250,6 +250,7 @@ impl Ingestor {
             event,
             project: &project,
             hint: &hint,
+            stem: &marker.stem,
             generation,
             deadline,
         };
@@ -281,31 +282,26 @@ impl Ingestor {
     }
 
     /// The jobs a marker's batch has (or would have), by their deterministic ids.
-    fn marker_jobs<'a>(
+    fn marker_jobs(
         &self,
-        event: &'a ObjectEvent,
+        event: &ObjectEvent,
         project: &str,
-        hint: &'a str,
+        hint: &str,
         generation: i64,
-    ) -> MarkerJobs<'a> {
+    ) -> MarkerJobs {
+        let stem = JobIdStem::new(
+            &self.settings.job_prefix,
+            hint,
+            &event.bucket,
+            &event.name,
+            generation,
+        );
         let first = JobRef {
             project: project.to_string(),
-            job_id: job_id(
-                &self.settings.job_prefix,
-                hint,
-                &event.bucket,
-                &event.name,
-                generation,
-                0,
-            ),
+            job_id: stem.part(0),
             location: self.settings.bq_location.clone(),
         };
-        MarkerJobs {
-            event,
-            generation,
-            hint,
-            first,
-        }
+        MarkerJobs { stem, first }
     }
 
     /// The latest attempt of part 0's job of a success marker's batch, found by its
@@ -376,7 +372,15 @@ impl Ingestor {
             });
         let hint = job_hint(&self.settings, &event.bucket, &event.name);
         let generation = event.generation.unwrap_or_default();
-        match plan_batch(&self.settings, &prepared, &project, &hint, generation) {
+        let stem = JobIdStem::of_batch(&self.settings, &hint, &prepared.batch, generation);
+        match plan_batch(
+            &self.settings,
+            &prepared,
+            &project,
+            &stem,
+            &hint,
+            generation,
+        ) {
             Ok(plan) => out.plan = Some(plan),
             Err(f) => out.error = Some(f.0),
         }

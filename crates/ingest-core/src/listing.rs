@@ -60,6 +60,16 @@ impl Listing {
         }
     }
 
+    /// Makes room for `objects` more objects whose names total at most `name_bytes` bytes
+    /// (a page of a listing, before its objects are pushed one by one).
+    pub fn reserve(&mut self, objects: usize, name_bytes: usize) {
+        self.names.reserve(name_bytes);
+        self.ends.reserve(objects);
+        self.sizes.reserve(objects);
+        self.generations.reserve(objects);
+        self.updated.reserve(objects);
+    }
+
     /// A listing of `prefix` holding `objects`.
     pub fn from_objects<'a>(
         prefix: &str,

@@ -34,8 +34,8 @@ use crate::pipeline::prepare::{label_batch_jobs, list_all, PreparedBatch};
 use crate::pipeline::record;
 use crate::pipeline::{store_error, warehouse_error, Context};
 use crate::plan::{
-    plan_listed_load, DataFile, JobIds, LoadPlan, PlanInput, PlanMode, AFTER_SUCCESS_LABEL,
-    QUARANTINE_LABEL,
+    plan_listed_load, DataFile, JobIdStem, JobIds, LoadPlan, PlanInput, PlanMode,
+    AFTER_SUCCESS_LABEL, QUARANTINE_LABEL,
 };
 use crate::ports::{JobKind, JobRequest, JobStatus, StoreError, TableRef};
 
@@ -483,7 +483,8 @@ fn rest_plan(
         return Ok(None);
     }
     let hint = format!("{}_rest", run.hint);
-    let ids = JobIds::new(ctx.settings, run.project, &hint, run.generation);
+    let stem = JobIdStem::of_batch(ctx.settings, &hint, &prepared.batch, run.generation);
+    let ids = JobIds::new(ctx.settings, run.project, &stem);
     let input = PlanInput {
         listing,
         listed: listing.len(),

@@ -33,6 +33,7 @@ pub(crate) async fn apply_new(
         ctx.settings,
         &prepared,
         run.project,
+        run.stem,
         run.hint,
         run.generation,
     ) {
@@ -199,6 +200,7 @@ async fn plan_again(
         ctx.settings,
         &prepared,
         run.project,
+        run.stem,
         run.hint,
         run.generation,
     ) {

@@ -20,7 +20,7 @@ use crate::pipeline::jobs::{
 use crate::pipeline::prepare::{job_hint, job_project, plan_batch, prepare_batch};
 use crate::pipeline::record::{self, first_job_error, mode_of};
 use crate::pipeline::{chrono_duration, store_error, warehouse_error, Context, Fatal, Step};
-use crate::plan::{LoadPlan, PlanMode};
+use crate::plan::{JobIdStem, LoadPlan, PlanMode};
 use crate::ports::{JobRef, JobState, JobStatus, PutMode, StoreError};
 use crate::settings::BACKFILL_FILENAME;
 use std::sync::atomic::Ordering;
@@ -299,7 +299,15 @@ impl Subscriber<'_> {
             Err(f) => return Ok(Step::Fatal(f)),
         };
         let hint = job_hint(self.ctx.settings, self.bucket, &marker);
-        match plan_batch(self.ctx.settings, &prepared, &project, &hint, generation) {
+        let stem = JobIdStem::of_batch(self.ctx.settings, &hint, &prepared.batch, generation);
+        match plan_batch(
+            self.ctx.settings,
+            &prepared,
+            &project,
+            &stem,
+            &hint,
+            generation,
+        ) {
             Ok(plan) => Ok(Step::Ok((marker_event, plan))),
             Err(f) => Ok(Step::Fatal(f)),
         }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::Ports;
 use crate::event::ObjectEvent;
-use crate::plan::{job_id, LoadPlan, PARTS_LABEL};
+use crate::plan::{JobIdStem, LoadPlan, PARTS_LABEL};
 use crate::ports::{
     Clock, JobError, JobRef, JobRequest, JobState, JobStatus, Warehouse, WarehouseError,
 };
@@ -24,6 +24,8 @@ pub(crate) struct BatchRun<'a> {
     pub(crate) event: &'a ObjectEvent,
     pub(crate) project: &'a str,
     pub(crate) hint: &'a str,
+    /// What the ids of the batch's jobs share (made from `event`, `hint` and `generation`).
+    pub(crate) stem: &'a JobIdStem,
     pub(crate) generation: i64,
     pub(crate) deadline: DateTime<Utc>,
 }
@@ -304,26 +306,18 @@ pub(crate) async fn latest_attempt(
 
 /// The batch of a marker as far as the warehouse knows it, from the ids alone.
 #[derive(Debug, Clone)]
-pub(crate) struct MarkerJobs<'a> {
-    pub(crate) event: &'a ObjectEvent,
-    pub(crate) generation: i64,
-    pub(crate) hint: &'a str,
+pub(crate) struct MarkerJobs {
+    /// What every part's id shares.
+    pub(crate) stem: JobIdStem,
     /// Part 0's reference (project, location).
     pub(crate) first: JobRef,
 }
 
-impl MarkerJobs<'_> {
+impl MarkerJobs {
     /// The reference of part `part` (attempt 0).
-    pub(crate) fn part(&self, settings: &Settings, part: usize) -> JobRef {
+    pub(crate) fn part(&self, part: usize) -> JobRef {
         JobRef {
-            job_id: job_id(
-                &settings.job_prefix,
-                self.hint,
-                &self.event.bucket,
-                &self.event.name,
-                self.generation,
-                part,
-            ),
+            job_id: self.stem.part(part),
             ..self.first.clone()
         }
     }
@@ -346,7 +340,7 @@ impl MarkerJobs<'_> {
             .unwrap_or(1);
         let mut statuses = vec![status];
         for part in 1..parts {
-            match latest_attempt(warehouse, settings, &self.part(settings, part)).await? {
+            match latest_attempt(warehouse, settings, &self.part(part)).await? {
                 Some(s) => statuses.push(s),
                 None => return Ok(None),
             }

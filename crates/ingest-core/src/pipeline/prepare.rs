@@ -12,8 +12,8 @@ use crate::event::ObjectEvent;
 use crate::listing::Listing;
 use crate::outcome::IngestError;
 use crate::plan::{
-    job_id_hint, plan_listed_load, plan_listed_partitioned_load, select, JobIds, LoadPlan,
-    PlanInput, Selection, PARTS_LABEL,
+    job_id_hint, plan_listed_load, plan_listed_partitioned_load, select, JobIdStem, JobIds,
+    LoadPlan, PlanInput, Selection, PARTS_LABEL,
 };
 use crate::ports::{ObjectMeta, ObjectStore, PartitionGranularity, StoreError};
 use crate::settings::Settings;
@@ -180,7 +180,8 @@ pub(crate) async fn prepare_batch_from(
         None => String::new(),
     };
     let own_config = format!("{batch_prefix}_config/");
-    let mut dirs = Vec::new();
+    // One per ancestor folder and the batch's own: 8 covers the default regex's depths.
+    let mut dirs = Vec::with_capacity(8);
     for prefix in config_prefixes(&batch_prefix) {
         if prefix == own_config {
             continue;
@@ -384,6 +385,8 @@ async fn list_batch(
     let mut token: Option<String> = None;
     loop {
         let page = store.list(bucket, prefix, token.as_deref(), None).await?;
+        let name_bytes = page.objects.iter().map(|o| o.name.len()).sum();
+        listing.reserve(page.objects.len(), name_bytes);
         for object in page.objects {
             listing.push(object);
         }
@@ -446,10 +449,11 @@ pub(crate) fn plan_batch(
     settings: &Settings,
     prepared: &PreparedBatch,
     project: &str,
+    stem: &JobIdStem,
     hint: &str,
     generation: i64,
 ) -> Result<LoadPlan, Fatal> {
-    let ids = JobIds::new(settings, project, hint, generation);
+    let ids = JobIds::new(settings, project, stem);
     let input = PlanInput::of(&prepared.listing, &prepared.selection);
     let planned = if let Some(granularity) = prepared.file_partitions {
         plan_listed_partitioned_load(&ids, &prepared.batch, &prepared.config, &input, granularity)
