@@ -971,27 +971,29 @@ fn load_plan(
         load.remove(*key);
     }
     let parts_count = parts.len();
-    let jobs = parts
-        .into_iter()
-        .zip(uris)
-        .enumerate()
-        .map(|(index, (part, source_uris))| {
-            let mut labels = base_labels.clone();
-            labels.insert(PART_LABEL.to_string(), index.to_string());
-            labels.insert(PARTS_LABEL.to_string(), parts_count.to_string());
-            JobRequest {
-                project: ids.project.to_string(),
-                job_id: ids.stem.part(index),
-                location: ids.settings.bq_location.clone(),
-                labels,
-                kind: JobKind::Load {
-                    destination: part.destination,
-                    source_uris,
-                    config: part_config(&load, part.index_in_destination),
-                },
-            }
-        })
-        .collect();
+    let mut jobs = Vec::with_capacity(parts_count);
+    // The last part takes the labels and the configuration; the others get copies.
+    let mut shared = Some((base_labels, load));
+    for (index, (part, source_uris)) in parts.into_iter().zip(uris).enumerate() {
+        let (mut labels, load) = if index + 1 == parts_count {
+            shared.take().unwrap_or_default()
+        } else {
+            shared.clone().unwrap_or_default()
+        };
+        labels.insert(PART_LABEL.to_string(), index.to_string());
+        labels.insert(PARTS_LABEL.to_string(), parts_count.to_string());
+        jobs.push(JobRequest {
+            project: ids.project.to_string(),
+            job_id: ids.stem.part(index),
+            location: ids.settings.bq_location.clone(),
+            labels,
+            kind: JobKind::Load {
+                destination: part.destination,
+                source_uris,
+                config: part_config(load, part.index_in_destination),
+            },
+        });
+    }
     LoadPlan {
         mode: PlanMode::Load,
         jobs,
@@ -1045,8 +1047,7 @@ fn split_into_parts(
 
 /// The load configuration of part `part`: after part 0, a `WRITE_TRUNCATE` or `WRITE_EMPTY`
 /// disposition becomes `WRITE_APPEND`, so that a part adds to what part 0 wrote.
-fn part_config(load: &Map<String, Value>, part: usize) -> Map<String, Value> {
-    let mut config = load.clone();
+fn part_config(mut config: Map<String, Value>, part: usize) -> Map<String, Value> {
     let erases = config
         .get("writeDisposition")
         .and_then(Value::as_str)

@@ -428,7 +428,10 @@ pub(crate) fn label_batch_jobs(
     let parts = plan.jobs.len().to_string();
     let after_success = super::after_success::label_value(prepared);
     for job in &mut plan.jobs {
-        job.labels.insert(PARTS_LABEL.to_string(), parts.clone());
+        // Load plans have it already (`plan::load_plan`); transforms do not.
+        if job.labels.get(PARTS_LABEL) != Some(&parts) {
+            job.labels.insert(PARTS_LABEL.to_string(), parts.clone());
+        }
         if let Some(value) = after_success {
             job.labels.insert(
                 crate::plan::AFTER_SUCCESS_LABEL.to_string(),
