@@ -373,14 +373,7 @@ impl Ingestor {
         let hint = job_hint(&self.settings, &event.bucket, &event.name);
         let generation = event.generation.unwrap_or_default();
         let stem = JobIdStem::of_batch(&self.settings, &hint, &prepared.batch, generation);
-        match plan_batch(
-            &self.settings,
-            &prepared,
-            &project,
-            &stem,
-            &hint,
-            generation,
-        ) {
+        match plan_batch(&self.settings, &prepared, &project, &stem) {
             Ok(plan) => out.plan = Some(plan),
             Err(f) => out.error = Some(f.0),
         }

@@ -965,20 +965,19 @@ fn load_plan(
         .fold(0u64, |sum, &f| sum.saturating_add(listing.size(f)));
     let uris = compact_uris(batch, input, &parts);
 
-    let base_labels = job_labels(ids.settings, batch, config);
+    let mut base_labels = job_labels(ids.settings, batch, config);
     let mut load = config.load.clone();
     for key in FORBIDDEN_LOAD_KEYS.iter().chain(OWN_KEYS) {
         load.remove(*key);
     }
     let parts_count = parts.len();
     let mut jobs = Vec::with_capacity(parts_count);
-    // The last part takes the labels and the configuration; the others get copies.
-    let mut shared = Some((base_labels, load));
     for (index, (part, source_uris)) in parts.into_iter().zip(uris).enumerate() {
+        // The last part takes the labels and the configuration; the others get copies.
         let (mut labels, load) = if index + 1 == parts_count {
-            shared.take().unwrap_or_default()
+            (std::mem::take(&mut base_labels), std::mem::take(&mut load))
         } else {
-            shared.clone().unwrap_or_default()
+            (base_labels.clone(), load.clone())
         };
         labels.insert(PART_LABEL.to_string(), index.to_string());
         labels.insert(PARTS_LABEL.to_string(), parts_count.to_string());

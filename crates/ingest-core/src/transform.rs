@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::config::BatchConfig;
 use crate::destination::Batch;
-use crate::plan::{job_id, job_labels, BatchFiles, LoadPlan, PlanError, PlanMode};
+use crate::plan::{job_labels, BatchFiles, JobIdStem, LoadPlan, PlanError, PlanMode};
 use crate::ports::{JobKind, JobRequest, JobStatus, QueryParameter, Warehouse, WarehouseError};
 use crate::settings::{Settings, MAX_SOURCE_URIS_PER_JOB};
 use crate::sql::{partition_digits, render, DEST_PARTITION_PARAMETER};
@@ -69,6 +69,19 @@ pub fn plan_transform(
     job_project: &str,
     hint: &str,
     marker_generation: i64,
+) -> Result<LoadPlan, PlanError> {
+    let stem = JobIdStem::of_batch(settings, hint, batch, marker_generation);
+    plan_transform_with(settings, batch, config, files, job_project, &stem)
+}
+
+/// [`plan_transform`] with the stem of the batch's job ids already made.
+pub(crate) fn plan_transform_with(
+    settings: &Settings,
+    batch: &Batch,
+    config: &BatchConfig,
+    files: &BatchFiles,
+    job_project: &str,
+    stem: &JobIdStem,
 ) -> Result<LoadPlan, PlanError> {
     let Some(sql_file) = config.transform_sql.as_ref() else {
         return Err(PlanError::Invalid {
@@ -135,14 +148,7 @@ pub fn plan_transform(
     ];
     let job = JobRequest {
         project: job_project.to_string(),
-        job_id: job_id(
-            &settings.job_prefix,
-            hint,
-            &batch.bucket,
-            &batch.marker,
-            marker_generation,
-            0,
-        ),
+        job_id: stem.part(0),
         location: settings.bq_location.clone(),
         labels: job_labels(settings, batch, config),
         kind: JobKind::Query {

@@ -29,14 +29,7 @@ pub(crate) async fn apply_new(
     turn: Turn,
 ) -> Result<Outcome, IngestError> {
     let event = run.event;
-    let plan = match plan_batch(
-        ctx.settings,
-        &prepared,
-        run.project,
-        run.stem,
-        run.hint,
-        run.generation,
-    ) {
+    let plan = match plan_batch(ctx.settings, &prepared, run.project, run.stem) {
         Ok(p) => p,
         Err(f) => {
             return record::fail(ctx, event, Some(&prepared.batch), Some(run.generation), f).await
@@ -196,14 +189,7 @@ async fn plan_again(
                 .map(Err)
         }
     };
-    match plan_batch(
-        ctx.settings,
-        &prepared,
-        run.project,
-        run.stem,
-        run.hint,
-        run.generation,
-    ) {
+    match plan_batch(ctx.settings, &prepared, run.project, run.stem) {
         Ok(plan) => Ok(Ok((prepared, plan))),
         Err(f) => record::fail(
             ctx,

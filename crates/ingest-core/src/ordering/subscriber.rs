@@ -300,14 +300,7 @@ impl Subscriber<'_> {
         };
         let hint = job_hint(self.ctx.settings, self.bucket, &marker);
         let stem = JobIdStem::of_batch(self.ctx.settings, &hint, &prepared.batch, generation);
-        match plan_batch(
-            self.ctx.settings,
-            &prepared,
-            &project,
-            &stem,
-            &hint,
-            generation,
-        ) {
+        match plan_batch(self.ctx.settings, &prepared, &project, &stem) {
             Ok(plan) => Ok(Step::Ok((marker_event, plan))),
             Err(f) => Ok(Step::Fatal(f)),
         }

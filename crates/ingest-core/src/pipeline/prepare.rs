@@ -453,22 +453,19 @@ pub(crate) fn plan_batch(
     prepared: &PreparedBatch,
     project: &str,
     stem: &JobIdStem,
-    hint: &str,
-    generation: i64,
 ) -> Result<LoadPlan, Fatal> {
     let ids = JobIds::new(settings, project, stem);
     let input = PlanInput::of(&prepared.listing, &prepared.selection);
     let planned = if let Some(granularity) = prepared.file_partitions {
         plan_listed_partitioned_load(&ids, &prepared.batch, &prepared.config, &input, granularity)
     } else if prepared.config.transform_sql.is_some() {
-        crate::transform::plan_transform(
+        crate::transform::plan_transform_with(
             settings,
             &prepared.batch,
             &prepared.config,
             &prepared.selection.to_batch_files(&prepared.listing),
             project,
-            hint,
-            generation,
+            stem,
         )
     } else {
         plan_listed_load(&ids, &prepared.batch, &prepared.config, &input)
