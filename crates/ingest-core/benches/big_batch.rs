@@ -7,13 +7,15 @@
 //! nothing. The store counts its list calls.
 //!
 //! Run: `cargo bench -p ingest-core --bench big_batch` (`-- 25000` for another size). Prints
-//! the time, the list calls, the jobs and the peak RSS (`VmHWM`) before and after.
+//! the time, the list calls (and how many were made when the first job went out), the jobs and
+//! the peak RSS (`VmHWM`) before and after.
 //! Targets: peak RSS under 150 MiB for 1,000,000 files; jobs and ids as `plan_load` gives them.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::executor::block_on;
+use ingest_core::decorators::{FaultyWarehouse, WarehouseMethod};
 use ingest_core::event::ObjectEvent;
 use ingest_core::ingest::{Ingestor, Outcome};
 use ingest_core::ports::ObjectMeta;
@@ -61,6 +63,16 @@ fn main() {
         object,
     ));
     let warehouse = Arc::new(ForgetfulWarehouse::default());
+    // The list calls made when the first job went out (parts are submitted as they fill).
+    let first_job_after = Arc::new(std::sync::OnceLock::new());
+    let seen = (store.clone(), first_job_after.clone());
+    let faulty = FaultyWarehouse::new(warehouse.clone());
+    faulty.set_rule(Box::new(move |method, _| {
+        if method == WarehouseMethod::Submit {
+            seen.1.get_or_init(|| seen.0.list_calls());
+        }
+        None
+    }));
     let settings = Settings {
         bq_project: Some("acme-analytics".into()),
         ..Settings::default()
@@ -68,7 +80,7 @@ fn main() {
     let ingestor = Ingestor::new(
         settings,
         store.clone(),
-        warehouse.clone(),
+        Arc::new(faulty),
         Arc::new(MemoryClock::new()),
     );
     let before = peak_rss_mib();
@@ -82,9 +94,10 @@ fn main() {
     }
     let (jobs, uris) = (warehouse.submits(), warehouse.source_uris());
     println!(
-        "big_batch: {files} files -> {jobs} jobs ({uris} URIs), {} list calls, {:.2} s, \
-         peak RSS {before:.1} MiB before, {after:.1} MiB after",
+        "big_batch: {files} files -> {jobs} jobs ({uris} URIs), {} list calls (the first job \
+         after {}), {:.2} s, peak RSS {before:.1} MiB before, {after:.1} MiB after",
         store.list_calls(),
+        first_job_after.get().copied().unwrap_or_default(),
         elapsed.as_secs_f64(),
     );
     assert_eq!(uris, files as u64, "every file in exactly one job");

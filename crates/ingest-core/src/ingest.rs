@@ -271,14 +271,15 @@ impl Ingestor {
             return crate::unordered::follow_batch(ctx, run, None, statuses, None).await;
         }
         let path_batch = path.into_batch(&self.settings);
-        let prepared = match prepare_batch_from(ctx, event, path_batch).await? {
+        let partly = match prepare_batch_from(ctx, event, path_batch).await? {
             Step::Ok(p) => p,
             Step::Fatal(f) => return record::fail(ctx, event, None, Some(generation), f).await,
         };
-        if prepared.config.ordered || self.settings.order_per_table {
-            return crate::ordering::publish(ctx, event, &prepared).await;
+        if partly.prepared.config.ordered || self.settings.order_per_table {
+            // The backlog takes the marker; its batch is listed and planned in its turn.
+            return crate::ordering::publish(ctx, event, &partly.prepared).await;
         }
-        crate::unordered::apply_new(ctx, run, prepared, turn).await
+        crate::unordered::apply_new(ctx, run, partly, turn).await
     }
 
     /// The jobs a marker's batch has (or would have), by their deterministic ids.

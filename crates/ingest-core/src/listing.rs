@@ -192,6 +192,63 @@ impl Listing {
         low
     }
 
+    /// How many leading objects are settled while the listing is still being read: every
+    /// folder (below the prefix) that holds one of them has been listed to its end, so what a
+    /// plan decides about them — whether a sub-folder holds another batch's marker, whether a
+    /// folder's wildcard covers only one part's files — no later page can change. In a sorted
+    /// listing those are all the objects before the folder of the last one (all of them when
+    /// the last one lies directly under the prefix); an unsorted listing settles nothing until
+    /// it ends.
+    ///
+    /// ```
+    /// use ingest_core::listing::Listing;
+    /// use ingest_core::ports::ObjectMeta;
+    ///
+    /// let object = |name: &str| ObjectMeta { name: name.into(), size: 1, generation: 1, updated: None };
+    /// let listing = Listing::from_objects("p/", &[object("p/a/1"), object("p/b"), object("p/c/1"), object("p/c/d/2")]);
+    /// assert_eq!(listing.settled_len(), 2); // `c/` may hold more
+    /// let flat = Listing::from_objects("p/", &[object("p/a/1"), object("p/b")]);
+    /// assert_eq!(flat.settled_len(), 2);
+    /// ```
+    pub fn settled_len(&self) -> usize {
+        if !self.sorted {
+            return 0;
+        }
+        let Some(last) = self.len().checked_sub(1) else {
+            return 0;
+        };
+        match self.relative(last).split_once('/') {
+            Some((top, _)) => {
+                let folder = &self.relative(last)[..=top.len()];
+                self.partition_point(|relative| relative < folder)
+            }
+            None => self.len(),
+        }
+    }
+
+    /// A listing of the same prefix holding objects `range` of this one (in order; nothing of
+    /// [`Listing::outside`]).
+    pub(crate) fn window(&self, range: std::ops::Range<usize>) -> Listing {
+        let mut window = Listing::new(&self.prefix);
+        let start = range.start.checked_sub(1).map_or(0, |i| self.ends[i]);
+        let end = range
+            .end
+            .checked_sub(1)
+            .map_or(0, |i| self.ends[i])
+            .max(start);
+        window.names.push_str(&self.names[start..end]);
+        window.ends = self.ends[range.clone()].iter().map(|e| e - start).collect();
+        window.sizes = self.sizes[range.clone()].to_vec();
+        window.generations = self.generations[range.clone()].to_vec();
+        window.updated = self.updated[range.clone()].to_vec();
+        window.sorted = self.sorted
+            || window
+                .indices()
+                .zip(window.indices().skip(1))
+                .all(|(a, b)| window.relative(a) < window.relative(b));
+        window
+    }
+
     /// Every index, in listing order.
     pub fn indices(&self) -> std::ops::Range<usize> {
         0..self.len()
@@ -257,6 +314,29 @@ mod tests {
         assert_eq!(unsorted.find("p/a"), Some(1));
         assert_eq!(unsorted.find("p/c"), Some(0));
         assert_eq!(unsorted.find("p/b"), None);
+    }
+
+    #[test]
+    fn a_window_holds_the_same_objects() {
+        let objects: Vec<_> = (1..=5).map(|i| object(&format!("p/{i}"), i)).collect();
+        let listing = Listing::from_objects("p/", &objects);
+        let window = listing.window(1..4);
+        assert_eq!(window.to_objects(), objects[1..4]);
+        assert!(window.is_sorted());
+        assert!(listing.window(2..2).is_empty());
+        assert_eq!(listing.window(0..1).to_objects(), objects[..1]);
+    }
+
+    #[test]
+    fn settles_what_lies_before_the_last_objects_folder() {
+        let names = ["p/a", "p/b/1", "p/b/2", "p/c/x/1", "p/c/y"];
+        let objects: Vec<_> = names.iter().map(|n| object(n, 1)).collect();
+        let settled: Vec<_> = (0..=names.len())
+            .map(|n| Listing::from_objects("p/", &objects[..n]).settled_len())
+            .collect();
+        assert_eq!(settled, [0, 1, 1, 1, 3, 3]);
+        let unsorted = Listing::from_objects("p/", &[object("p/b", 1), object("p/a", 1)]);
+        assert_eq!(unsorted.settled_len(), 0);
     }
 
     #[test]

@@ -213,7 +213,9 @@ pub(crate) fn select(success_filename: &str, listing: &Listing) -> Selection {
 
     let mut selection = Selection::default();
     for i in listing.indices() {
-        let reason = skip_reason(listing.relative(i), success_filename, &other_batches);
+        let reason = skip_reason(listing.relative(i), success_filename, |dir| {
+            other_batches.contains(dir)
+        });
         match reason.or_else(|| (listing.size(i) == 0).then_some("empty")) {
             Some(reason) => selection.skipped.push((i, reason)),
             None => selection.data.push(i),
@@ -235,7 +237,7 @@ pub(crate) fn select(success_filename: &str, listing: &Listing) -> Selection {
 fn skip_reason(
     relative: &str,
     success_filename: &str,
-    other_batches: &HashSet<&str>,
+    is_other_batch: impl Fn(&str) -> bool,
 ) -> Option<&'static str> {
     if relative.is_empty() || relative.ends_with('/') {
         return Some("folder placeholder");
@@ -263,7 +265,7 @@ fn skip_reason(
     if dirs.is_some()
         && relative
             .match_indices('/')
-            .any(|(i, _)| other_batches.contains(&relative[..=i]))
+            .any(|(i, _)| is_other_batch(&relative[..=i]))
     {
         return Some("other batch");
     }
@@ -966,10 +968,7 @@ fn load_plan(
     let uris = compact_uris(batch, input, &parts);
 
     let mut base_labels = job_labels(ids.settings, batch, config);
-    let mut load = config.load.clone();
-    for key in FORBIDDEN_LOAD_KEYS.iter().chain(OWN_KEYS) {
-        load.remove(*key);
-    }
+    let mut load = load_config(config);
     let parts_count = parts.len();
     let mut jobs = Vec::with_capacity(parts_count);
     for (index, (part, source_uris)) in parts.into_iter().zip(uris).enumerate() {
@@ -1016,22 +1015,9 @@ fn split_into_parts(
     for &file in data {
         let size = listing.size(file);
         if size > max_bytes {
-            return Err(PlanError::Invalid {
-                bucket: batch.bucket.clone(),
-                marker: batch.marker.clone(),
-                message: format!(
-                    "gs://{}/{} is {size} bytes, more than MAX_BATCH_BYTES ({max_bytes}): no \
-                     load job can take it",
-                    batch.bucket,
-                    listing.name(file)
-                ),
-            });
+            return Err(too_large(batch, listing, file, max_bytes));
         }
-        let fits = current.len() < MAX_SOURCE_URIS_PER_JOB
-            && current_bytes
-                .checked_add(size)
-                .is_some_and(|bytes| bytes <= max_bytes);
-        if !fits && !current.is_empty() {
+        if !fits(current.len(), current_bytes, size, max_bytes) && !current.is_empty() {
             parts.push(std::mem::take(&mut current));
             current_bytes = 0;
         }
@@ -1044,16 +1030,51 @@ fn split_into_parts(
     Ok(parts)
 }
 
-/// The load configuration of part `part`: after part 0, a `WRITE_TRUNCATE` or `WRITE_EMPTY`
-/// disposition becomes `WRITE_APPEND`, so that a part adds to what part 0 wrote.
-fn part_config(mut config: Map<String, Value>, part: usize) -> Map<String, Value> {
-    let erases = config
+/// Whether a file of `size` bytes fits into a part of `files` files and `bytes` bytes.
+fn fits(files: usize, bytes: u64, size: u64, max_bytes: u64) -> bool {
+    files < MAX_SOURCE_URIS_PER_JOB && bytes.checked_add(size).is_some_and(|b| b <= max_bytes)
+}
+
+/// The error of a data file larger than `MAX_BATCH_BYTES` on its own.
+fn too_large(batch: &Batch, listing: &Listing, file: usize, max_bytes: u64) -> PlanError {
+    PlanError::Invalid {
+        bucket: batch.bucket.clone(),
+        marker: batch.marker.clone(),
+        message: format!(
+            "gs://{}/{} is {} bytes, more than MAX_BATCH_BYTES ({max_bytes}): no load job can \
+             take it",
+            batch.bucket,
+            listing.name(file),
+            listing.size(file)
+        ),
+    }
+}
+
+/// The batch's `load.json` configuration as every part's job takes it: without the keys the
+/// service sets itself or refuses.
+fn load_config(config: &BatchConfig) -> Map<String, Value> {
+    let mut load = config.load.clone();
+    for key in FORBIDDEN_LOAD_KEYS.iter().chain(OWN_KEYS) {
+        load.remove(*key);
+    }
+    load
+}
+
+/// Whether a load configuration's `writeDisposition` erases or refuses what the table holds
+/// (`WRITE_TRUNCATE`, `WRITE_EMPTY`): then part 0 must be the batch's first write.
+pub(crate) fn erases_table(config: &Map<String, Value>) -> bool {
+    config
         .get("writeDisposition")
         .and_then(Value::as_str)
         .is_some_and(|d| {
             d.eq_ignore_ascii_case("WRITE_TRUNCATE") || d.eq_ignore_ascii_case("WRITE_EMPTY")
-        });
-    if part > 0 && erases {
+        })
+}
+
+/// The load configuration of part `part`: after part 0, a `WRITE_TRUNCATE` or `WRITE_EMPTY`
+/// disposition becomes `WRITE_APPEND`, so that a part adds to what part 0 wrote.
+fn part_config(mut config: Map<String, Value>, part: usize) -> Map<String, Value> {
+    if part > 0 && erases_table(&config) {
         config.insert(
             "writeDisposition".to_string(),
             Value::String("WRITE_APPEND".to_string()),
@@ -1179,6 +1200,9 @@ fn compact_uris(batch: &Batch, input: &PlanInput<'_>, parts: &[Part]) -> Vec<Vec
         })
         .collect()
 }
+
+mod stream;
+pub(crate) use stream::PartStream;
 
 #[cfg(test)]
 mod tests;

@@ -13,41 +13,60 @@ use crate::pipeline::jobs::{
     attempt_of, follow, is_load_quota_message, quota_parts, retriable_parts, retry_id, submit_all,
     submit_one, SubmitError, Turn,
 };
-use crate::pipeline::prepare::{plan_batch, prepare_batch, PreparedBatch};
+use crate::pipeline::prepare::{plan_batch, prepare_batch, PartlyListed, PreparedBatch};
 use crate::pipeline::record::{self, first_job_error, with_batch};
+use crate::pipeline::streamed::{self, Halt};
 use crate::pipeline::{warehouse_error, Context, Fatal, Step};
 use crate::plan::{LoadPlan, PlanMode};
 use crate::ports::{JobRef, JobState, JobStatus};
 
 /// A batch seen for the first time: plans it, submits every part (then gives `turn` back, so
 /// that concurrent deliveries of the marker find the jobs and follow them too) and follows
-/// them.
+/// them. A big load whose listing is still being read submits its parts as they fill
+/// (`pipeline::streamed`); any other batch is listed to its end first.
 pub(crate) async fn apply_new(
     ctx: Context<'_>,
     run: BatchRun<'_>,
-    prepared: PreparedBatch,
+    partly: PartlyListed,
     turn: Turn,
 ) -> Result<Outcome, IngestError> {
     let event = run.event;
-    let plan = match plan_batch(ctx.settings, &prepared, run.project, run.stem) {
-        Ok(p) => p,
-        Err(f) => {
-            return record::fail(ctx, event, Some(&prepared.batch), Some(run.generation), f).await
-        }
+    let submitted_at;
+    let (prepared, plan, submitted) = if streamed::streamable(ctx.settings, &partly) {
+        submitted_at = ctx.ports.clock.now();
+        let s = streamed::plan_and_submit(ctx, run, partly).await?;
+        (s.prepared, s.plan, s.submitted)
+    } else {
+        let prepared = match partly.finish(ctx, event).await? {
+            Step::Ok(p) => p,
+            Step::Fatal(f) => return record::fail(ctx, event, None, Some(run.generation), f).await,
+        };
+        let plan = match plan_batch(ctx.settings, &prepared, run.project, run.stem) {
+            Ok(p) => p,
+            Err(f) => {
+                let batch = Some(&prepared.batch);
+                return record::fail(ctx, event, batch, Some(run.generation), f).await;
+            }
+        };
+        submitted_at = ctx.ports.clock.now();
+        let submitted = submit_all(ctx.ports, event, &plan).await;
+        (prepared, plan, submitted.map_err(Halt::Submit))
     };
-    let submitted_at = ctx.ports.clock.now();
-    let submitted = submit_all(ctx.ports, event, &plan).await;
     drop(turn);
     let statuses = match submitted {
         Ok(s) => s,
-        Err(SubmitError::Transient(e)) => return Err(warehouse_error(event, e)),
-        Err(SubmitError::Rejected(e)) if is_load_quota_message(&e) => {
+        Err(Halt::Submit(SubmitError::Transient(e))) => return Err(warehouse_error(event, e)),
+        Err(Halt::Submit(SubmitError::Rejected(e))) if is_load_quota_message(&e) => {
             let batch = Some((&prepared.batch, plan.mode));
             return park(ctx, event, batch, &[], &[], Some(submitted_at)).await;
         }
-        Err(SubmitError::Rejected(e)) => {
+        Err(Halt::Submit(SubmitError::Rejected(e))) => {
             let batch = Some(&prepared.batch);
             return record::fail(ctx, event, batch, Some(run.generation), Fatal(e)).await;
+        }
+        Err(Halt::Fatal(f)) => {
+            let batch = Some(&prepared.batch);
+            return record::fail(ctx, event, batch, Some(run.generation), f).await;
         }
     };
     follow_batch(

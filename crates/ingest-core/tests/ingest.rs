@@ -346,8 +346,10 @@ fn ten_thousand_and_one_files_make_two_jobs_that_are_all_followed() {
 }
 
 /// A big batch (issue 12 §2, at a size that runs quickly): 25,000 files in 25 listing pages
-/// make 3 jobs of 10,000, 10,000 and 5,000 files, whose ids, URIs and labels are exactly
-/// what the public planner gives for the same listing, and the listing is read once.
+/// make 3 jobs of 10,000, 10,000 and 5,000 files, whose ids, URIs and load configuration are
+/// exactly what the public planner gives for the same listing, and the listing is read once.
+/// Part 1 goes out as soon as it is full, while the listing is read; part 2 at the end, and
+/// part 0 last, with the number of parts.
 #[test]
 fn twenty_five_thousand_files_make_three_jobs_as_the_planner_gives_them() {
     let e = env();
@@ -355,13 +357,43 @@ fn twenty_five_thousand_files_make_three_jobs_as_the_planner_gives_them() {
         e.store
             .insert(B, &format!("ds/big/part-{i:06}.csv"), b"1\n".to_vec());
     }
+    // Which list calls of the batch were made before each submission.
+    let lists_before: Arc<std::sync::Mutex<Vec<(String, u64)>>> = Arc::default();
+    let (seen, gcs) = (lists_before.clone(), e.gcs.clone());
+    e.faults.set_rule(Box::new(move |method, about| {
+        if method == WarehouseMethod::Submit {
+            let part = about.rsplit('_').next().unwrap_or("").to_string();
+            seen.lock().unwrap().push((part, gcs.calls().list));
+        }
+        None
+    }));
     let event = e.batch("ds/big", &[]);
+    let lists_at_start = e.gcs.calls().list;
     let outcome = e.handle(&event).unwrap();
     assert!(
         matches!(outcome, Outcome::Done { rows: 25_000, .. }),
         "{outcome:?}"
     );
-    let jobs = e.warehouse.submitted();
+    // 25 pages of 1,000 (the memory store's page size, as GCS's), the batch listed once.
+    let batch_lists = e.gcs.calls().list - lists_at_start;
+    assert!(batch_lists <= 25 + 4, "{batch_lists} list calls");
+    let order: Vec<(String, u64)> = lists_before
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(part, lists)| (part.clone(), lists - lists_at_start))
+        .collect();
+    let parts: Vec<&str> = order.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(parts, ["1", "2", "0"]);
+    assert!(
+        order[0].1 < batch_lists,
+        "part 1 went out after {} of {batch_lists} list calls",
+        order[0].1
+    );
+    assert!(order[1].1 == batch_lists && order[2].1 == batch_lists);
+
+    let mut jobs = e.warehouse.submitted();
+    jobs.rotate_right(1);
     let sizes: Vec<usize> = jobs
         .iter()
         .map(|j| match &j.kind {
@@ -370,9 +402,6 @@ fn twenty_five_thousand_files_make_three_jobs_as_the_planner_gives_them() {
         })
         .collect();
     assert_eq!(sizes, [10_000, 10_000, 5_000]);
-    // The batch prefix is listed once, in pages of 1,000 (the memory store's page size).
-    let batch_lists = e.gcs.calls().list;
-    assert!(batch_lists <= 25 + 4, "{batch_lists} list calls");
 
     let mut listing = Vec::new();
     let mut token = None;
@@ -425,7 +454,51 @@ fn twenty_five_thousand_files_make_three_jobs_as_the_planner_gives_them() {
             submitted.labels["bq-ingest-part"],
             planned.labels["bq-ingest-part"]
         );
-        assert_eq!(submitted.labels["bq-ingest-parts"], "3");
+        // Part 1 went out before the number of parts was known.
+        let parts = submitted.labels.get("bq-ingest-parts").map(String::as_str);
+        assert_eq!(parts, (part != 1).then_some("3"), "part {part}");
+    }
+}
+
+/// A big batch whose delivery dies after part 1 went out, while its listing is read, and
+/// one whose part 0's answer is lost: the next delivery finds what went out by its ids and
+/// submits the rest; every file is loaded exactly once and no job runs twice.
+#[test]
+fn a_streamed_batch_interrupted_between_parts_is_loaded_exactly_once() {
+    for (failing, fault) in [
+        ("_2", Fault::Fail(transient("part 2"))),
+        ("_0", Fault::LoseAnswer(transient("part 0"))),
+    ] {
+        let e = env();
+        for i in 0..25_000 {
+            e.store
+                .insert(B, &format!("ds/big/part-{i:06}.csv"), b"1\n".to_vec());
+        }
+        let once = std::sync::atomic::AtomicBool::new(false);
+        e.faults.set_rule(Box::new(move |method, about| {
+            let hit = method == WarehouseMethod::Submit && about.ends_with(failing);
+            (hit && !once.swap(true, std::sync::atomic::Ordering::SeqCst)).then(|| fault.clone())
+        }));
+        let event = e.batch("ds/big", &[]);
+        assert!(
+            e.handle(&event).is_err(),
+            "{failing}: the first delivery fails"
+        );
+        let outcome = e.handle(&event).unwrap();
+        assert!(
+            matches!(outcome, Outcome::Done { rows: 25_000, .. }),
+            "{failing}: {outcome:?}"
+        );
+        let table = table("ds", "big");
+        assert_eq!(e.warehouse.table_rows(&table), 25_000, "{failing}");
+        let ids: Vec<String> = e
+            .warehouse
+            .submitted()
+            .into_iter()
+            .map(|j| j.job_id)
+            .collect();
+        let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!((ids.len(), unique.len()), (3, 3), "{failing}: {ids:?}");
     }
 }
 
@@ -1384,4 +1457,11 @@ fn a_batch_whose_every_file_fails_is_not_quarantined() {
         names_in(&e, "ds/t/b1/"),
         ["ds/t/b1/_SUCCESS", "ds/t/b1/a.csv", "ds/t/b1/b.csv"]
     );
+}
+
+fn transient(what: &str) -> WarehouseError {
+    WarehouseError::Transient {
+        what: format!("jobs.insert {what}"),
+        message: "503 backendError".into(),
+    }
 }

@@ -39,5 +39,5 @@ pub use clock::{MemoryClock, DEFAULT_START_SECONDS};
 pub use forgetful::ForgetfulWarehouse;
 pub use generated::GeneratedStore;
 pub use observer::{MemoryObserver, Observed};
-pub use store::{MemoryStore, FIRST_GENERATION};
+pub use store::{MemoryStore, DEFAULT_PAGE_SIZE, FIRST_GENERATION};
 pub use warehouse::{MemoryWarehouse, QueryOutcome, QueryResponder};

@@ -278,6 +278,11 @@ fn precondition_failed(bucket: &str, name: &str) -> StoreError {
     }
 }
 
+/// How many objects a page of [`MemoryStore`]'s listing holds when the caller does not say:
+/// 1,000, as GCS's `objects.list` (its default and largest `maxResults`), so that a big batch
+/// is read in as many pages as from GCS.
+pub const DEFAULT_PAGE_SIZE: usize = 1_000;
+
 #[async_trait]
 impl ObjectStore for MemoryStore {
     async fn list(
@@ -289,7 +294,7 @@ impl ObjectStore for MemoryStore {
     ) -> Result<ListPage, StoreError> {
         let state = self.lock();
         let objects = state.require_bucket(bucket, prefix)?;
-        let limit = max_results.filter(|&n| n > 0).unwrap_or(usize::MAX);
+        let limit = max_results.filter(|&n| n > 0).unwrap_or(DEFAULT_PAGE_SIZE);
         // The token is the last name of the previous page: the next page starts after it.
         let start = match page_token {
             Some(after) if after >= prefix => Bound::Excluded(after),

@@ -26,6 +26,7 @@ pub(crate) mod jobs;
 pub(crate) mod moves;
 pub(crate) mod prepare;
 pub(crate) mod record;
+pub(crate) mod streamed;
 
 /// The ports an `Ingestor` works through: the object store, the warehouse, the clock and,
 /// optionally, where failed batches are announced.

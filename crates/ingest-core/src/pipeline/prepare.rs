@@ -15,7 +15,7 @@ use crate::plan::{
     job_id_hint, plan_listed_load, plan_listed_partitioned_load, select, JobIdStem, JobIds,
     LoadPlan, PlanInput, Selection, PARTS_LABEL,
 };
-use crate::ports::{ObjectMeta, ObjectStore, PartitionGranularity, StoreError};
+use crate::ports::{JobRequest, ObjectMeta, ObjectStore, PartitionGranularity, StoreError};
 use crate::settings::Settings;
 
 /// Config file contents already read, keyed by (bucket, name, generation): a generation never
@@ -164,17 +164,71 @@ pub(crate) async fn prepare_batch(
     ctx: Context<'_>,
     event: &ObjectEvent,
 ) -> Result<Step<PreparedBatch>, IngestError> {
-    prepare_batch_from(ctx, event, None).await
+    Ok(match prepare(ctx, event, None, false).await? {
+        Step::Ok(partly) => Step::Ok(partly.prepared),
+        Step::Fatal(f) => Step::Fatal(f),
+    })
+}
+
+/// A batch prepared from the first pages of its listing: all of its configuration is read
+/// (the batch's own `_config/` folder sorts before most names and is listed), the rest of the
+/// listing may not be. [`PartlyListed::finish`] lists the rest; a load can plan and submit its
+/// parts while it does (`pipeline::streamed`).
+#[derive(Debug)]
+pub(crate) struct PartlyListed {
+    /// The batch, its listing so far and the selection of that listing.
+    pub(crate) prepared: PreparedBatch,
+    /// The page token of the rest of the listing; `None` when it is complete.
+    pub(crate) next_page: Option<String>,
+}
+
+impl PartlyListed {
+    /// The batch with its whole listing (and the selection of it).
+    pub(crate) async fn finish(
+        self,
+        ctx: Context<'_>,
+        event: &ObjectEvent,
+    ) -> Result<Step<PreparedBatch>, IngestError> {
+        let PartlyListed {
+            mut prepared,
+            mut next_page,
+        } = self;
+        if next_page.is_none() {
+            return Ok(Step::Ok(prepared));
+        }
+        while let Some(token) = next_page {
+            let store = ctx.ports.store.as_ref();
+            next_page =
+                match next_batch_page(store, &event.bucket, &mut prepared.listing, &token).await {
+                    Ok(next) => next,
+                    Err(e) => return store_failure(event, e),
+                };
+        }
+        prepared.selection = select(&ctx.settings.success_filename, &prepared.listing);
+        Ok(Step::Ok(prepared))
+    }
 }
 
 /// [`prepare_batch`], given the batch its path resolves to without config
 /// ([`PathBatch::into_batch`]): used as the destination unless the merged config names its
-/// own `destinationRegex` or `destinationTable`.
+/// own `destinationRegex` or `destinationTable`. The listing stops after the page that passes
+/// the batch's own `_config/` folder (see [`PartlyListed`]).
 pub(crate) async fn prepare_batch_from(
     ctx: Context<'_>,
     event: &ObjectEvent,
     path_batch: Option<Batch>,
-) -> Result<Step<PreparedBatch>, IngestError> {
+) -> Result<Step<PartlyListed>, IngestError> {
+    prepare(ctx, event, path_batch, true).await
+}
+
+/// [`prepare_batch_from`]; `stop_early` whether the batch listing may stop once the batch's
+/// configuration is listed.
+async fn prepare(
+    ctx: Context<'_>,
+    event: &ObjectEvent,
+    path_batch: Option<Batch>,
+    stop_early: bool,
+) -> Result<Step<PartlyListed>, IngestError> {
     let batch_prefix = match event.name.rsplit_once('/') {
         Some((dir, _)) => format!("{dir}/"),
         None => String::new(),
@@ -195,10 +249,12 @@ pub(crate) async fn prepare_batch_from(
             Step::Fatal(f) => return Ok(Step::Fatal(f)),
         }
     }
-    let listing = match list_batch(ctx.ports.store.as_ref(), &event.bucket, &batch_prefix).await {
-        Ok(o) => o,
-        Err(e) => return store_failure(event, e),
-    };
+    let store = ctx.ports.store.as_ref();
+    let (listing, next_page) =
+        match list_batch(store, &event.bucket, &batch_prefix, stop_early).await {
+            Ok(o) => o,
+            Err(e) => return store_failure(event, e),
+        };
     // The batch's own `_config/` comes from the batch listing: no listing of its own.
     let own: Vec<ObjectMeta> = listing
         .indices()
@@ -219,7 +275,10 @@ pub(crate) async fn prepare_batch_from(
             Step::Fatal(f) => return Ok(Step::Fatal(f)),
         }
     }
-    Ok(Step::Ok(prepared))
+    Ok(Step::Ok(PartlyListed {
+        prepared,
+        next_page,
+    }))
 }
 
 /// The destination's time-partitioning granularity: from the configuration's
@@ -375,33 +434,64 @@ pub(crate) async fn list_all(
 }
 
 /// The listing of a batch prefix, read page by page into a [`Listing`] (each page dropped
-/// once it is read).
+/// once it is read); with `stop_early`, a sorted listing stops after the page that passes the
+/// batch's own `_config/` folder, and the token of the rest comes with it.
 async fn list_batch(
     store: &dyn ObjectStore,
     bucket: &str,
     prefix: &str,
-) -> Result<Listing, StoreError> {
+    stop_early: bool,
+) -> Result<(Listing, Option<String>), StoreError> {
     let mut listing = Listing::new(prefix);
-    let mut token: Option<String> = None;
-    loop {
-        let page = store.list(bucket, prefix, token.as_deref(), None).await?;
-        let name_bytes = page.objects.iter().map(|o| o.name.len()).sum();
-        listing.reserve(page.objects.len(), name_bytes);
-        for object in page.objects {
-            listing.push(object);
+    let page = store.list(bucket, prefix, None, None).await?;
+    let mut next_page = add_page(&mut listing, page);
+    while let Some(token) = next_page.take() {
+        if stop_early && config_listed(&listing) {
+            return Ok((listing, Some(token)));
         }
-        match page.next_page_token {
-            Some(t) => token = Some(t),
-            None => return Ok(listing),
-        }
+        next_page = next_batch_page(store, bucket, &mut listing, &token).await?;
     }
+    Ok((listing, None))
+}
+
+/// Whether a sorted listing of a batch holds all of the batch's own `_config/` folder: its
+/// last name sorts after every name in it.
+fn config_listed(listing: &Listing) -> bool {
+    listing.is_sorted()
+        && listing
+            .len()
+            .checked_sub(1)
+            .is_some_and(|last| listing.relative(last) >= "_config0")
+}
+
+/// Reads the page of `token` into `listing`; the token of the page after it.
+pub(crate) async fn next_batch_page(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    listing: &mut Listing,
+    token: &str,
+) -> Result<Option<String>, StoreError> {
+    let page = store
+        .list(bucket, listing.prefix(), Some(token), None)
+        .await?;
+    Ok(add_page(listing, page))
+}
+
+/// Adds a page's objects to `listing`; its next page token.
+fn add_page(listing: &mut Listing, page: crate::ports::ListPage) -> Option<String> {
+    let name_bytes = page.objects.iter().map(|o| o.name.len()).sum();
+    listing.reserve(page.objects.len(), name_bytes);
+    for object in page.objects {
+        listing.push(object);
+    }
+    page.next_page_token
 }
 
 /// A store error met while reading a batch: transient errors are handed back for redelivery;
 /// anything else is final for this notification — a missing bucket or a permission problem
 /// does not go away by redelivering, so it is recorded (with how to replay it once fixed)
 /// instead of answering "retry" until the subscription dead-letters it.
-fn store_failure<T>(event: &ObjectEvent, e: StoreError) -> Result<Step<T>, IngestError> {
+pub(crate) fn store_failure<T>(event: &ObjectEvent, e: StoreError) -> Result<Step<T>, IngestError> {
     match e {
         e if e.is_transient() => Err(super::store_error(event, e)),
         StoreError::NotFound { bucket, .. } => Ok(Step::Fatal(Fatal(format!(
@@ -417,32 +507,42 @@ fn store_failure<T>(event: &ObjectEvent, e: StoreError) -> Result<Step<T>, Inges
     }
 }
 
-/// Labels every job of `plan` with the number of parts ([`PARTS_LABEL`]), with
-/// [`crate::plan::AFTER_SUCCESS_LABEL`] when the batch's files are archived or deleted once it
-/// is done, and with `quarantine` as [`crate::plan::QUARANTINE_LABEL`] when given.
+/// Labels every job of `plan` with the number of parts ([`PARTS_LABEL`]) and what
+/// [`label_job`] adds.
 pub(crate) fn label_batch_jobs(
     prepared: &PreparedBatch,
     plan: &mut LoadPlan,
     quarantine: Option<&str>,
 ) {
     let parts = plan.jobs.len().to_string();
-    let after_success = super::after_success::label_value(prepared);
     for job in &mut plan.jobs {
         // Load plans have it already (`plan::load_plan`); transforms do not.
         if job.labels.get(PARTS_LABEL) != Some(&parts) {
             job.labels.insert(PARTS_LABEL.to_string(), parts.clone());
         }
-        if let Some(value) = after_success {
-            job.labels.insert(
-                crate::plan::AFTER_SUCCESS_LABEL.to_string(),
-                value.to_string(),
-            );
-        }
-        if let Some(value) = quarantine {
-            job.labels
-                .insert(crate::plan::QUARANTINE_LABEL.to_string(), value.to_string());
-        }
+        label_job(prepared, job, quarantine);
     }
+}
+
+/// Labels a job of the batch with [`crate::plan::AFTER_SUCCESS_LABEL`] when the batch's files
+/// are archived or deleted once it is done, and with `quarantine` as
+/// [`crate::plan::QUARANTINE_LABEL`] when given.
+pub(crate) fn label_job(prepared: &PreparedBatch, job: &mut JobRequest, quarantine: Option<&str>) {
+    if let Some(value) = super::after_success::label_value(prepared) {
+        job.labels.insert(
+            crate::plan::AFTER_SUCCESS_LABEL.to_string(),
+            value.to_string(),
+        );
+    }
+    if let Some(value) = quarantine {
+        job.labels
+            .insert(crate::plan::QUARANTINE_LABEL.to_string(), value.to_string());
+    }
+}
+
+/// The quarantine label's value of the batch's jobs ([`label_job`]).
+pub(crate) fn quarantine_label(prepared: &PreparedBatch) -> Option<&'static str> {
+    prepared.config.ingest.quarantine.is_some().then_some("on")
 }
 
 /// Plans the jobs of a prepared batch (load or transform); every job carries the number of
@@ -471,8 +571,7 @@ pub(crate) fn plan_batch(
         plan_listed_load(&ids, &prepared.batch, &prepared.config, &input)
     };
     let mut plan = planned.map_err(|e| Fatal(e.to_string()))?;
-    let quarantine = prepared.config.ingest.quarantine.is_some().then_some("on");
-    label_batch_jobs(prepared, &mut plan, quarantine);
+    label_batch_jobs(prepared, &mut plan, quarantine_label(prepared));
     Ok(plan)
 }
 
