@@ -204,19 +204,13 @@ pub(crate) fn select(success_filename: &str, listing: &Listing) -> Selection {
     // Sub-folders (relative to the batch prefix, ending with `/`) with their own marker.
     let other_batches: HashSet<&str> = listing
         .indices()
-        .map(|i| listing.relative(i))
-        .filter_map(|relative| {
-            let (dir, base) = relative.rsplit_once('/')?;
-            (base == success_filename).then(|| &relative[..=dir.len()])
-        })
+        .filter_map(|i| marker_folder(listing.relative(i), success_filename))
         .collect();
 
     let mut selection = Selection::default();
     for i in listing.indices() {
-        let reason = skip_reason(listing.relative(i), success_filename, |dir| {
-            other_batches.contains(dir)
-        });
-        match reason.or_else(|| (listing.size(i) == 0).then_some("empty")) {
+        let is_other_batch = |dir: &str| other_batches.contains(dir);
+        match object_skip_reason(listing, i, success_filename, is_other_batch) {
             Some(reason) => selection.skipped.push((i, reason)),
             None => selection.data.push(i),
         }
@@ -230,6 +224,25 @@ pub(crate) fn select(success_filename: &str, listing: &Listing) -> Selection {
             .dedup_by(|a, b| listing.relative(*a) == listing.relative(*b));
     }
     selection
+}
+
+/// The sub-folder (relative to the batch prefix, ending with `/`) whose own success marker
+/// `relative` is, when it is one.
+fn marker_folder<'a>(relative: &'a str, success_filename: &str) -> Option<&'a str> {
+    let (dir, base) = relative.rsplit_once('/')?;
+    (base == success_filename).then(|| &relative[..=dir.len()])
+}
+
+/// Why object `index` of the batch listing is not a data file ([`skip_reason`], or `empty`),
+/// or `None` when it is one.
+fn object_skip_reason(
+    listing: &Listing,
+    index: usize,
+    success_filename: &str,
+    is_other_batch: impl Fn(&str) -> bool,
+) -> Option<&'static str> {
+    skip_reason(listing.relative(index), success_filename, is_other_batch)
+        .or_else(|| (listing.size(index) == 0).then_some("empty"))
 }
 
 /// Why an object of the batch listing (its name relative to the batch prefix) is not a data
@@ -1061,7 +1074,7 @@ fn load_config(config: &BatchConfig) -> Map<String, Value> {
 }
 
 /// Whether a load configuration's `writeDisposition` erases or refuses what the table holds
-/// (`WRITE_TRUNCATE`, `WRITE_EMPTY`): then part 0 must be the batch's first write.
+/// (`WRITE_TRUNCATE`, `WRITE_EMPTY`): then it applies to part 0 alone ([`part_config`]).
 pub(crate) fn erases_table(config: &Map<String, Value>) -> bool {
     config
         .get("writeDisposition")

@@ -492,18 +492,23 @@ fn add_page(listing: &mut Listing, page: crate::ports::ListPage) -> Option<Strin
 /// does not go away by redelivering, so it is recorded (with how to replay it once fixed)
 /// instead of answering "retry" until the subscription dead-letters it.
 pub(crate) fn store_failure<T>(event: &ObjectEvent, e: StoreError) -> Result<Step<T>, IngestError> {
+    store_fatal(event, e).map(Step::Fatal)
+}
+
+/// [`store_failure`]: the transient error handed back, or what is final about the others.
+pub(crate) fn store_fatal(event: &ObjectEvent, e: StoreError) -> Result<Fatal, IngestError> {
     match e {
         e if e.is_transient() => Err(super::store_error(event, e)),
-        StoreError::NotFound { bucket, .. } => Ok(Step::Fatal(Fatal(format!(
+        StoreError::NotFound { bucket, .. } => Ok(Fatal(format!(
             "{}: bucket gs://{bucket} does not exist, or this service's account may not list \
              it (it needs roles/storage.objectViewer on the bucket)",
             event.uri()
-        )))),
-        e => Ok(Step::Fatal(Fatal(format!(
+        ))),
+        e => Ok(Fatal(format!(
             "{}: cannot read the batch: {e} (is the bucket readable by this service's \
              account?)",
             event.uri()
-        )))),
+        ))),
     }
 }
 

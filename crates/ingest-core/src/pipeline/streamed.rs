@@ -10,15 +10,16 @@
 //! sent before the end do not carry the number of parts (nothing reads it but on part 0).
 //!
 //! Only a plain load streams: not a transform or a load into the partitions its file names
-//! carry (both need every file first), not a `WRITE_TRUNCATE` or `WRITE_EMPTY` load (part 0
-//! must write first), and only when `MAX_BATCH_BYTES` is at least GCS's largest object, so
-//! that no file found later can fail the plan after parts went out.
+//! carry (both need every file first), not a `WRITE_TRUNCATE` or `WRITE_EMPTY` load (that
+//! disposition is part 0's alone, which must not go out last), and only when `MAX_BATCH_BYTES`
+//! is at least GCS's largest object, so that no file found later can fail the plan after parts
+//! went out.
 
 use super::jobs::{submit_one, BatchRun, SubmitError};
 use super::prepare::{
-    label_job, next_batch_page, quarantine_label, store_failure, PartlyListed, PreparedBatch,
+    label_job, next_batch_page, quarantine_label, store_fatal, PartlyListed, PreparedBatch,
 };
-use super::{Context, Fatal, Step};
+use super::{Context, Fatal};
 use crate::outcome::IngestError;
 use crate::plan::{erases_table, select, JobIds, LoadPlan, PartStream, PlanMode, PARTS_LABEL};
 use crate::ports::{JobRequest, JobStatus};
@@ -100,10 +101,7 @@ pub(crate) async fn plan_and_submit(
         next_page = match next_batch_page(store, &event.bucket, &mut prepared.listing, &token).await
         {
             Ok(next) => next,
-            Err(e) => match store_failure::<()>(event, e)? {
-                Step::Fatal(f) => return halt(prepared, jobs, Halt::Fatal(f)),
-                Step::Ok(()) => unreachable!("a store failure is never a step forward"),
-            },
+            Err(e) => return halt(prepared, jobs, Halt::Fatal(store_fatal(event, e)?)),
         };
     }
     let (rest, totals) = match stream.finish(&prepared.listing) {

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::{
-    compact_uris, fits, job_labels, load_config, part_config, skip_reason, too_large, JobIds, Part,
-    PlanError, PlanInput, PART_LABEL,
+    compact_uris, fits, job_labels, load_config, marker_folder, object_skip_reason, part_config,
+    too_large, JobIds, Part, PlanError, PlanInput, PART_LABEL,
 };
 use crate::config::BatchConfig;
 use crate::destination::Batch;
@@ -112,22 +112,15 @@ impl<'a> PartStream<'a> {
         let new = self.classified..settled.max(self.classified);
         // A sub-folder's marker settles with the folder, so with every object it concerns.
         for i in new.clone() {
-            let relative = listing.relative(i);
-            if let Some((dir, base)) = relative.rsplit_once('/') {
-                if base == self.success_filename {
-                    self.other_batches
-                        .insert(relative[..=dir.len()].to_string());
-                }
+            if let Some(folder) = marker_folder(listing.relative(i), self.success_filename) {
+                self.other_batches.insert(folder.to_string());
             }
         }
         let mut jobs = Vec::new();
         for i in new {
-            let relative = listing.relative(i);
             let other = &self.other_batches;
-            let skipped = skip_reason(relative, self.success_filename, |d| other.contains(d))
-                .is_some()
-                || listing.size(i) == 0;
-            if skipped {
+            let is_other_batch = |dir: &str| other.contains(dir);
+            if object_skip_reason(listing, i, self.success_filename, is_other_batch).is_some() {
                 continue;
             }
             let size = listing.size(i);
